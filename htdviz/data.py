@@ -1,0 +1,520 @@
+"""Data sets for htdviz: CiteULike-t, any users.dat-style file, pandas pairs, planted groups.
+
+Every loader ends in the same leave-one-out preprocessing (REFERENCE.md §1, §3 and the
+data README): keep users with at least ``min_items`` items, re-index users in input order
+and items in order of first appearance, hold out one validation and one test item per user.
+
+CiteULike files are resolved in this order:
+
+1. the data folder (``HTDVIZ_DATA_DIR``, else the project's ``data/`` folder), sha256-checked;
+2. a download from the public source, sha256-checked and written atomically;
+3. offline, the mirror folder named by ``HTDVIZ_DATA_MIRROR`` (files under ``citeulike-t/``),
+   copied into the data folder, sha256-checked. The mirror is only read, never written.
+"""
+from __future__ import annotations
+
+import hashlib
+import io
+import logging
+import os
+import pickle
+import shutil
+import tempfile
+import urllib.error
+import urllib.request
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import scipy.sparse as sp
+
+logger = logging.getLogger(__name__)
+
+_COLLMETRIC = "https://raw.githubusercontent.com/changun/CollMetric/master/citeulike-t/"
+_AUTHORS = "https://raw.githubusercontent.com/SeongKu-Kang/Topology_Distillation_KDD21/main/dataset/"
+
+#: file name -> (public URL, sha256) of every CiteULike-t file htdviz reads.
+CITEULIKE_FILES = {
+    "users.dat": (_COLLMETRIC + "users.dat",
+                  "02d5d429b2c0362e0ed79f6ef204666b4092563d21493abf4dfb521e8a7078bf"),
+    "tags.dat": (_COLLMETRIC + "tags.dat",
+                 "2f1e6dd94fe216a4453caf67e337c45f73938373b21d2aa3b6d2696387449e76"),
+    "tag-item.dat": (_COLLMETRIC + "tag-item.dat",
+                     "e2b80fc0e023780b63c00a397a2d0934eff6dbaf8a1b918778698361dae7ce6b"),
+    "Train": (_AUTHORS + "Train", "4ff316eb275346131c38b218f281d944552c1de61d7bf7008134ba82262bf16b"),
+    "Valid": (_AUTHORS + "Valid", "9f7920c83158f69c69e5887b1a01f7346087f3690fb54e8930861ba0765b93b9"),
+    "Test": (_AUTHORS + "Test", "b1375faa9e1fcccf7f8e481d9e350c11604be41f330b3fd4c663576ce71175c5"),
+}
+
+
+# --------------------------------------------------------------------------------------
+# The data set
+# --------------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Dataset:
+    """An immutable leave-one-out recommendation data set.
+
+    Attributes
+    ----------
+    name : str
+    train : scipy.sparse.csr_matrix of shape (n_users, n_items)
+        Binary training interactions (float32 ones).
+    valid_items, test_items : ndarray of shape (n_users,)
+        The one held-out validation / test item of each user.
+    raw_user_ids, raw_item_ids : ndarray of shape (n_users,) / (n_items,)
+        Maps from htdviz ids back to the ids of the source.
+    item_tags : csr_matrix of shape (n_items, n_tags) or None
+        Which tags each item carries (CiteULike), else None.
+    tag_names : tuple of str or None
+    user_groups, item_groups : ndarray or None
+        True planted groups (synthetic data only).
+    info : dict
+        What preprocessing did (users kept and filtered, split, seed).
+    """
+
+    name: str
+    train: sp.csr_matrix
+    valid_items: np.ndarray
+    test_items: np.ndarray
+    raw_user_ids: np.ndarray
+    raw_item_ids: np.ndarray
+    item_tags: sp.csr_matrix | None = None
+    tag_names: tuple[str, ...] | None = None
+    user_groups: np.ndarray | None = None
+    item_groups: np.ndarray | None = None
+    info: dict = field(default_factory=dict)
+
+    def __post_init__(self):
+        for arr in (self.valid_items, self.test_items, self.raw_user_ids, self.raw_item_ids,
+                    self.user_groups, self.item_groups, self.train.data, self.train.indices,
+                    self.train.indptr):
+            if arr is not None:
+                arr.flags.writeable = False
+        if self.item_tags is not None:
+            for arr in (self.item_tags.data, self.item_tags.indices, self.item_tags.indptr):
+                arr.flags.writeable = False
+
+    @property
+    def n_users(self) -> int:
+        return self.train.shape[0]
+
+    @property
+    def n_items(self) -> int:
+        return self.train.shape[1]
+
+    @property
+    def n_train(self) -> int:
+        return self.train.nnz
+
+    def train_pairs(self) -> tuple[np.ndarray, np.ndarray]:
+        """(users, items) of every training interaction, each of shape (n_train,), int64."""
+        coo = self.train.tocoo()
+        return coo.row.astype(np.int64), coo.col.astype(np.int64)
+
+    def held_out(self, split: str) -> np.ndarray:
+        """Target items of ``split`` ("valid" or "test"), shape (n_users,)."""
+        if split == "valid":
+            return self.valid_items
+        if split == "test":
+            return self.test_items
+        raise ValueError(f"split must be 'valid' or 'test', got {split!r}")
+
+    def __repr__(self) -> str:
+        return (f"Dataset({self.name!r}, n_users={self.n_users}, n_items={self.n_items}, "
+                f"n_train={self.n_train}, split={self.info.get('split')!r})")
+
+
+# --------------------------------------------------------------------------------------
+# Files: resolve, verify, download atomically
+# --------------------------------------------------------------------------------------
+
+def default_data_dir() -> Path:
+    """The download cache: ``HTDVIZ_DATA_DIR``, else the project's ``data/`` folder."""
+    if os.environ.get("HTDVIZ_DATA_DIR"):
+        return Path(os.environ["HTDVIZ_DATA_DIR"])
+    project_data = Path(__file__).resolve().parent.parent / "data"
+    if project_data.is_dir():
+        return project_data
+    return Path.home() / ".cache" / "htdviz"
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _write_atomically(target: Path, write) -> None:
+    """Call ``write(file)`` on a temporary file beside ``target``, then rename it into place."""
+    target.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".part")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            write(f)
+        os.replace(tmp, target)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def _fetch_verified(target: Path, source, sha256: str, where: str) -> None:
+    """Copy ``source`` (a readable binary stream) to ``target``; keep it only if its hash fits."""
+    def write(f):
+        digest = hashlib.sha256()
+        for block in iter(lambda: source.read(1 << 20), b""):
+            digest.update(block)
+            f.write(block)
+        if digest.hexdigest() != sha256:
+            raise ValueError(f"{where}: sha256 {digest.hexdigest()} does not match the expected "
+                             f"{sha256}; the file was not kept")
+    _write_atomically(target, write)
+
+
+def fetch_citeulike(data_dir: str | Path | None = None, files=tuple(CITEULIKE_FILES)) -> Path:
+    """Make the CiteULike-t files available in ``data_dir/citeulike-t`` and return that folder."""
+    folder = Path(data_dir or default_data_dir()) / "citeulike-t"
+    mirror = os.environ.get("HTDVIZ_DATA_MIRROR")
+    for name in files:
+        url, sha256 = CITEULIKE_FILES[name]
+        target = folder / name
+        if target.exists():
+            if _sha256(target) == sha256:
+                continue
+            raise ValueError(f"{target}: sha256 does not match the published {sha256}; "
+                             f"delete the file to download it again")
+        errors = []
+        try:
+            with urllib.request.urlopen(url, timeout=30) as response:
+                _fetch_verified(target, response, sha256, url)
+            logger.info("downloaded %s", url)
+            continue
+        except (urllib.error.URLError, OSError) as exc:
+            errors.append(f"download {url}: {exc}")
+        if mirror:
+            source = Path(mirror) / "citeulike-t" / name
+            if source.exists():
+                with open(source, "rb") as f:
+                    _fetch_verified(target, f, sha256, str(source))
+                logger.info("copied %s from the mirror %s", name, mirror)
+                continue
+            errors.append(f"mirror: {source} does not exist")
+        else:
+            errors.append("mirror: HTDVIZ_DATA_MIRROR is not set")
+        raise FileNotFoundError(
+            f"CiteULike-t file {name!r} is not in {folder} and could not be fetched "
+            f"({'; '.join(errors)}). Fix: connect to the internet, or put the file (sha256 "
+            f"{sha256}) into {folder}, or set HTDVIZ_DATA_MIRROR to a folder holding "
+            f"citeulike-t/{name}.")
+    return folder
+
+
+# --------------------------------------------------------------------------------------
+# Parsing
+# --------------------------------------------------------------------------------------
+
+def _read_count_lines(path: Path) -> list[np.ndarray]:
+    """Read a file of lines ``n id_1 ... id_n`` into one int64 array per line, validated."""
+    path = Path(path)
+    text = path.read_text()
+    if not text.strip():
+        raise ValueError(f"{path}: the file is empty")
+    rows = []
+    for line_no, line in enumerate(text.splitlines(), start=1):
+        fields = line.split()
+        try:
+            values = np.array([int(x) for x in fields], dtype=np.int64)
+        except ValueError:
+            bad = next(x for x in fields if not x.lstrip("-").isdigit())
+            raise ValueError(f"{path}, line {line_no}: {bad!r} is not an integer") from None
+        if values.size == 0:
+            raise ValueError(f"{path}, line {line_no}: empty line (expected 'n id_1 ... id_n')")
+        if values[0] != values.size - 1:
+            raise ValueError(f"{path}, line {line_no}: the count field says {values[0]} but the "
+                             f"line holds {values.size - 1} ids")
+        if (values[1:] < 0).any():
+            raise ValueError(f"{path}, line {line_no}: negative id {values[1:].min()}")
+        rows.append(values[1:])
+    return rows
+
+
+class _DictsAndIntsOnly(pickle.Unpickler):
+    """Unpickler for the authors' split files: refuses every global, so no code can run."""
+
+    def find_class(self, module, name):
+        raise ValueError(f"refusing to load global {module}.{name}: split files must hold only "
+                         f"dicts and ints")
+
+
+def _read_split_dict(path: Path) -> dict:
+    obj = _DictsAndIntsOnly(io.BytesIO(Path(path).read_bytes())).load()
+    if not isinstance(obj, dict):
+        raise ValueError(f"{path}: expected a dict, found {type(obj).__name__}")
+    return obj
+
+
+# --------------------------------------------------------------------------------------
+# Preprocessing: filter, re-index, split
+# --------------------------------------------------------------------------------------
+
+def _reindex(user_rows: list[np.ndarray], min_items: int, source: str, where=None):
+    """Keep users with >= min_items items; re-index users in order and items by first appearance.
+
+    Returns the kept rows in new item ids, the raw user positions kept, the raw item ids and
+    a record of what the filter did.
+    """
+    if min_items < 3:
+        raise ValueError(f"min_items must be >= 3 so that each user keeps a training item after "
+                         f"holding out two, got {min_items}")
+    where = where if where is not None else [f"line {n}" for n in range(1, len(user_rows) + 1)]
+    kept = []
+    for raw_user, (row, place) in enumerate(zip(user_rows, where)):
+        unique, counts = np.unique(row, return_counts=True)
+        if (counts > 1).any():
+            raise ValueError(f"{source}, {place}: item {unique[counts > 1][0]} appears "
+                             f"{counts.max()} times")
+        if row.size >= min_items:
+            kept.append(raw_user)
+    if not kept:
+        raise ValueError(f"{source}: no user has at least min_items={min_items} items")
+    flat = np.concatenate([user_rows[u] for u in kept])
+    raw_item_ids, first = np.unique(flat, return_index=True)
+    raw_item_ids = raw_item_ids[np.argsort(first)]          # order of first appearance
+    new_id = {raw: new for new, raw in enumerate(raw_item_ids.tolist())}
+    rows = [np.array([new_id[x] for x in user_rows[u].tolist()], dtype=np.int64) for u in kept]
+    report = {"n_users_in_source": len(user_rows), "n_users_kept": len(kept),
+              "n_users_filtered": len(user_rows) - len(kept), "min_items": min_items}
+    if report["n_users_filtered"]:
+        logger.info("%s: min_items=%d filter kept %d of %d users", source, min_items,
+                    len(kept), len(user_rows))
+    return rows, np.asarray(kept, dtype=np.int64), raw_item_ids, report
+
+
+def _random_leave_two_out(rows: list[np.ndarray], seed: int):
+    rng = np.random.default_rng(seed)
+    train_rows, valid, test = [], np.empty(len(rows), np.int64), np.empty(len(rows), np.int64)
+    for u, row in enumerate(rows):
+        v, t = rng.choice(row.size, size=2, replace=False)
+        valid[u], test[u] = row[v], row[t]
+        train_rows.append(np.delete(row, [v, t]))
+    return train_rows, valid, test
+
+
+def _csr(rows: list[np.ndarray], n_items: int) -> sp.csr_matrix:
+    indptr = np.concatenate([[0], np.cumsum([r.size for r in rows])])
+    indices = np.concatenate(rows) if rows else np.empty(0, np.int64)
+    m = sp.csr_matrix((np.ones(indices.size, np.float32), indices, indptr),
+                      shape=(len(rows), n_items))
+    m.sort_indices()
+    return m
+
+
+def _build(name, rows, raw_user_ids, raw_item_ids, report, split, seed, **extra) -> Dataset:
+    train_rows, valid, test = _random_leave_two_out(rows, seed)
+    info = dict(report, split=split, seed=seed)
+    return Dataset(name=name, train=_csr(train_rows, raw_item_ids.size), valid_items=valid,
+                   test_items=test, raw_user_ids=raw_user_ids, raw_item_ids=raw_item_ids,
+                   info=info, **extra)
+
+
+# --------------------------------------------------------------------------------------
+# Public loaders
+# --------------------------------------------------------------------------------------
+
+def load_users_file(path: str | Path, min_items: int = 5, seed: int = 0,
+                    name: str | None = None) -> Dataset:
+    """Load any file in the users.dat format (line u: ``n item_1 ... item_n``).
+
+    Users with fewer than ``min_items`` items are filtered (reported in ``info``); then a
+    seeded random leave-one-out split holds out one validation and one test item per user.
+    """
+    path = Path(path)
+    rows, kept, raw_items, report = _reindex(_read_count_lines(path), min_items, str(path))
+    return _build(name or path.stem, rows, kept, raw_items, report, "random", seed)
+
+
+def from_pairs(pairs, user_col: str = "user", item_col: str = "item", min_items: int = 5,
+               seed: int = 0, name: str = "pairs") -> Dataset:
+    """Build a data set from a pandas DataFrame of (user, item) interactions.
+
+    Users are re-indexed in order of first appearance; duplicate pairs raise ValueError.
+    """
+    for col in (user_col, item_col):
+        if col not in pairs.columns:
+            raise ValueError(f"pairs has no column {col!r} (columns: {list(pairs.columns)})")
+    if len(pairs) == 0:
+        raise ValueError("pairs is empty")
+    dup = pairs.duplicated([user_col, item_col])
+    if dup.any():
+        row = pairs[dup].iloc[0]
+        raise ValueError(f"pairs: duplicate interaction user={row[user_col]!r}, "
+                         f"item={row[item_col]!r} (row {pairs.index[dup][0]})")
+    users = pairs[user_col].to_numpy()
+    raw_user_ids, first = np.unique(users, return_index=True)
+    raw_user_ids = raw_user_ids[np.argsort(first)]
+    item_codes, raw_item_table = _factorize(pairs[item_col].to_numpy())
+    user_codes, _ = _factorize(users)
+    order = np.argsort(user_codes, kind="stable")
+    bounds = np.cumsum(np.bincount(user_codes, minlength=raw_user_ids.size))[:-1]
+    user_rows = np.split(item_codes[order], bounds)
+    rows, kept, raw_items, report = _reindex(user_rows, min_items, name,
+                                             where=[f"user {u!r}" for u in raw_user_ids])
+    return _build(name, rows, raw_user_ids[kept], raw_item_table[raw_items], report,
+                  "random", seed)
+
+
+def _factorize(values: np.ndarray):
+    """Codes in order of first appearance, and the table of distinct values."""
+    table, first, inverse = np.unique(values, return_index=True, return_inverse=True)
+    order = np.argsort(first)
+    rank = np.empty_like(order)
+    rank[order] = np.arange(order.size)
+    return rank[inverse].astype(np.int64), table[order]
+
+
+def load_citeulike(split: str = "reference", seed: int = 0, min_items: int = 5,
+                   data_dir: str | Path | None = None) -> Dataset:
+    """CiteULike-t (Wang et al., IJCAI 2013), the first data set of the paper.
+
+    Parameters
+    ----------
+    split : {"reference", "random"}
+        "reference" is the authors' exact split (their Train/Valid/Test files, read with an
+        unpickler that refuses every global); "random" a seeded leave-one-out split made by
+        the same preprocessing rule.
+    seed : int, default 0
+        Seed of the random split (ignored for "reference").
+    min_items : int, default 5
+        Users with fewer items are filtered (the paper's rule; "reference" needs 5).
+    data_dir : path, optional
+        Download cache; default :func:`default_data_dir`.
+    """
+    if split not in ("reference", "random"):
+        raise ValueError(f"split must be 'reference' or 'random', got {split!r}")
+    if split == "reference" and min_items != 5:
+        raise ValueError(f"the reference split was made with min_items=5, got {min_items}")
+    needed = tuple(CITEULIKE_FILES) if split == "reference" else ("users.dat", "tags.dat",
+                                                                    "tag-item.dat")
+    folder = fetch_citeulike(data_dir, needed)
+    rows, kept, raw_items, report = _reindex(_read_count_lines(folder / "users.dat"),
+                                             min_items, str(folder / "users.dat"))
+    tags = _item_tags(folder, raw_items)
+    if split == "random":
+        return _build("citeulike-t", rows, kept, raw_items, report, "random", seed, **tags)
+
+    train_rows, valid, test = _reference_split(folder, rows)
+    return Dataset(name="citeulike-t", train=_csr(train_rows, raw_items.size),
+                   valid_items=valid, test_items=test, raw_user_ids=kept,
+                   raw_item_ids=raw_items, info=dict(report, split="reference", seed=None),
+                   **tags)
+
+
+def _reference_split(folder: Path, rows: list[np.ndarray]):
+    """Read the authors' Train/Valid/Test and check they partition each user's items."""
+    train = _read_split_dict(folder / "Train")
+    valid = _read_split_dict(folder / "Valid")
+    test = _read_split_dict(folder / "Test")
+    n_users = len(rows)
+    for name, d in (("Train", train), ("Valid", valid), ("Test", test)):
+        if sorted(d) != list(range(n_users)):
+            raise ValueError(f"{folder / name}: expected users 0..{n_users - 1}, "
+                             f"found {len(d)} keys")
+    train_rows = [np.array(sorted(train[u]), dtype=np.int64) for u in range(n_users)]
+    valid_items = np.array([valid[u] for u in range(n_users)], dtype=np.int64)
+    test_items = np.array([test[u] for u in range(n_users)], dtype=np.int64)
+    for u in range(n_users):
+        together = np.sort(np.concatenate([train_rows[u], [valid_items[u], test_items[u]]]))
+        if not np.array_equal(together, np.sort(rows[u])):
+            raise ValueError(f"{folder}: the reference split of user {u} does not match "
+                             f"users.dat after preprocessing")
+    return train_rows, valid_items, test_items
+
+
+def _item_tags(folder: Path, raw_items: np.ndarray) -> dict:
+    names = tuple((folder / "tags.dat").read_text().splitlines())
+    tag_rows = _read_count_lines(folder / "tag-item.dat")
+    if len(names) != len(tag_rows):
+        raise ValueError(f"{folder}: tags.dat has {len(names)} lines but tag-item.dat "
+                         f"{len(tag_rows)}")
+    lookup = np.full(max(raw_items.max(), max(r.max(initial=0) for r in tag_rows)) + 1, -1)
+    lookup[raw_items] = np.arange(raw_items.size)
+    tag_ids = np.repeat(np.arange(len(tag_rows)), [r.size for r in tag_rows])
+    items = lookup[np.concatenate(tag_rows)]
+    present = items >= 0       # tags of items that belong to no kept user are not part of this set
+    item_tags = sp.csr_matrix((np.ones(present.sum(), np.float32),
+                               (items[present], tag_ids[present])),
+                              shape=(raw_items.size, len(names)))
+    item_tags.sum_duplicates()
+    item_tags.data[:] = 1.0
+    return {"item_tags": item_tags, "tag_names": names}
+
+
+def synthetic(n_users: int = 600, n_items: int = 1200, n_groups: int = 6, dim: int = 16,
+              items_per_user: int = 20, spread: float = 0.35, temperature: float = 0.1,
+              seed: int = 0) -> Dataset:
+    """A seeded data set with planted preference groups, for tests and teaching.
+
+    Group centres are random unit vectors in ``dim`` dimensions; each user and item is its
+    group's centre plus Gaussian noise of scale ``spread``, normalised. A user's interactions
+    are ``items_per_user`` distinct items drawn with probability proportional to
+    exp(cos(user, item) / temperature), so users mostly pick items of their own group.
+    The true groups are returned in ``user_groups`` and ``item_groups``.
+    """
+    if items_per_user < 3 or items_per_user > n_items:
+        raise ValueError(f"items_per_user must be in [3, n_items={n_items}], got {items_per_user}")
+    if n_groups < 1:
+        raise ValueError(f"n_groups must be >= 1, got {n_groups}")
+    rng = np.random.default_rng(seed)
+
+    def unit(x):
+        return x / np.linalg.norm(x, axis=1, keepdims=True)
+
+    centres = unit(rng.standard_normal((n_groups, dim)))
+    user_groups = rng.integers(n_groups, size=n_users)
+    item_groups = rng.integers(n_groups, size=n_items)
+    users = unit(centres[user_groups] + spread * rng.standard_normal((n_users, dim)))
+    items = unit(centres[item_groups] + spread * rng.standard_normal((n_items, dim)))
+    logits = users @ items.T / temperature
+    # Gumbel top-k draws items_per_user distinct items per user, proportional to exp(logits).
+    keys = logits + rng.gumbel(size=logits.shape)
+    chosen = np.argsort(-keys, axis=1)[:, :items_per_user]
+    rows, kept, raw_items, report = _reindex(list(chosen), 3, "synthetic")
+    return _build("synthetic", rows, kept, raw_items, report, "random", seed,
+                  user_groups=user_groups[kept], item_groups=item_groups[raw_items])
+
+
+# --------------------------------------------------------------------------------------
+# Negative sampling
+# --------------------------------------------------------------------------------------
+
+class NegativeSampler:
+    """Uniform negatives that are never a training positive of their user (vectorised).
+
+    Each draw samples all negatives at once, then re-draws only the collisions until none
+    is left; membership is a binary search in the sorted keys ``user * n_items + item``.
+    """
+
+    def __init__(self, train: sp.csr_matrix):
+        train = train.tocsr()
+        self.n_items = train.shape[1]
+        if (np.diff(train.indptr) >= self.n_items).any():
+            raise ValueError("a user has interacted with every item; no negative exists")
+        users = np.repeat(np.arange(train.shape[0], dtype=np.int64), np.diff(train.indptr))
+        self._keys = np.sort(users * self.n_items + train.indices.astype(np.int64))
+
+    def is_positive(self, users: np.ndarray, items: np.ndarray) -> np.ndarray:
+        keys = users * self.n_items + items
+        pos = np.searchsorted(self._keys, keys)
+        pos = np.minimum(pos, self._keys.size - 1)
+        return self._keys[pos] == keys
+
+    def sample(self, users: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+        """One negative item per entry of ``users`` (int64 array), shape like ``users``."""
+        items = rng.integers(self.n_items, size=users.shape)
+        bad = np.flatnonzero(self.is_positive(users, items))
+        while bad.size:
+            items[bad] = rng.integers(self.n_items, size=bad.size)
+            bad = bad[self.is_positive(users[bad], items[bad])]
+        return items

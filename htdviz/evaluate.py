@@ -1,0 +1,103 @@
+"""Full-ranking leave-one-out evaluation (REFERENCE.md §3).
+
+Each user's held-out item is ranked against ALL items; the user's training items and the
+other held-out item (the validation item when testing, the test item when validating) are
+excluded. With one held-out item, Recall@N is the hit rate and NDCG@N = 1 / log2(rank + 2)
+when the item is in the top N (rank 0-based), else 0.
+
+Per batch of users the scores of all items are computed with one matmul, masked items set
+to -inf, and ``topk(max(ks))`` gives the ranking; the target's position in it is its rank
+(ranks beyond max(ks) are reported as max(ks), "not in any list").
+"""
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from .data import Dataset
+
+DEFAULT_KS = (10, 20, 50)
+
+
+def _as_tensor(x) -> torch.Tensor:
+    return x if isinstance(x, torch.Tensor) else torch.as_tensor(np.asarray(x))
+
+
+@torch.no_grad()
+def target_ranks(user_emb, item_emb, dataset: Dataset, split: str = "test", max_k: int = 50,
+                 batch_size: int = 1024) -> np.ndarray:
+    """0-based rank of each user's held-out item in its masked full ranking, shape (n_users,).
+
+    Ranks >= ``max_k`` are returned as ``max_k``.
+
+    Parameters
+    ----------
+    user_emb : array or tensor of shape (n_users, dim)
+    item_emb : array or tensor of shape (n_items, dim)
+    dataset : Dataset
+    split : {"test", "valid"}
+    max_k : int, default 50
+        Length of the ranked list that is computed.
+    batch_size : int, default 1024
+        Users scored at a time; memory is batch_size * n_items floats.
+    """
+    user_emb, item_emb = _as_tensor(user_emb), _as_tensor(item_emb)
+    if user_emb.shape[0] != dataset.n_users or item_emb.shape[0] != dataset.n_items:
+        raise ValueError(f"embeddings of shape {tuple(user_emb.shape)} / {tuple(item_emb.shape)} "
+                         f"do not fit the data set ({dataset.n_users} users, "
+                         f"{dataset.n_items} items)")
+    if user_emb.shape[1] != item_emb.shape[1]:
+        raise ValueError(f"user dim {user_emb.shape[1]} != item dim {item_emb.shape[1]}")
+    if not 1 <= max_k <= dataset.n_items:
+        raise ValueError(f"max_k must be in [1, n_items={dataset.n_items}], got {max_k}")
+    item_emb = item_emb.to(user_emb.dtype)
+    device = user_emb.device
+
+    def index(array):
+        return torch.from_numpy(np.array(array, dtype=np.int64)).to(device)
+
+    targets = index(dataset.held_out(split))
+    others = index(dataset.held_out("valid" if split == "test" else "test"))
+    indptr, indices = index(dataset.train.indptr), index(dataset.train.indices)
+
+    ranks = torch.empty(dataset.n_users, dtype=torch.int64, device=device)
+    for start in range(0, dataset.n_users, batch_size):
+        users = torch.arange(start, min(start + batch_size, dataset.n_users), device=device)
+        scores = user_emb[users] @ item_emb.T                       # (B, n_items)
+        row = torch.repeat_interleave(users - start, indptr[users + 1] - indptr[users])
+        scores[row, indices[indptr[start]:indptr[users[-1] + 1]]] = -torch.inf   # training items
+        scores[users - start, others[users]] = -torch.inf           # the other held-out item
+        top = scores.topk(max_k, dim=1).indices                     # (B, max_k)
+        found = top == targets[users, None]
+        ranks[users] = torch.where(found.any(1), found.int().argmax(1), max_k)
+    return ranks.cpu().numpy()
+
+
+def metrics_from_ranks(ranks: np.ndarray, ks=DEFAULT_KS) -> dict[str, float]:
+    """Recall@k and NDCG@k averaged over users, from 0-based ranks of one held-out item."""
+    ranks = np.asarray(ranks)
+    out = {}
+    for k in ks:
+        hit = ranks < k
+        out[f"recall@{k}"] = float(hit.mean())
+        out[f"ndcg@{k}"] = float(np.where(hit, 1.0 / np.log2(ranks + 2.0), 0.0).mean())
+    return out
+
+
+def full_ranking(user_emb, item_emb, dataset: Dataset, split: str = "test", ks=DEFAULT_KS,
+                 batch_size: int = 1024) -> dict[str, float]:
+    """Recall@k and NDCG@k of full ranking for every k in ``ks``.
+
+    Returns a dict with keys like ``"recall@50"`` and ``"ndcg@50"``.
+    """
+    ks = tuple(int(k) for k in ks)
+    if not ks or min(ks) < 1:
+        raise ValueError(f"ks must be positive integers, got {ks}")
+    ranks = target_ranks(user_emb, item_emb, dataset, split, max(ks), batch_size)
+    return metrics_from_ranks(ranks, ks)
+
+
+def evaluate_model(model, dataset: Dataset, split: str = "test", ks=DEFAULT_KS) -> dict[str, float]:
+    """:func:`full_ranking` of a :class:`~htdviz.models.Recommender`'s representations."""
+    users, items = model.representations()
+    return full_ranking(users, items, dataset, split, ks)

@@ -1,0 +1,205 @@
+"""Training: the BPR recipe of REFERENCE.md §1, for teachers and (with a distiller) students.
+
+One epoch visits every training interaction once in a seeded random order, in batches of
+``batch_size`` triples (user, positive item, one fresh uniform negative). The loss is the
+BPR loss summed over the batch, plus ``distill_weight`` times the distiller's loss when a
+distiller is given. Adam with its own ``weight_decay`` updates every trainable parameter
+(the model's and the distiller's).
+
+A distiller is any ``torch.nn.Module`` called as
+``distiller(users, items, user_repr, item_repr)`` that returns a scalar loss (or a dict with
+a ``"loss"`` entry and further scalar terms to log), where ``users`` are the batch's unique
+users, ``items`` its unique positive and negative items, and ``*_repr`` the student's final
+representations of those entities. If it has a method ``start_epoch(epoch, n_epochs)`` it
+is called before each epoch (HTD anneals its temperature there).
+"""
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import asdict, dataclass
+
+import numpy as np
+import pandas as pd
+import torch
+import torch.nn.functional as F
+from tqdm.auto import tqdm
+
+from .data import Dataset, NegativeSampler
+from .evaluate import DEFAULT_KS, full_ranking
+
+
+def default_device() -> torch.device:
+    """CUDA when available, else CPU."""
+    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+@dataclass
+class TrainConfig:
+    """The reference recipe (REFERENCE.md §1) as defaults."""
+
+    epochs: int = 100
+    batch_size: int = 1024
+    lr: float = 1e-3
+    weight_decay: float = 1e-3
+    eval_every: int = 10
+    ks: tuple = DEFAULT_KS
+    distill_weight: float = 1e-3
+    early_stopping_patience: int | None = None   # in evaluations without a better valid metric
+    monitor: str = "recall@50"
+    random_state: int = 0
+
+    def __post_init__(self):
+        for name in ("epochs", "batch_size", "eval_every"):
+            if int(getattr(self, name)) < 1:
+                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+        for name in ("lr", "weight_decay", "distill_weight"):
+            if not math.isfinite(getattr(self, name)) or getattr(self, name) < 0:
+                raise ValueError(f"{name} must be a finite number >= 0, got {getattr(self, name)}")
+        metric, _, k = self.monitor.partition("@")
+        if metric not in ("recall", "ndcg") or not k.isdigit() or int(k) not in self.ks:
+            raise ValueError(f"monitor must be 'recall@k' or 'ndcg@k' with k in ks={self.ks}, "
+                             f"got {self.monitor!r}")
+
+    def to_dict(self) -> dict:
+        d = asdict(self)
+        d["ks"] = list(self.ks)
+        return d
+
+
+@dataclass
+class FitResult:
+    """What :func:`fit` returns: the history and the best-validation epoch."""
+
+    history: pd.DataFrame
+    best_epoch: int | None
+    seconds: float
+
+
+def bpr_loss(user_repr, pos_repr, neg_repr) -> torch.Tensor:
+    """-log sigmoid(<u, i+> - <u, j->), summed over the batch."""
+    diff = (user_repr * pos_repr).sum(1) - (user_repr * neg_repr).sum(1)
+    return -F.logsigmoid(diff).sum()
+
+
+def evaluate_both(model, dataset: Dataset, ks=DEFAULT_KS) -> dict[str, float]:
+    """Validation and test metrics of a model, keys like ``valid_recall@50``."""
+    users, items = model.representations()
+    out = {}
+    for split in ("valid", "test"):
+        for key, value in full_ranking(users, items, dataset, split, ks).items():
+            out[f"{split}_{key}"] = value
+    return out
+
+
+def fit(model, dataset: Dataset, config: TrainConfig | None = None, distiller=None,
+        device: str | torch.device | None = None, progress: bool = True) -> FitResult:
+    """Train ``model`` (a :class:`~htdviz.models.Recommender`) on ``dataset`` in place.
+
+    Parameters
+    ----------
+    model : Recommender
+    dataset : Dataset
+    config : TrainConfig, optional
+        Defaults to the reference recipe.
+    distiller : torch.nn.Module, optional
+        A distillation loss (see the module docstring); trained jointly with the model.
+    device : str or torch.device, optional
+        Default :func:`default_device`.
+    progress : bool, default True
+        Show a tqdm progress bar.
+
+    Returns
+    -------
+    FitResult
+        ``history`` has one row per evaluated epoch (epoch 0 = before training) with the
+        mean losses of the epoch, valid_* and test_* metrics and seconds of training.
+        With early stopping, the model keeps the weights of its best-validation epoch.
+    """
+    config = config or TrainConfig()
+    device = torch.device(device) if device is not None else default_device()
+    model.to(device)
+    params = list(model.parameters())
+    if distiller is not None:
+        distiller.to(device)
+        params += [p for p in distiller.parameters() if p.requires_grad]
+    optimizer = _adam(params, config)
+
+    rng = np.random.default_rng(config.random_state)
+    torch.manual_seed(config.random_state)   # seeds the distiller's Gumbel noise, if any
+    sampler = NegativeSampler(dataset.train)
+    train_users, train_items = dataset.train_pairs()
+    n = train_users.size
+    n_batches = math.ceil(n / config.batch_size)
+
+    rows = [{"epoch": 0, **evaluate_both(model, dataset, config.ks), "seconds": 0.0}]
+    best = (rows[0][f"valid_{config.monitor}"], 0, _snapshot(model))
+    since_best, seconds = 0, 0.0
+    bar = tqdm(range(1, config.epochs + 1), desc="epochs", disable=not progress)
+    for epoch in bar:
+        if distiller is not None and hasattr(distiller, "start_epoch"):
+            distiller.start_epoch(epoch - 1, config.epochs)
+        tic = time.perf_counter()
+        order = rng.permutation(n)
+        users_np = train_users[order]
+        negatives_np = sampler.sample(users_np, rng)
+        users_all = torch.from_numpy(users_np).to(device)
+        pos_all = torch.from_numpy(train_items[order]).to(device)
+        neg_all = torch.from_numpy(negatives_np).to(device)
+        sums: dict[str, float] = {}
+        model.train()
+        for b in range(n_batches):
+            sl = slice(b * config.batch_size, (b + 1) * config.batch_size)
+            users, pos, neg = users_all[sl], pos_all[sl], neg_all[sl]
+            user_repr, item_repr = model()
+            loss = bpr_loss(user_repr[users], item_repr[pos], item_repr[neg])
+            terms = {"bpr_loss": loss.detach()}
+            if distiller is not None:
+                batch_users = torch.unique(users)
+                batch_items = torch.unique(torch.cat([pos, neg]))
+                out = distiller(batch_users, batch_items, user_repr[batch_users],
+                                item_repr[batch_items])
+                out = out if isinstance(out, dict) else {"loss": out}
+                loss = loss + config.distill_weight * out["loss"]
+                terms.update({f"distill_{k}" if k == "loss" else k: v.detach()
+                              for k, v in out.items()})
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            for k, v in terms.items():
+                sums[k] = sums.get(k, 0.0) + v
+        sums = {k: float(v) / n_batches for k, v in sums.items()}
+        seconds += time.perf_counter() - tic
+        bar.set_postfix(loss=f"{sums['bpr_loss']:.2f}")
+        if epoch % config.eval_every == 0 or epoch == config.epochs:
+            model.eval()
+            row = {"epoch": epoch, **sums, **evaluate_both(model, dataset, config.ks),
+                   "seconds": seconds}
+            rows.append(row)
+            score = row[f"valid_{config.monitor}"]
+            if score > best[0]:
+                best, since_best = (score, epoch, _snapshot(model)), 0
+            else:
+                since_best += 1
+            if config.early_stopping_patience is not None and \
+                    since_best >= config.early_stopping_patience:
+                model.load_state_dict(best[2])
+                break
+    bar.close()
+    model.eval()
+    history = pd.DataFrame(rows)
+    return FitResult(history=history, best_epoch=best[1], seconds=seconds)
+
+
+def _adam(params, config: TrainConfig) -> torch.optim.Adam:
+    """Adam with its own weight decay; the fused kernel (same update, about 2.5x faster on
+    CPU, see docs/benchmarks.md) wherever this PyTorch has it for the parameters' device."""
+    try:
+        return torch.optim.Adam(params, lr=config.lr, weight_decay=config.weight_decay,
+                                fused=True)
+    except (RuntimeError, ValueError):
+        return torch.optim.Adam(params, lr=config.lr, weight_decay=config.weight_decay)
+
+
+def _snapshot(model) -> dict:
+    return {k: v.detach().clone() for k, v in model.state_dict().items()}
