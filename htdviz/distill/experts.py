@@ -1,0 +1,177 @@
+"""DE: Distillation Experts with adaptive group assignment.
+
+Kang et al., "DE-RRD: A Knowledge Distillation Framework for Recommender System", CIKM
+2020; used as the group-assignment step of HTD (REFERENCE.md §2, steps 1-2).
+
+Per entity type (users, items): a selection network v(t) = softmax(W t + b) over K groups
+reads the teacher representation; K experts f_k (MLP d_s -> (d_s + d_t) // 2 -> d_t)
+reconstruct the teacher representation from the student one. With alpha = v(t) + 1e-10
+and Gumbel noise g, z = softmax((log alpha + g) / tau) and t_hat = sum_k z_k f_k(s);
+L_GA = sum_e ||t_e - t_hat_e||^2. tau is annealed once per epoch from 1 to 1e-10.
+
+Speed without changing a single value:
+- All K experts run as two matmuls: the first layers side by side (d_s x K*h), and the
+  z-weighted hidden layers stacked against the second layers (K*h x d_t), so the
+  (N, d_t, K) tensor of the reference implementation is never formed.
+- Once tau is small, z is exactly one-hot in float32 for most entities (every other weight
+  underflows to 0.0). For those rows t_hat = 1.0 * f_sel(s) exactly, and every gradient
+  through the other experts or through z is exactly zero, so only the selected expert is
+  evaluated (still multiplied by z_sel, so the parameters receive the same zero gradients).
+"""
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import nn
+
+from ._common import annealed_temperature, as_teacher
+
+
+class Experts(nn.Module):
+    """K two-layer MLP experts d_s -> (d_s + d_t) // 2 -> d_t, stored as stacked weights.
+
+    Each expert is initialised like ``torch.nn.Linear`` (uniform in +-1/sqrt(fan_in)).
+    """
+
+    def __init__(self, n_experts: int, student_dim: int, teacher_dim: int):
+        super().__init__()
+        hidden = (student_dim + teacher_dim) // 2
+        self.n_experts, self.hidden = n_experts, hidden
+
+        def uniform(*shape, fan_in):
+            bound = 1 / math.sqrt(fan_in)
+            return nn.Parameter(torch.empty(*shape).uniform_(-bound, bound))
+
+        self.w1 = uniform(n_experts, student_dim, hidden, fan_in=student_dim)   # (K, d_s, h)
+        self.b1 = uniform(n_experts, hidden, fan_in=student_dim)                # (K, h)
+        self.w2 = uniform(n_experts, hidden, teacher_dim, fan_in=hidden)        # (K, h, d_t)
+        self.b2 = uniform(n_experts, teacher_dim, fan_in=hidden)                # (K, d_t)
+
+    def expert(self, k: int, student: torch.Tensor) -> torch.Tensor:
+        """f_k(student): (n, d_s) -> (n, d_t)."""
+        return torch.relu(student @ self.w1[k] + self.b1[k]) @ self.w2[k] + self.b2[k]
+
+    def mixture(self, student: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
+        """sum_k z_k f_k(s) for student (N, d_s) and weights z (N, K); returns (N, d_t)."""
+        n, k, h = student.shape[0], self.n_experts, self.hidden
+        w1 = self.w1.permute(1, 0, 2).reshape(-1, k * h)                      # (d_s, K*h)
+        hidden = torch.relu(student @ w1 + self.b1.reshape(-1))                # (N, K*h)
+        weighted = (hidden.view(n, k, h) * z[:, :, None]).view(n, k * h)       # (N, K*h)
+        return weighted @ self.w2.reshape(k * h, -1) + z @ self.b2             # (N, d_t)
+
+    def forward(self, student: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
+        """sum_k z_k f_k(s), evaluating only the selected expert where z is one-hot."""
+        one_hot = (z > 0).sum(1) == 1                                           # (N,)
+        if not one_hot.any():
+            return self.mixture(student, z)
+        # Rows sorted by their selected expert (dense rows last), computed block by block and
+        # put back in place with one gather. Unbinding the stacked weights once keeps the
+        # backward pass to one stack per weight instead of a full-size gradient per expert.
+        selected = torch.where(one_hot, z.argmax(1), self.n_experts)
+        order = torch.argsort(selected)
+        experts, counts = torch.unique_consecutive(selected[order], return_counts=True)
+        w1, b1, w2, b2 = (p.unbind(0) for p in (self.w1, self.b1, self.w2, self.b2))
+        parts, start = [], 0
+        for k, count in zip(experts.tolist(), counts.tolist()):
+            idx = order[start:start + count]
+            start += count
+            if k == self.n_experts:
+                parts.append(self.mixture(student[idx], z[idx]))
+            else:
+                hidden = torch.relu(student[idx] @ w1[k] + b1[k])
+                parts.append(z[idx, k, None] * (hidden @ w2[k] + b2[k]))
+        return torch.cat(parts)[torch.argsort(order)]
+
+
+def gumbel_like(x: torch.Tensor) -> torch.Tensor:
+    """Standard Gumbel noise of x's shape: -log(E) with E ~ Exp(1)."""
+    return -torch.empty_like(x).exponential_().log()
+
+
+def assignment_loss(teacher: torch.Tensor, student: torch.Tensor, selection: nn.Linear,
+                    experts: Experts, temperature: float,
+                    noise: torch.Tensor | None = None) -> torch.Tensor:
+    """L_GA of one entity type: sum_e ||t_e - sum_k z_e,k f_k(s_e)||^2.
+
+    teacher (N, d_t), student (N, d_s); ``noise`` (N, K) is the Gumbel noise (drawn here
+    when None).
+    """
+    alpha = torch.softmax(selection(teacher), dim=1) + 1e-10                   # (N, K)
+    noise = gumbel_like(alpha) if noise is None else noise
+    z = torch.softmax((alpha.log() + noise) / temperature, dim=1)              # (N, K)
+    return (teacher - experts(student, z)).square().sum()
+
+
+class GroupAssignment(nn.Module):
+    """Selection networks and experts for users and items; as a distiller this is DE.
+
+    Parameters
+    ----------
+    teacher_user_repr : array or tensor of shape (n_users, d_t)
+    teacher_item_repr : array or tensor of shape (n_items, d_t)
+    student_dim : int
+    n_groups : int, default 30
+        K, the number of groups (and experts) per entity type.
+    temperature_start, temperature_end : float, default 1.0, 1e-10
+        The annealing schedule of the Gumbel-softmax temperature.
+    """
+
+    def __init__(self, teacher_user_repr, teacher_item_repr, student_dim: int,
+                 n_groups: int = 30, temperature_start: float = 1.0,
+                 temperature_end: float = 1e-10):
+        super().__init__()
+        if int(n_groups) < 1:
+            raise ValueError(f"n_groups must be >= 1, got {n_groups}")
+        if int(student_dim) < 1:
+            raise ValueError(f"student_dim must be >= 1, got {student_dim}")
+        if not 0 < temperature_end <= temperature_start:
+            raise ValueError(f"need 0 < temperature_end <= temperature_start, got "
+                             f"{temperature_end}, {temperature_start}")
+        self.register_buffer("teacher_users", as_teacher(teacher_user_repr, "teacher_user_repr"))
+        self.register_buffer("teacher_items", as_teacher(teacher_item_repr, "teacher_item_repr"))
+        teacher_dim = self.teacher_users.shape[1]
+        if self.teacher_items.shape[1] != teacher_dim:
+            raise ValueError(f"teacher user dim {teacher_dim} != item dim "
+                             f"{self.teacher_items.shape[1]}")
+        self.n_groups, self.student_dim = int(n_groups), int(student_dim)
+        self.temperature_start, self.temperature_end = temperature_start, temperature_end
+        self.temperature = temperature_start
+        self.selection = nn.ModuleDict({kind: nn.Linear(teacher_dim, n_groups)
+                                        for kind in ("user", "item")})
+        self.experts = nn.ModuleDict({kind: Experts(n_groups, student_dim, teacher_dim)
+                                      for kind in ("user", "item")})
+
+    def start_epoch(self, epoch: int, n_epochs: int) -> None:
+        """Anneal the temperature for 0-based ``epoch`` of ``n_epochs``."""
+        self.temperature = annealed_temperature(epoch, n_epochs, self.temperature_start,
+                                                self.temperature_end)
+
+    def teacher(self, kind: str, ids: torch.Tensor) -> torch.Tensor:
+        return (self.teacher_users if kind == "user" else self.teacher_items)[ids]
+
+    @torch.no_grad()
+    def hard_groups(self, kind: str, teacher_repr: torch.Tensor | None = None) -> torch.Tensor:
+        """argmax_k v(t)_k for ``teacher_repr`` (default: every entity of ``kind``)."""
+        if kind not in ("user", "item"):
+            raise ValueError(f"kind must be 'user' or 'item', got {kind!r}")
+        if teacher_repr is None:
+            teacher_repr = self.teacher_users if kind == "user" else self.teacher_items
+        teacher_repr = torch.as_tensor(teacher_repr, dtype=torch.float32,
+                                       device=self.teacher_users.device)
+        return self.selection[kind](teacher_repr).argmax(1)
+
+    def loss(self, users, items, student_users, student_items, noise=None) -> torch.Tensor:
+        """L_GA over the batch's unique users plus, separately, its unique items."""
+        noise = noise or {}
+        return sum(assignment_loss(self.teacher(kind, ids), student, self.selection[kind],
+                                   self.experts[kind], self.temperature, noise.get(kind))
+                   for kind, ids, student in (("user", users, student_users),
+                                              ("item", items, student_items)))
+
+    def forward(self, users, items, student_users, student_items) -> dict[str, torch.Tensor]:
+        return {"loss": self.loss(users, items, student_users, student_items)}
+
+
+#: DE as its own method is the group-assignment loss alone.
+DE = GroupAssignment

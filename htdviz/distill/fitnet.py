@@ -1,0 +1,33 @@
+"""FitNet: hint regression through a projector (Romero et al., ICLR 2015; REFERENCE.md §2).
+
+One projector f (MLP d_s -> (d_s + d_t) // 2 -> d_t) maps every student representation to
+the teacher space; L = sum_e ||t_e - f(s_e)||^2 over the batch's unique users and items.
+"""
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from ._common import as_teacher, mlp
+
+
+class FitNet(nn.Module):
+    """FitNet as a distiller for :func:`htdviz.train.fit`.
+
+    Parameters
+    ----------
+    teacher_user_repr : array or tensor of shape (n_users, d_t)
+    teacher_item_repr : array or tensor of shape (n_items, d_t)
+    student_dim : int
+    """
+
+    def __init__(self, teacher_user_repr, teacher_item_repr, student_dim: int):
+        super().__init__()
+        self.register_buffer("teacher_users", as_teacher(teacher_user_repr, "teacher_user_repr"))
+        self.register_buffer("teacher_items", as_teacher(teacher_item_repr, "teacher_item_repr"))
+        self.projector = mlp(student_dim, self.teacher_users.shape[1])
+
+    def forward(self, users, items, student_users, student_items) -> dict[str, torch.Tensor]:
+        teacher = torch.cat([self.teacher_users[users], self.teacher_items[items]])
+        student = torch.cat([student_users, student_items])
+        return {"loss": (teacher - self.projector(student)).square().sum()}

@@ -1,0 +1,157 @@
+"""HTD: hierarchical topology distillation (Kang et al., KDD 2021; REFERENCE.md §2).
+
+Per batch set (unique users + unique items, one matrix):
+1. hard groups: argmax of the selection networks on the teacher representations (no
+   gradient); user groups and item groups are distinct (2K in all);
+2. group-level topology between the groups' prototypes (mean representations in the batch):
+   Group(P,e) - prototype-to-entity cosines (the reference design), or Group(P,P) -
+   prototype-to-prototype cosines;
+3. entity-level topology: the FTD term restricted to pairs in the same group;
+4. L_HTD = alpha * (entity + group) + (1 - alpha) * L_GA, L_GA the group-assignment loss of
+   :mod:`htdviz.distill.experts`.
+
+The two quirks of the reference implementation are switches whose defaults reproduce it:
+``positive_pairs_only`` (entity pairs kept only where the teacher cosine is > 0) and
+``detach_student_prototypes`` (student prototypes are constants).
+
+Speed without changing a value: the entity level only ever looks at same-group pairs, so
+it is computed on the group blocks of the group-sorted batch (one batched matmul over
+blocks padded to the largest group) instead of N x N matrices and masks; when the
+padding would cost more than the full matrix it falls back to the full matrix.
+"""
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from ._common import unit
+from .experts import GroupAssignment
+
+GROUP_DESIGNS = ("P,e", "P,P")
+
+
+def within_group_error(teacher: torch.Tensor, student: torch.Tensor, labels: torch.Tensor,
+                       positive_pairs_only: bool = True) -> torch.Tensor:
+    """sum over same-group ordered pairs (a, b), a = b included, of (cos t - cos s)^2.
+
+    teacher (N, d_t), student (N, d_s), labels (N,) int. With ``positive_pairs_only`` only
+    pairs whose teacher cosine is > 0 count.
+    """
+    t, s = unit(teacher), unit(student)
+    n = labels.shape[0]
+    groups, group_of, sizes = torch.unique(labels, return_inverse=True, return_counts=True)
+    n_groups, largest = groups.shape[0], int(sizes.max())
+    if n_groups * largest * largest >= n * n:
+        same = labels[:, None] == labels[None, :]
+        t_sim, s_sim = t @ t.T, s @ s.T                                          # (N, N)
+        keep = same & (t_sim > 0) if positive_pairs_only else same
+        return (t_sim - s_sim).square().mul(keep).sum()
+    order = torch.argsort(group_of)
+    starts = torch.cumsum(sizes, 0) - sizes
+    slot = torch.arange(n, device=labels.device) - starts[group_of[order]]     # place in block
+    blocks_t = t.new_zeros(n_groups, largest, t.shape[1])
+    blocks_s = s.new_zeros(n_groups, largest, s.shape[1])
+    blocks_t = blocks_t.index_put((group_of[order], slot), t[order])             # (G, m, d_t)
+    blocks_s = blocks_s.index_put((group_of[order], slot), s[order])             # (G, m, d_s)
+    occupied = torch.arange(largest, device=labels.device)[None, :] < sizes[:, None]  # (G, m)
+    t_sim = blocks_t @ blocks_t.transpose(1, 2)                                  # (G, m, m)
+    s_sim = blocks_s @ blocks_s.transpose(1, 2)
+    keep = occupied[:, :, None] & occupied[:, None, :]
+    if positive_pairs_only:
+        keep = keep & (t_sim > 0)
+    return (t_sim - s_sim).square().mul(keep).sum()
+
+
+def group_prototypes(repr_: torch.Tensor, labels: torch.Tensor):
+    """Mean representation of each group present in ``labels``: (n_present, d), and the
+    index of each entity's group among them, shape (N,)."""
+    groups, group_of, sizes = torch.unique(labels, return_inverse=True, return_counts=True)
+    sums = repr_.new_zeros(groups.shape[0], repr_.shape[1]).index_add(0, group_of, repr_)
+    return sums / sizes[:, None].to(repr_.dtype), group_of
+
+
+def group_level_error(teacher: torch.Tensor, student: torch.Tensor, labels: torch.Tensor,
+                      design: str = "P,e", detach_student_prototypes: bool = True):
+    """Group-level topology error: Group(P,e) or Group(P,P) (REFERENCE.md §2, step 4)."""
+    proto_t, _ = group_prototypes(teacher, labels)
+    proto_s, _ = group_prototypes(student.detach() if detach_student_prototypes else student,
+                                  labels)
+    if design == "P,e":
+        t_sim = unit(proto_t) @ unit(teacher).T                                  # (G, N)
+        s_sim = unit(proto_s) @ unit(student).T
+    else:
+        t_sim = unit(proto_t) @ unit(proto_t).T                                  # (G, G)
+        s_sim = unit(proto_s) @ unit(proto_s).T
+    return (t_sim - s_sim).square().sum()
+
+
+class HTD(nn.Module):
+    """Hierarchical topology distillation as a distiller for :func:`htdviz.train.fit`.
+
+    Parameters
+    ----------
+    teacher_user_repr : array or tensor of shape (n_users, d_t)
+    teacher_item_repr : array or tensor of shape (n_items, d_t)
+    student_dim : int
+    n_groups : int, default 30
+        K, groups per entity type.
+    alpha : float, default 0.5
+        Weight of the topology terms against the group-assignment loss.
+    group_design : {"P,e", "P,P"}, default "P,e"
+    positive_pairs_only : bool, default True
+        Quirk (a) of the reference implementation.
+    detach_student_prototypes : bool, default True
+        Quirk (b) of the reference implementation.
+    temperature_start, temperature_end : float, default 1.0, 1e-10
+    """
+
+    def __init__(self, teacher_user_repr, teacher_item_repr, student_dim: int,
+                 n_groups: int = 30, alpha: float = 0.5, group_design: str = "P,e",
+                 positive_pairs_only: bool = True, detach_student_prototypes: bool = True,
+                 temperature_start: float = 1.0, temperature_end: float = 1e-10):
+        super().__init__()
+        if group_design not in GROUP_DESIGNS:
+            raise ValueError(f"group_design must be one of {GROUP_DESIGNS}, got {group_design!r}")
+        if not 0.0 <= alpha <= 1.0:
+            raise ValueError(f"alpha must be in [0, 1], got {alpha}")
+        self.assignment = GroupAssignment(teacher_user_repr, teacher_item_repr, student_dim,
+                                          n_groups, temperature_start, temperature_end)
+        self.alpha, self.group_design = alpha, group_design
+        self.positive_pairs_only = positive_pairs_only
+        self.detach_student_prototypes = detach_student_prototypes
+
+    @property
+    def n_groups(self) -> int:
+        return self.assignment.n_groups
+
+    @property
+    def selection(self) -> nn.ModuleDict:
+        """The selection networks: ``selection["user"]``, ``selection["item"]`` (Linear d_t -> K)."""
+        return self.assignment.selection
+
+    @property
+    def temperature(self) -> float:
+        return self.assignment.temperature
+
+    def start_epoch(self, epoch: int, n_epochs: int) -> None:
+        self.assignment.start_epoch(epoch, n_epochs)
+
+    def hard_groups(self, kind: str, teacher_repr=None) -> torch.Tensor:
+        """The hard group (0..K-1) of users or items; see :meth:`GroupAssignment.hard_groups`."""
+        return self.assignment.hard_groups(kind, teacher_repr)
+
+    def forward(self, users, items, student_users, student_items,
+                noise=None) -> dict[str, torch.Tensor]:
+        teacher_users = self.assignment.teacher("user", users)
+        teacher_items = self.assignment.teacher("item", items)
+        labels = torch.cat([self.hard_groups("user", teacher_users),
+                            self.hard_groups("item", teacher_items) + self.n_groups])
+        teacher = torch.cat([teacher_users, teacher_items])
+        student = torch.cat([student_users, student_items])
+        entity = within_group_error(teacher, student, labels, self.positive_pairs_only)
+        group = group_level_error(teacher, student, labels, self.group_design,
+                                  self.detach_student_prototypes)
+        assignment = self.assignment.loss(users, items, student_users, student_items, noise)
+        loss = self.alpha * (entity + group) + (1 - self.alpha) * assignment
+        return {"loss": loss, "entity": entity.detach(), "group": group.detach(),
+                "assignment": assignment.detach()}
