@@ -349,8 +349,10 @@ def from_pairs(pairs, user_col: str = "user", item_col: str = "item", min_items:
     dup = pairs.duplicated([user_col, item_col])
     if dup.any():
         row = pairs[dup].iloc[0]
-        raise ValueError(f"pairs: duplicate interaction user={row[user_col]!r}, "
-                         f"item={row[item_col]!r} (row {pairs.index[dup][0]})")
+        user, item = (v.item() if isinstance(v, np.generic) else v
+                      for v in (row[user_col], row[item_col]))
+        raise ValueError(f"pairs: duplicate interaction user={user!r}, "
+                         f"item={item!r} (row {pairs.index[dup][0]})")
     users = pairs[user_col].to_numpy()
     raw_user_ids, first = np.unique(users, return_index=True)
     raw_user_ids = raw_user_ids[np.argsort(first)]

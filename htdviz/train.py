@@ -56,6 +56,11 @@ class TrainConfig:
         for name in ("lr", "weight_decay", "distill_weight"):
             if not math.isfinite(getattr(self, name)) or getattr(self, name) < 0:
                 raise ValueError(f"{name} must be a finite number >= 0, got {getattr(self, name)}")
+        if self.early_stopping_patience is not None and self.early_stopping_patience < 1:
+            raise ValueError(f"early_stopping_patience must be None or >= 1, "
+                             f"got {self.early_stopping_patience}")
+        if not self.ks or min(self.ks) < 1:
+            raise ValueError(f"ks must be positive integers, got {self.ks}")
         metric, _, k = self.monitor.partition("@")
         if metric not in ("recall", "ndcg") or not k.isdigit() or int(k) not in self.ks:
             raise ValueError(f"monitor must be 'recall@k' or 'ndcg@k' with k in ks={self.ks}, "
@@ -152,7 +157,9 @@ def fit(model, dataset: Dataset, config: TrainConfig | None = None, distiller=No
             sl = slice(b * config.batch_size, (b + 1) * config.batch_size)
             users, pos, neg = users_all[sl], pos_all[sl], neg_all[sl]
             user_repr, item_repr = model()
-            loss = bpr_loss(user_repr[users], item_repr[pos], item_repr[neg])
+            # one gather for positives and negatives: one full-size gradient in the backward
+            pos_repr, neg_repr = item_repr[torch.cat([pos, neg])].split(len(pos))
+            loss = bpr_loss(user_repr[users], pos_repr, neg_repr)
             terms = {"bpr_loss": loss.detach()}
             if distiller is not None:
                 batch_users = torch.unique(users)
@@ -183,9 +190,10 @@ def fit(model, dataset: Dataset, config: TrainConfig | None = None, distiller=No
                 since_best += 1
             if config.early_stopping_patience is not None and \
                     since_best >= config.early_stopping_patience:
-                model.load_state_dict(best[2])
                 break
     bar.close()
+    if config.early_stopping_patience is not None:
+        model.load_state_dict(best[2])
     model.eval()
     history = pd.DataFrame(rows)
     return FitResult(history=history, best_epoch=best[1], seconds=seconds)

@@ -240,3 +240,21 @@ def test_hard_groups_are_selection_argmax():
 def test_htd_rejects_bad_parameters(kwargs, match):
     with pytest.raises(ValueError, match=match):
         HTD(torch.randn(5, 4), torch.randn(6, 4), 2, **kwargs)
+
+
+@pytest.mark.parametrize("uneven", [False, True])
+def test_experts_one_hot_paths_match_literal(uneven):
+    """Balanced groups run as padded batched matmuls, very uneven ones expert by expert."""
+    from htdviz.distill.experts import Experts
+    torch.manual_seed(0)
+    experts = Experts(5, 3, 8)
+    s = torch.randn(40, 3, requires_grad=True)
+    selected = torch.where(torch.arange(40) < 36, 0, torch.arange(40) % 4 + 1) if uneven \
+        else torch.arange(40) % 5
+    z = F.one_hot(selected, 5).float()
+    fast = experts(s, z)
+    slow = sum(z[:, k:k + 1] * literal_experts(experts, k)(s) for k in range(5))
+    assert_close(fast, slow, "one-hot experts")
+    wrt = [s] + list(experts.parameters())
+    for i, (a, b) in enumerate(zip(grads(fast.square().sum(), wrt), grads(slow.square().sum(), wrt))):
+        assert_close(a, b, f"one-hot experts grad #{i}")

@@ -7,6 +7,8 @@ training interactions); that propagated representation is the one distilled.
 """
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 import scipy.sparse as sp
 import torch
@@ -25,9 +27,12 @@ def normalized_adjacency(train: sp.csr_matrix) -> torch.Tensor:
     inv_sqrt[degree > 0] = degree[degree > 0] ** -0.5
     norm = (sp.diags(inv_sqrt) @ adj @ sp.diags(inv_sqrt)).tocsr().astype(np.float32)
     norm.sort_indices()
-    return torch.sparse_csr_tensor(torch.from_numpy(norm.indptr.astype(np.int64)),
-                                   torch.from_numpy(norm.indices.astype(np.int64)),
-                                   torch.from_numpy(norm.data), size=norm.shape)
+    with warnings.catch_warnings():      # "sparse CSR support is in beta": we rely on spmm only
+        warnings.simplefilter("ignore", UserWarning)
+        return torch.sparse_csr_tensor(torch.from_numpy(norm.indptr.astype(np.int64)),
+                                       torch.from_numpy(norm.indices.astype(np.int64)),
+                                       torch.from_numpy(norm.data), size=norm.shape,
+                                       check_invariants=False)
 
 
 class LightGCN(Recommender):

@@ -1,0 +1,67 @@
+"""Tables of the reproduction (docs/results.md) from finished runs beside REFERENCE.md §4.
+
+    python benchmarks/summarize_reproduction.py [runs]
+"""
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import pandas as pd
+
+from htdviz.experiment import load_metrics
+
+# REFERENCE.md §4: test Recall@50 at epoch 100, the authors' logs (BPR, reference split)
+REFERENCE = {("student", 10): .1788, ("ftd", 10): .2112, ("htd", 10): .2282,
+             ("student", 20): .2276, ("ftd", 20): .2516, ("htd", 20): .2744,
+             ("student", 100): .2976, ("ftd", 100): .3116, ("htd", 100): .3116,
+             ("student", 200): .3152, ("ftd", 200): .3175, ("htd", 200): .3200,
+             ("teacher", 200): .3123}
+
+
+def variant(row) -> str:
+    if row["role"] == "teacher":
+        return "teacher"
+    name = row["method"]
+    if name == "htd":
+        if row.get("group_design") == "P,P":
+            name += " Group(P,P)"
+        if row.get("positive_pairs_only") is False:
+            name += " all pairs"
+        if row.get("detach_student_prototypes") is False:
+            name += " live prototypes"
+    return name
+
+
+def main(runs="runs"):
+    rows = [load_metrics(p.parent) for p in sorted(Path(runs).glob("*/metrics.json"))]
+    if not rows:
+        sys.exit(f"no finished runs under {runs}")
+    table = pd.DataFrame(rows)
+    table["variant"] = table.apply(variant, axis=1)
+    table["reference R@50"] = [
+        REFERENCE.get((v, d)) if (m, ds, sp) == ("bpr", "citeulike", "reference") else None
+        for v, d, m, ds, sp in zip(table["variant"], table["dim"], table["model"],
+                                   table["dataset"], table["split"])]
+    table["diff"] = table["final_test_recall@50"] - table["reference R@50"]
+    cols = ["model", "dim", "variant", "final_test_recall@50", "reference R@50", "diff",
+            "final_test_ndcg@50", "best_valid_epoch", "best_valid_test_recall@50",
+            "best_valid_test_ndcg@50", "train_seconds", "device"]
+    table = table.sort_values(["model", "dim", "variant"])[cols]
+    print(to_markdown(table))
+    return table
+
+
+def to_markdown(table: pd.DataFrame) -> str:
+    def fmt(v):
+        if isinstance(v, float):
+            return "" if pd.isna(v) else f"{v:.4f}" if abs(v) < 10 else f"{v:.0f}"
+        return str(v)
+    lines = ["| " + " | ".join(table.columns) + " |",
+             "|" + "---|" * len(table.columns)]
+    lines += ["| " + " | ".join(fmt(v) for v in row) + " |" for row in table.itertuples(index=False)]
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    main(*sys.argv[1:])

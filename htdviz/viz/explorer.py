@@ -1,0 +1,546 @@
+"""A JupyterLab explorer of teacher and student topologies (ipywidgets + plotly FigureWidget).
+
+Pick a student (method, dimension, run), users or items, a colouring (HTD group, k-means
+group, tag, popularity) and a projection (UMAP or PCA). Selecting points in either map
+(box or lasso) or clicking one selects the group most of them belong to: the group is
+highlighted in both maps and in the similarity heatmap, and the panel beside the heatmap
+lists its top tags and how well the student preserves its topology.
+
+The explorer draws from arrays and analysis results only: representations and groups of
+runs (:class:`htdviz.runs.Run`, or plain mappings of arrays), :mod:`htdviz.topology` and
+:mod:`htdviz.groups`. Everything it computes is cached per (run, entity, grouping); maps
+are also cached on disk (:mod:`htdviz.viz.projection`).
+
+Each map panel is ONE trace holding every entity (selection indices are per trace), with
+the entity ids in ``customdata``; every update happens inside ``batch_update()``.
+
+Example
+-------
+>>> from htdviz.viz import Explorer
+>>> Explorer.from_folder("runs", dataset=htdviz.data.load_citeulike())    # doctest: +SKIP
+"""
+from __future__ import annotations
+
+import html
+from collections.abc import Mapping
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from .. import groups as groups_module
+from .. import topology
+from ..runs import ENTITIES, Run, list_runs, load_run
+from . import _require
+from . import figures
+from .projection import procrustes_align, project, project_pair
+
+widgets = _require("ipywidgets", "The explorer")
+go = _require("plotly.graph_objects", "The explorer")
+
+HTD_GROUP, KMEANS_GROUP, TAG, POPULARITY = "HTD group", "k-means group", "tag", "popularity"
+#: Measures of :func:`htdviz.topology.discrepancy` shown for a selected group's members.
+GROUP_MEASURES = ("knn_overlap", "spearman", "cka", "kl_most_similar")
+#: Tags that colour the "tag" view (the most frequent ones); other entities are "other".
+N_COLOUR_TAGS = 10
+
+
+class Explorer:
+    """Teacher vs student maps, heatmaps and group details, linked by selection.
+
+    Parameters
+    ----------
+    runs : mapping
+        name -> :class:`htdviz.runs.Run`, or name -> mapping with ``users`` (n_users, d),
+        ``items`` (n_items, d) and optionally ``user_groups``, ``item_groups`` (int),
+        ``method``, ``config``, ``history``. One of them is the teacher, the others are its
+        students (same entities, any dims).
+    teacher : str, optional
+        Name of the teacher in ``runs``; default the run whose method is "teacher", else
+        the first.
+    dataset : htdviz.data.Dataset, optional
+        Gives the tag and popularity colourings and the groups' top tags
+        (``item_tags``, ``tag_names``, ``train``).
+    entity : {"users", "items"}, default "items"
+    projection : {"umap", "pca"}, default "umap"
+    n_groups : int, default 30
+        K of the k-means groups.
+    max_heatmap : int, default 400
+        Entities in the similarity heatmap (sampled per group, at most 2000).
+    random_state : int, default 0
+        Seeds maps, k-means and samples.
+    cache_dir : str, Path, None or False
+        Where maps are cached (see :func:`htdviz.viz.projection.project`).
+    umap_kwargs : dict, optional
+        Further arguments of :func:`~htdviz.viz.projection.project` (``n_epochs``, ...).
+
+    Attributes
+    ----------
+    widget : ipywidgets.VBox
+        What a notebook displays (the explorer displays itself too).
+    map_widget, heatmap_widget : plotly.graph_objects.FigureWidget
+    info : ipywidgets.HTML
+        The selected group's size, top tags and topology measures.
+    selected_group : int or None
+    """
+
+    def __init__(self, runs: Mapping, teacher: str | None = None, dataset=None,
+                 entity: str = "items", projection: str = "umap", n_groups: int = 30,
+                 max_heatmap: int = 400, random_state: int = 0, cache_dir=None,
+                 umap_kwargs: dict | None = None):
+        self.runs = _as_runs(runs)
+        self.teacher_name = _pick_teacher(self.runs, teacher)
+        self.students = [name for name in self.runs if name != self.teacher_name]
+        if not self.students:
+            raise ValueError("runs must hold a teacher and at least one student")
+        if entity not in ENTITIES:
+            raise ValueError(f"entity must be 'users' or 'items', got {entity!r}")
+        if projection not in ("umap", "pca"):
+            raise ValueError(f"projection must be 'umap' or 'pca', got {projection!r}")
+        self.max_heatmap = figures._check_max_entities(max_heatmap)
+        self.n_groups, self.random_state, self.cache_dir = n_groups, random_state, cache_dir
+        self.umap_kwargs = dict(umap_kwargs or {})
+        self.dataset = dataset
+        self._check_entities()
+        self._cache: dict = {}
+        self.selected_group: int | None = None
+        self._build_controls(entity, projection)
+        self._build_views()
+        self.widget = widgets.VBox([
+            widgets.HBox([self.method_dd, self.dim_dd, self.run_dd]),
+            widgets.HBox([self.entity_tb, self.colour_dd, self.projection_tb]),
+            self.status, self.map_widget,
+            widgets.HBox([self.heatmap_widget, widgets.VBox([self.heat_mode_tb, self.info])]),
+            self.curves])
+        self.refresh()
+
+    # ----------------------------------------------------------------------------------
+    # Construction from run folders
+    # ----------------------------------------------------------------------------------
+
+    @classmethod
+    def from_folder(cls, root: str | Path = "runs", teacher: str | None = None, names=None,
+                    **kwargs) -> "Explorer":
+        """An explorer of the run folders under ``root`` (see :mod:`htdviz.runs`).
+
+        Parameters
+        ----------
+        root : str or Path, default "runs"
+        teacher : str, optional
+            Folder name of the teacher; default the only run whose role is "teacher".
+        names : sequence of str, optional
+            Folder names of the students; default every run distilled from the teacher
+            (``config["teacher"]``) that has embeddings.
+        **kwargs
+            Passed to :class:`Explorer`.
+        """
+        table = list_runs(root)
+        if table.empty:
+            raise ValueError(f"{root} holds no run folders (folders with a config.json)")
+        if teacher is None:
+            teachers = table.loc[table["method"] == "teacher", "name"].tolist()
+            if len(teachers) != 1:
+                raise ValueError(f"pass teacher=<folder name>: {root} holds "
+                                 f"{len(teachers)} teacher runs {teachers}")
+            teacher = teachers[0]
+        if names is None:
+            names = table.loc[table["teacher"] == teacher, "name"].tolist()
+        runs = {teacher: load_run(Path(root) / teacher)}
+        for name in names:
+            run = load_run(Path(root) / name)
+            if run.users is not None and run.items is not None:
+                runs[name] = run
+        return cls(runs, teacher=teacher, **kwargs)
+
+    # ----------------------------------------------------------------------------------
+    # Widgets
+    # ----------------------------------------------------------------------------------
+
+    def _build_controls(self, entity: str, projection: str) -> None:
+        methods = sorted({self.runs[n].method for n in self.students})
+        self.method_dd = widgets.Dropdown(options=methods, value=methods[0],
+                                          description="method")
+        self.dim_dd = widgets.Dropdown(description="dim")
+        self.run_dd = widgets.Dropdown(description="run")
+        self.entity_tb = widgets.ToggleButtons(options=list(ENTITIES), value=entity)
+        self.colour_dd = widgets.Dropdown(description="colour")
+        self.projection_tb = widgets.ToggleButtons(options=["umap", "pca"], value=projection)
+        self.heat_mode_tb = widgets.ToggleButtons(
+            options=["groups", "selected group", "prototypes"], value="groups",
+            tooltips=["a sample of entities ordered by group", "the within-group block",
+                      "cosines among group prototypes"])
+        self.status = widgets.HTML()
+        self.info = widgets.HTML(layout=widgets.Layout(width="340px"))
+        self._update_dim_options()
+        self._update_run_options()
+        self._update_colour_options()
+        self.method_dd.observe(self._on_method, names="value")
+        self.dim_dd.observe(self._on_dim, names="value")
+        self.run_dd.observe(lambda change: self.refresh(), names="value")
+        self.entity_tb.observe(lambda change: self._on_entity(), names="value")
+        self.colour_dd.observe(lambda change: self.refresh(), names="value")
+        self.projection_tb.observe(lambda change: self.refresh(), names="value")
+        self.heat_mode_tb.observe(lambda change: self._draw_heatmap(), names="value")
+
+    def _build_views(self) -> None:
+        self.map_widget = go.FigureWidget()
+        self.heatmap_widget = go.FigureWidget()
+        for i in range(2):
+            self.map_widget.add_trace(go.Scattergl(x=[], y=[], mode="markers"))
+        for i in range(3):
+            self.heatmap_widget.add_trace(go.Heatmap(z=[[0.0]]))
+        for trace in self.map_widget.data:
+            trace.on_selection(self._on_selection)
+            trace.on_click(self._on_selection)
+        self.map_widget.update_layout(dragmode="lasso", height=480)
+        histories = {n: r.history for n, r in self.runs.items()
+                     if not r.history.empty and "test_recall@50" in r.history.columns
+                     and "epoch" in r.history.columns}
+        curves = [go.FigureWidget(figures.learning_curves(histories))] if histories else []
+        self.curves = widgets.Accordion(children=curves, titles=("learning curves",)
+                                        if curves else ())
+
+    # ----------------------------------------------------------------------------------
+    # State
+    # ----------------------------------------------------------------------------------
+
+    @property
+    def student_name(self) -> str:
+        return self.run_dd.value
+
+    @property
+    def entity(self) -> str:
+        return self.entity_tb.value
+
+    @property
+    def grouping(self) -> str:
+        """Which groups a selection picks: the colouring's, else HTD's, else k-means'."""
+        if self.colour_dd.value in (HTD_GROUP, KMEANS_GROUP):
+            return self.colour_dd.value
+        return HTD_GROUP if self._htd_groups() is not None else KMEANS_GROUP
+
+    def teacher_repr(self) -> np.ndarray:
+        """The teacher's representations of the current entity, shape (n, d_t)."""
+        return self.runs[self.teacher_name].representations(self.entity)
+
+    def student_repr(self) -> np.ndarray:
+        """The current student's representations of the current entity, shape (n, d_s)."""
+        return self.runs[self.student_name].representations(self.entity)
+
+    def labels(self) -> np.ndarray:
+        """The current grouping's labels, shape (n,)."""
+        return self._htd_groups() if self.grouping == HTD_GROUP else self._kmeans()
+
+    def _kmeans(self) -> np.ndarray:
+        teacher = self.teacher_repr()
+        return self._memo(("kmeans", self.entity), lambda: groups_module.kmeans_groups(
+            teacher, min(self.n_groups, teacher.shape[0]), self.random_state))
+
+    def _htd_groups(self):
+        return self.runs[self.student_name].groups(self.entity)
+
+    def _memo(self, key, compute):
+        if key not in self._cache:
+            self._cache[key] = compute()
+        return self._cache[key]
+
+    # ----------------------------------------------------------------------------------
+    # Reactions
+    # ----------------------------------------------------------------------------------
+
+    def _on_method(self, change) -> None:
+        self._update_dim_options()
+
+    def _on_dim(self, change) -> None:
+        self._update_run_options()
+
+    def _on_entity(self) -> None:
+        self._update_colour_options()
+        self.refresh()
+
+    def _update_dim_options(self) -> None:
+        dims = sorted({self.runs[n].dim for n in self.students
+                       if self.runs[n].method == self.method_dd.value})
+        self.dim_dd.options = dims
+        if self.dim_dd.value not in dims:
+            self.dim_dd.value = dims[0]
+
+    def _update_run_options(self) -> None:
+        names = [n for n in self.students if self.runs[n].method == self.method_dd.value
+                 and self.runs[n].dim == self.dim_dd.value]
+        self.run_dd.options = names
+        if self.run_dd.value not in names:
+            self.run_dd.value = names[0]
+
+    def _update_colour_options(self) -> None:
+        if not hasattr(self, "run_dd") or self.run_dd.value is None:
+            return
+        options = ([HTD_GROUP] if self._htd_groups() is not None else []) + [KMEANS_GROUP]
+        if self.dataset is not None and getattr(self.dataset, "item_tags", None) is not None:
+            options.append(TAG)
+        if self.dataset is not None and getattr(self.dataset, "train", None) is not None:
+            options.append(POPULARITY)
+        current = self.colour_dd.value
+        self.colour_dd.options = options
+        self.colour_dd.value = current if current in options else options[0]
+
+    def refresh(self) -> None:
+        """Redraw the maps, the heatmap and the group panel for the current controls."""
+        if getattr(self, "_refreshing", False):
+            return
+        self._refreshing = True
+        try:
+            self._update_colour_options()
+            self.selected_group = None
+            self._draw_map()
+            self._draw_heatmap()
+            self.info.value = "<i>Select points in a map to pick a group.</i>"
+        finally:
+            self._refreshing = False
+
+    def _on_selection(self, trace, points, selector=None) -> None:
+        """Selection or click callback of either map trace: pick the most common group."""
+        indices = np.asarray(points.point_inds, dtype=np.int64)
+        if indices.size == 0:       # plotly calls every trace; the other one gets nothing
+            return
+        labels = self.labels()
+        values, counts = np.unique(labels[indices], return_counts=True)
+        self.select_group(int(values[np.argmax(counts)]))
+
+    def select_group(self, group: int) -> None:
+        """Highlight ``group`` in both maps and the heatmap; describe it in the panel."""
+        labels = self.labels()
+        if group not in set(np.unique(labels).tolist()):
+            raise ValueError(f"group {group!r} has no {self.entity} in the {self.grouping}s")
+        self.selected_group = int(group)
+        members = np.flatnonzero(labels == group)
+        with self.map_widget.batch_update():
+            for trace in self.map_widget.data:
+                trace.selectedpoints = members.tolist()
+        self._draw_heatmap()
+        self.info.value = self._describe(group, members)
+
+    # ----------------------------------------------------------------------------------
+    # Drawing
+    # ----------------------------------------------------------------------------------
+
+    def _maps(self) -> tuple[np.ndarray, np.ndarray]:
+        """The teacher's map and the student's, aligned to it (each memoised as made)."""
+        method = self.projection_tb.value
+        options = dict(method=method, random_state=self.random_state, cache_dir=self.cache_dir,
+                       **(self.umap_kwargs if method == "umap" else {}))
+        keys = [("map", name, self.entity, method)
+                for name in (self.teacher_name, self.student_name)]
+        if keys[0] not in self._cache and keys[1] not in self._cache:
+            # both at once: project_pair may compute them in two processes
+            self._cache[keys[0]], self._cache[keys[1]] = project_pair(
+                self.teacher_repr(), self.student_repr(), align="none", **options)
+        teacher_xy = self._memo(keys[0], lambda: project(self.teacher_repr(), **options))
+        student_xy = self._memo(keys[1], lambda: project(self.student_repr(), **options))
+        return teacher_xy, procrustes_align(student_xy, teacher_xy)[0]
+
+    def _draw_map(self) -> None:
+        self.status.value = f"<i>computing the {self.projection_tb.value.upper()} maps…</i>"
+        teacher_xy, student_xy = self._maps()
+        colour, name, categorical = self._colour()
+        labels = self.labels()
+        fig = figures.map_figure(teacher_xy, student_xy, groups=labels, color=colour,
+                                 color_name=name, categorical=categorical,
+                                 group_tags=self._top_tags(), entity=self.entity,
+                                 titles=(f"teacher ({self.teacher_name})",
+                                         f"student ({self.student_name})"),
+                                 webgl=True, legend=False)
+        with self.map_widget.batch_update():
+            for widget_trace, trace in zip(self.map_widget.data, fig.data[:2]):
+                widget_trace.update(x=trace.x, y=trace.y, marker=trace.marker.to_plotly_json(),
+                                    customdata=trace.customdata, name=trace.name,
+                                    hovertemplate=trace.hovertemplate, selectedpoints=None,
+                                    unselected=trace.unselected.to_plotly_json(),
+                                    xaxis=trace.xaxis, yaxis=trace.yaxis, showlegend=False,
+                                    overwrite=True)
+            self.map_widget.layout = fig.layout
+            self.map_widget.layout.dragmode = "lasso"
+            self.map_widget.layout.height = 480
+        self.status.value = (f"{len(labels):,} {self.entity}; colour: {name}; a selection "
+                             f"picks a {self.grouping}")
+
+    def _draw_heatmap(self) -> None:
+        mode = self.heat_mode_tb.value
+        t, s, labels = self.teacher_repr(), self.student_repr(), self.labels()
+        if mode == "selected group" and self.selected_group is not None:
+            fig = figures.group_heatmaps(t, s, labels, self.selected_group,
+                                         max_entities=self.max_heatmap,
+                                         random_state=self.random_state, entity=self.entity)
+        elif mode == "prototypes":
+            fig = figures.prototype_heatmaps(t, s, labels, highlight=self.selected_group)
+        else:
+            # the stratified sample keeps every group while max_heatmap >= their number
+            sampled_all = np.unique(labels).size <= self.max_heatmap
+            fig = figures.similarity_heatmaps(t, s, labels, max_entities=self.max_heatmap,
+                                              random_state=self.random_state,
+                                              entity=self.entity,
+                                              highlight=self.selected_group if sampled_all
+                                              else None)
+        with self.heatmap_widget.batch_update():
+            for widget_trace, trace in zip(self.heatmap_widget.data, fig.data):
+                widget_trace.update(trace.to_plotly_json(), overwrite=True)
+            self.heatmap_widget.layout = fig.layout
+            self.heatmap_widget.layout.height = 420
+
+    def _colour(self):
+        """(values, name, categorical) of the current colouring."""
+        choice = self.colour_dd.value
+        if choice == HTD_GROUP:
+            return self._htd_groups(), HTD_GROUP, True
+        if choice == KMEANS_GROUP:
+            return self._kmeans(), KMEANS_GROUP, True
+        if choice == TAG:
+            return self._memo(("tag colour", self.entity), self._dominant_tags), TAG, True
+        counts = np.asarray(self.dataset.train.sum(axis=1 if self.entity == "users" else 0))
+        return np.log10(1 + counts.ravel()), "log10(1 + interactions)", False
+
+    def _entity_tags(self):
+        """Tag matrix of the current entity: items' own, users' through their items."""
+        item_tags = self.dataset.item_tags
+        if self.entity == "items":
+            return item_tags
+        return self._memo("user tags", lambda: (self.dataset.train @ item_tags).tocsr())
+
+    def _dominant_tags(self) -> np.ndarray:
+        """Each entity's most frequent tag among the N_COLOUR_TAGS most frequent tags."""
+        tags = self._entity_tags()
+        presence = (tags != 0).astype(np.float64).tocsr()
+        frequent = np.argsort(-np.asarray(presence.sum(0)).ravel(), kind="stable")
+        frequent = frequent[:N_COLOUR_TAGS]
+        counts = tags[:, frequent].toarray()                     # (n, N_COLOUR_TAGS)
+        names = np.array([self.dataset.tag_names[j] for j in frequent] + ["other"],
+                         dtype=object)
+        best = np.where(counts.max(1) > 0, counts.argmax(1), len(frequent))
+        return names[best]
+
+    def _top_tags(self):
+        if self.dataset is None or getattr(self.dataset, "item_tags", None) is None:
+            return None
+        return self._memo(("top tags", self.student_name if self.grouping == HTD_GROUP
+                           else None, self.entity, self.grouping),
+                          lambda: groups_module.top_tags(self.labels(), self._entity_tags(),
+                                                         self.dataset.tag_names))
+
+    def _group_errors(self) -> pd.DataFrame:
+        return self._memo(("group errors", self.student_name, self.entity, self.grouping),
+                          lambda: topology.group_errors(self.teacher_repr(),
+                                                        self.student_repr(), self.labels()))
+
+    def group_measures(self, group: int) -> dict:
+        """How well the current student preserves one group's topology.
+
+        Returns
+        -------
+        dict
+            ``size``; from :func:`htdviz.topology.group_errors` (all members):
+            ``entity_error`` (same-group pairs), ``group_error`` (prototype-entity pairs),
+            ``ftd_error`` (the group's rows of the full topology); and, from
+            :func:`htdviz.topology.discrepancy` on the members (at most ``max_heatmap``,
+            sampled; groups of 4 or more): ``knn_overlap@k`` (k = min(10, size - 1)),
+            ``spearman``, ``cka``, ``kl_most_similar``.
+        """
+        labels = self.labels()
+        members = np.flatnonzero(labels == group)
+        if members.size == 0:
+            raise ValueError(f"group {group!r} has no {self.entity} in the {self.grouping}s")
+        if members.size > self.max_heatmap:
+            rng = np.random.default_rng(self.random_state)
+            members = np.sort(rng.choice(members, self.max_heatmap, replace=False))
+        row = self._group_errors().set_index("group").loc[group]
+        out = {"size": int(row["size"]), "entity_error": float(row["entity_error"]),
+               "group_error": float(row["group_error"]), "ftd_error": float(row["ftd_error"])}
+        if members.size >= 4:
+            k = min(10, members.size - 1)
+            out.update(topology.discrepancy(self.teacher_repr()[members],
+                                            self.student_repr()[members], k=k,
+                                            n_neighbors=max(2, k), measures=GROUP_MEASURES,
+                                            random_state=self.random_state))
+        return out
+
+    def _describe(self, group: int, members: np.ndarray) -> str:
+        measures = self.group_measures(group)
+        errors = self._group_errors()
+        rows = "".join(f"<tr><td>{html.escape(k)}</td><td>{v:.4g}</td>"
+                       f"<td>{_typical(errors, k)}</td></tr>"
+                       for k, v in measures.items() if k != "size")
+        tags = self._top_tags()
+        tag_text = ""
+        if tags is not None:
+            mine = tags[tags["group"] == group]
+            tag_text = "<br>".join(f"{html.escape(str(tag))} <small>(lift {lift:.1f}, "
+                                   f"{count} of {size})</small>" for tag, lift, count, size in
+                                   zip(mine["tag"], mine["lift"], mine["count"],
+                                       mine["group_size"]))
+            tag_text = f"<b>top tags</b><br>{tag_text or '<i>none</i>'}<br>"
+        return (f"<b>{self.grouping} {group}</b>: {members.size:,} {self.entity}<br>"
+                f"{tag_text}<b>topology of the group</b>"
+                f"<table><tr><th>measure</th><th>value</th><th>median group</th></tr>{rows}"
+                f"</table><small>errors: mean squared cosine differences (lower is better); "
+                f"knn_overlap, spearman, cka: higher is better</small>")
+
+    # ----------------------------------------------------------------------------------
+    # Display
+    # ----------------------------------------------------------------------------------
+
+    def _check_entities(self) -> None:
+        teacher = self.runs[self.teacher_name]
+        for name in self.students:
+            for entity in ENTITIES:
+                t, s = getattr(teacher, entity), getattr(self.runs[name], entity)
+                if t is None or s is None:
+                    raise ValueError(f"runs {self.teacher_name!r} and {name!r} must both "
+                                     f"have {entity} representations")
+                if t.shape[0] != s.shape[0]:
+                    raise ValueError(f"run {name!r} has {s.shape[0]} {entity}, the teacher "
+                                     f"{self.teacher_name!r} {t.shape[0]}")
+
+    def _repr_mimebundle_(self, **kwargs):
+        return self.widget._repr_mimebundle_(**kwargs)
+
+
+def explore(runs, **kwargs) -> Explorer:
+    """An :class:`Explorer` of a mapping of runs, or of the run folders under a path."""
+    if isinstance(runs, (str, Path)):
+        return Explorer.from_folder(runs, **kwargs)
+    return Explorer(runs, **kwargs)
+
+
+def _typical(errors: pd.DataFrame, key: str) -> str:
+    if key in errors.columns:
+        return f"{errors[key].median():.4g}"
+    return ""
+
+
+def _as_runs(runs) -> dict:
+    if not isinstance(runs, Mapping) or not runs:
+        raise ValueError("runs must be a non-empty mapping name -> Run (or mapping of "
+                         "arrays)")
+    out = {}
+    for name, run in runs.items():
+        if isinstance(run, Run):
+            out[name] = run
+        elif isinstance(run, Mapping):
+            config = dict(run.get("config") or {})
+            if "method" in run:
+                config["method"] = run["method"]
+            out[name] = Run.from_arrays(name, users=run.get("users"), items=run.get("items"),
+                                        user_groups=run.get("user_groups"),
+                                        item_groups=run.get("item_groups"), config=config,
+                                        history=run.get("history"))
+        else:
+            raise ValueError(f"runs[{name!r}] must be a Run or a mapping with 'users' and "
+                             f"'items', got {type(run).__name__}")
+    return out
+
+
+def _pick_teacher(runs: dict, teacher):
+    if teacher is not None:
+        if teacher not in runs:
+            raise ValueError(f"teacher {teacher!r} is not one of the runs {list(runs)}")
+        return teacher
+    return next((n for n, r in runs.items() if r.method == "teacher"), next(iter(runs)))

@@ -1,0 +1,847 @@
+"""Figures of topology distillation, as plotly figures (returned, never displayed).
+
+Every function takes plain arrays or the tables of the analysis layer
+(:mod:`htdviz.topology`, :mod:`htdviz.groups`, :mod:`htdviz.capacity`) and returns a
+``plotly.graph_objects.Figure``. Entity ids travel in ``customdata`` (maps) or as the axis
+categories (heatmaps), so hover and selection name the entities.
+
+Maps (REFERENCE.md §2: the topology is the cosine geometry of the representations)
+    :func:`projection_figure` projects a teacher and a student (UMAP or PCA, the student's
+    map aligned to the teacher's) and draws them side by side with :func:`map_figure`.
+Heatmaps
+    :func:`similarity_heatmaps` (teacher, student and their difference for a sample of
+    entities ordered by group, boundaries drawn), :func:`group_heatmaps` (one group's
+    within-group block, HTD's entity-level target), :func:`prototype_heatmaps` (the
+    group-level topology among prototypes). At most :data:`MAX_HEATMAP_ENTITIES` entities
+    are drawn per axis (sampled per group), so no heatmap exceeds 2,000 x 2,000 cells.
+Curves and bars
+    :func:`learning_curves`, :func:`capacity_curves`, :func:`group_sizes_figure`,
+    :func:`preservation_bars`.
+"""
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+import numpy as np
+import pandas as pd
+
+from . import _require
+from .projection import _as_matrix, project_pair, procrustes_align
+
+go = _require("plotly.graph_objects", "htdviz figures")
+_subplots = _require("plotly.subplots", "htdviz figures")
+_colors = _require("plotly.colors", "htdviz figures")
+
+#: Largest number of entities per heatmap axis (2,000 x 2,000 cells per panel).
+MAX_HEATMAP_ENTITIES = 2000
+#: Categories get distinct colours up to this many (Dark24 + Light24), then colours repeat.
+PALETTE = tuple(_colors.qualitative.Dark24 + _colors.qualitative.Light24)
+#: Categories listed in a legend at most; more are coloured but not listed.
+MAX_LEGEND_ENTRIES = len(PALETTE)
+#: Above this many points per panel, maps use WebGL (Scattergl).
+WEBGL_THRESHOLD = 2000
+
+
+# --------------------------------------------------------------------------------------
+# Maps
+# --------------------------------------------------------------------------------------
+
+def projection_figure(teacher, student, method: str = "umap", align: str = "procrustes",
+                      n_neighbors: int = 15, min_dist: float = 0.1,
+                      n_epochs: int | None = None, init: str = "pca", random_state: int = 0,
+                      cache_dir=None, parallel: bool = True, **map_kwargs) -> "go.Figure":
+    """Teacher and student representations mapped to 2-D, side by side.
+
+    Parameters
+    ----------
+    teacher : array or tensor of shape (n_entities, d_t)
+    student : array or tensor of shape (n_entities, d_s)
+        The same entities (users or items), in the same order.
+    method : {"umap", "pca"}, default "umap"
+    align : {"procrustes", "aligned_umap", "none"}, default "procrustes"
+    n_neighbors, min_dist, n_epochs, init, random_state, cache_dir, parallel
+        See :func:`htdviz.viz.projection.project_pair`; maps are cached on disk and
+        seeded.
+    **map_kwargs
+        Passed to :func:`map_figure` (``ids``, ``groups``, ``color``, ``group_tags``, ...).
+
+    Returns
+    -------
+    plotly.graph_objects.Figure
+        As :func:`map_figure`; ``layout.meta`` also records the method, the alignment and
+        the Procrustes disparity of the two maps (0 = the same shape).
+    """
+    teacher_xy, student_xy = project_pair(teacher, student, method=method, align=align,
+                                          n_neighbors=n_neighbors, min_dist=min_dist,
+                                          n_epochs=n_epochs, init=init,
+                                          random_state=random_state, cache_dir=cache_dir,
+                                          parallel=parallel)
+    fig = map_figure(teacher_xy, student_xy, **map_kwargs)
+    disparity = procrustes_align(student_xy, teacher_xy)[1]
+    fig.layout.meta = {**(fig.layout.meta or {}), "method": method, "align": align,
+                       "disparity": disparity}
+    entity = map_kwargs.get("entity", "items")
+    fig.update_layout(title=f"{method.upper()} of teacher and student {entity} "
+                            f"(student aligned by {align}; disparity {disparity:.3f})")
+    return fig
+
+
+def map_figure(teacher_xy, student_xy, ids=None, groups=None, color=None,
+               color_name: str | None = None, categorical: bool | None = None,
+               group_tags=None, entity_tags=None, entity: str = "items",
+               titles=("teacher", "student"), highlight=None,
+               marker_size: float | None = None, webgl: bool | None = None,
+               legend: bool = True) -> "go.Figure":
+    """Draw two 2-D maps of the same entities side by side, one trace per panel.
+
+    Parameters
+    ----------
+    teacher_xy : array of shape (n_entities, 2)
+    student_xy : array of shape (n_entities, 2)
+    ids : array of shape (n_entities,), optional
+        Entity ids shown on hover and carried in ``customdata[:, 0]``; default 0..n-1.
+    groups : int array of shape (n_entities,), optional
+        Group of each entity (HTD or k-means), shown on hover; the default colouring.
+    color : array of shape (n_entities,), optional
+        What colours the points: group ids, tag names, popularity, ... Default ``groups``.
+    color_name : str, optional
+        Its name in the legend, colour bar and hover; default "group".
+    categorical : bool, optional
+        Colour by category (legend) or by value (colour bar). Default: categories for
+        integers, booleans and strings, values for floats.
+    group_tags : pandas.DataFrame or mapping, optional
+        Top tags per group, shown on hover: the table of :func:`htdviz.groups.top_tags`
+        (columns ``group``, ``tag``, optionally ``rank``) or a mapping group -> tags.
+    entity_tags : sequence of str of length n_entities, optional
+        Per-entity text shown on hover (e.g. an item's own tags).
+    entity : str, default "items"
+        What the points are ("users", "items"); used in the hover text.
+    titles : (str, str), default ("teacher", "student")
+    highlight : array of ids or bool mask of shape (n_entities,), optional
+        Entities shown selected (the others faded) in both panels.
+    marker_size : float, optional
+        Default 6 below 2,000 entities, 4 below 10,000, else 3.
+    webgl : bool, optional
+        Draw with Scattergl; default above :data:`WEBGL_THRESHOLD` entities.
+    legend : bool, default True
+        Add the legend traces of categorical colours.
+
+    Returns
+    -------
+    plotly.graph_objects.Figure
+        ``data[0]`` is the teacher panel and ``data[1]`` the student panel, each holding
+        every entity in input order (Scattergl, see ``webgl``),
+        ``customdata`` columns (id, group, group's top tags, entity text, colour value).
+        With categorical colours, further traces without points (one per category, at
+        most :data:`MAX_LEGEND_ENTRIES`) make the legend. Axes of the two panels are
+        linked (zooming one zooms both).
+    """
+    t_xy = _as_xy(teacher_xy, "teacher_xy")
+    s_xy = _as_xy(student_xy, "student_xy")
+    n = t_xy.shape[0]
+    if s_xy.shape[0] != n:
+        raise ValueError(f"teacher_xy and student_xy must hold the same entities: got {n} and "
+                         f"{s_xy.shape[0]} rows")
+    ids = _as_ids(ids, n)
+    groups = _as_vector(groups, n, "groups")
+    color = groups if color is None else _as_vector(color, n, "color")
+    color_name = color_name or "group"
+    tags_of_group = _group_tag_text(group_tags)
+    group_text = np.full(n, "", dtype=object) if groups is None else \
+        groups.astype(str).astype(object)
+    group_tag_text = np.array([tags_of_group.get(g, "") for g in groups], dtype=object) \
+        if groups is not None else np.full(n, "", dtype=object)
+    entity_text = np.full(n, "", dtype=object) if entity_tags is None else \
+        np.asarray(_as_vector(entity_tags, n, "entity_tags"), dtype=object)
+    color_text = np.full(n, "", dtype=object) if color is None else np.array(
+        [f"{c:.4g}" if isinstance(c, (float, np.floating)) else str(c) for c in color],
+        dtype=object)
+    customdata = np.stack([ids.astype(object), group_text, group_tag_text, entity_text,
+                           color_text], axis=1)
+
+    hover = f"<b>{_singular(entity)} %{{customdata[0]}}</b>"
+    if groups is not None:
+        hover += "<br>group %{customdata[1]}"
+        if tags_of_group:
+            hover += "<br><i>%{customdata[2]}</i>"
+    if entity_tags is not None:
+        hover += "<br>%{customdata[3]}"
+    if color is not None and color is not groups:
+        hover += f"<br>{color_name}: %{{customdata[4]}}"
+
+    size = marker_size or (6 if n < 2000 else 4 if n < 10000 else 3)
+    marker = dict(size=size, opacity=0.8, line=dict(width=0))
+    legend_traces = []
+    webgl = n > WEBGL_THRESHOLD if webgl is None else bool(webgl)
+    scatter = go.Scattergl if webgl else go.Scatter
+    if color is None:
+        marker["color"] = PALETTE[0]
+    elif _is_categorical(color, categorical):
+        codes, names = pd.factorize(pd.Series(color), sort=True)
+        # numeric codes on a stepwise colour scale: plotly validates numbers in bulk but
+        # colour strings one by one (seconds for 25,000 points)
+        n_colours = min(len(names), len(PALETTE))
+        marker.update(color=codes % len(PALETTE), colorscale=_stepwise(n_colours),
+                      cmin=-0.5, cmax=n_colours - 0.5, showscale=False)
+        if legend and len(names) <= MAX_LEGEND_ENTRIES:
+            legend_traces = [scatter(x=[None], y=[None], mode="markers", name=str(name),
+                                     marker=dict(color=PALETTE[k % len(PALETTE)], size=8),
+                                     legendgroup=str(name), showlegend=True, hoverinfo="skip")
+                             for k, name in enumerate(names)]
+    else:
+        values = np.asarray(color, dtype=np.float64)
+        marker.update(color=values, coloraxis="coloraxis")
+
+    fig = _subplots.make_subplots(rows=1, cols=2, subplot_titles=list(titles),
+                                  horizontal_spacing=0.03)
+    selected = _highlight_points(highlight, ids)
+    for col, (xy, name) in enumerate(((t_xy, titles[0]), (s_xy, titles[1])), start=1):
+        fig.add_trace(scatter(x=xy[:, 0], y=xy[:, 1], mode="markers", name=name,
+                              marker=marker, customdata=customdata, hovertemplate=hover +
+                              f"<extra>{name}</extra>", showlegend=False,
+                              selectedpoints=selected, unselected=dict(marker=dict(
+                                  opacity=0.12))), row=1, col=col)
+    for trace in legend_traces:
+        fig.add_trace(trace, row=1, col=1)
+    if "coloraxis" in marker:
+        fig.update_layout(coloraxis=dict(colorscale="Viridis",
+                                         colorbar=dict(title=dict(text=color_name))))
+    axis = dict(showticklabels=False, showgrid=False, zeroline=False)
+    fig.update_xaxes(**axis)
+    fig.update_yaxes(**axis)
+    fig.update_xaxes(matches="x", row=1, col=2)
+    fig.update_yaxes(matches="y", row=1, col=2)
+    fig.update_yaxes(scaleanchor="x", scaleratio=1, row=1, col=1)
+    fig.update_layout(legend=dict(title=dict(text=color_name), itemsizing="constant"),
+                      template="plotly_white", margin=dict(l=20, r=20, t=60, b=20),
+                      meta={"entity": entity, "n_entities": n, "color_name": color_name})
+    return fig
+
+
+# --------------------------------------------------------------------------------------
+# Heatmaps
+# --------------------------------------------------------------------------------------
+
+def similarity_heatmaps(teacher, student, groups=None, ids=None, max_entities: int = 500,
+                        random_state: int = 0, entity: str = "items", highlight=None,
+                        titles=("teacher", "student", "student − teacher")) -> "go.Figure":
+    """Teacher, student and difference cosine-similarity heatmaps, entities ordered by group.
+
+    Parameters
+    ----------
+    teacher : array or tensor of shape (n_entities, d_t)
+    student : array or tensor of shape (n_entities, d_s)
+    groups : int array of shape (n_entities,), optional
+        Rows and columns are ordered by group (ascending) and, within a group, by the
+        teacher cosine to the group's teacher prototype (most typical first, then id);
+        the group boundaries are drawn. Without groups, entities are ordered by id.
+    ids : array of shape (n_entities,), optional
+        Entity ids (unique), the axis categories shown on hover; default 0..n-1.
+    max_entities : int, default 500
+        At most this many entities (<= :data:`MAX_HEATMAP_ENTITIES` = 2000) are drawn; more
+        are sampled, stratified by group (every non-empty group keeps at least one entity
+        while ``max_entities`` allows, the rest in proportion to group size), seeded by
+        ``random_state``.
+    random_state : int, default 0
+    entity : str, default "items"
+    highlight : int, optional
+        A group whose block is outlined in every panel.
+    titles : three str
+
+    Returns
+    -------
+    plotly.graph_objects.Figure
+        Three Heatmap traces (teacher, student, student - teacher) over the same
+        categorical axes (the sampled ids, as strings). Teacher and student share a colour
+        axis on [-1, 1]; the difference has its own, symmetric about 0. Group boundaries
+        are line shapes named "boundary" (at positions ``b - 0.5`` for each group start
+        b > 0); the highlight is a rectangle named "highlight". ``layout.meta`` holds the
+        ordered ``ids``, their ``groups`` and the block ``starts``.
+    """
+    t = _as_matrix(teacher, "teacher")
+    s = _as_matrix(student, "student")
+    _same_rows(t, s)
+    n = t.shape[0]
+    ids = _as_ids(ids, n)
+    labels = None if groups is None else _as_labels(groups, n, "groups")
+    max_entities = _check_max_entities(max_entities)
+    order = _ordered_sample(t, labels, max_entities, np.random.default_rng(random_state))
+    return _similarity_triptych(t[order], s[order], ids[order],
+                                None if labels is None else labels[order], entity, highlight,
+                                titles)
+
+
+def group_heatmaps(teacher, student, groups, group: int, ids=None, max_entities: int = 500,
+                   random_state: int = 0, entity: str = "items",
+                   titles=None) -> "go.Figure":
+    """One group's within-group block (HTD's entity-level target), teacher vs student.
+
+    Parameters
+    ----------
+    teacher : array or tensor of shape (n_entities, d_t)
+    student : array or tensor of shape (n_entities, d_s)
+    groups : int array of shape (n_entities,)
+    group : int
+        The group to show (must have members).
+    ids, max_entities, random_state, entity
+        See :func:`similarity_heatmaps`; members beyond ``max_entities`` are sampled.
+    titles : three str, optional
+        Default "teacher, group g" etc.
+
+    Returns
+    -------
+    plotly.graph_objects.Figure
+        As :func:`similarity_heatmaps`, over the group's members only (ordered by teacher
+        cosine to the group's prototype, most typical first), without boundaries.
+    """
+    t = _as_matrix(teacher, "teacher")
+    s = _as_matrix(student, "student")
+    _same_rows(t, s)
+    n = t.shape[0]
+    ids = _as_ids(ids, n)
+    labels = _as_labels(groups, n, "groups")
+    members = np.flatnonzero(labels == group)
+    if members.size == 0:
+        raise ValueError(f"group {group!r} has no members (groups present: "
+                         f"{np.unique(labels).tolist()[:20]}...)")
+    max_entities = _check_max_entities(max_entities)
+    rng = np.random.default_rng(random_state)
+    if members.size > max_entities:
+        members = np.sort(rng.choice(members, max_entities, replace=False))
+    order = members[_typical_first(t, labels, members)]
+    titles = titles or (f"teacher, group {group}", f"student, group {group}",
+                        "student − teacher")
+    return _similarity_triptych(t[order], s[order], ids[order], None, entity, None, titles)
+
+
+def prototype_heatmaps(teacher, student, groups, n_groups: int | None = None,
+                       group_names=None, highlight=None,
+                       titles=("teacher", "student", "student − teacher")) -> "go.Figure":
+    """The group-level topology: cosines among group prototypes (Group(P,P), §2 step 4).
+
+    Parameters
+    ----------
+    teacher : array or tensor of shape (n_entities, d_t)
+    student : array or tensor of shape (n_entities, d_s)
+    groups : int array of shape (n_entities,)
+    n_groups : int, optional
+        Default ``groups.max() + 1``; empty groups are left out.
+    group_names : sequence of str of length n_groups, optional
+        Axis labels; default the group ids.
+    highlight : int, optional
+        A group whose row and column are outlined.
+    titles : three str
+
+    Returns
+    -------
+    plotly.graph_objects.Figure
+        Three Heatmap traces (teacher, student, difference) of shape
+        (n_present, n_present), groups in ascending order; ``customdata[i][j]`` holds the
+        sizes of groups i and j. Prototypes are the means of the raw representations
+        (:func:`htdviz.topology.prototypes`).
+    """
+    from .. import topology
+
+    t = _as_matrix(teacher, "teacher")
+    s = _as_matrix(student, "student")
+    _same_rows(t, s)
+    labels = _as_labels(groups, t.shape[0], "groups")
+    n_groups = int(labels.max()) + 1 if n_groups is None else int(n_groups)
+    if n_groups <= labels.max():
+        raise ValueError(f"n_groups must exceed the largest group id {labels.max()}, got "
+                         f"{n_groups}")
+    if group_names is not None and len(group_names) != n_groups:
+        raise ValueError(f"group_names must have one name per group ({n_groups}), got "
+                         f"{len(group_names)}")
+    sizes = np.bincount(labels, minlength=n_groups)
+    present = np.flatnonzero(sizes)
+    names = [str(group_names[g]) if group_names is not None else str(g) for g in present]
+    t_sim = topology.cosine_similarity(topology.prototypes(t, labels, n_groups)[present])
+    s_sim = topology.cosine_similarity(topology.prototypes(s, labels, n_groups)[present])
+    sizes_pair = np.stack(np.broadcast_arrays(sizes[present][:, None],
+                                              sizes[present][None, :]), axis=-1)
+    hover = ("group %{y} · group %{x}<br>cos %{z:.3f}<br>sizes %{customdata[0]} · "
+             "%{customdata[1]}")
+    fig = _triptych(t_sim, s_sim, names, titles, hover, customdata=sizes_pair,
+                    axis_title="group")
+    if highlight is not None:
+        if highlight not in present:
+            raise ValueError(f"highlight must be a non-empty group, got {highlight!r}")
+        pos = int(np.searchsorted(present, highlight))
+        k = len(present)
+        fig.update_layout(shapes=[
+            shape for panel in range(3) for shape in
+            (_rect(panel, pos - 0.5, pos + 0.5, -0.5, k - 0.5),
+             _rect(panel, -0.5, k - 0.5, pos - 0.5, pos + 0.5))])
+    fig.layout.meta = {"groups": present.tolist(), "sizes": sizes[present].tolist()}
+    return fig
+
+
+def _similarity_triptych(t, s, ids, labels, entity, highlight, titles):
+    from .. import topology
+
+    names = [str(i) for i in ids]
+    if len(set(names)) != len(names):
+        raise ValueError("ids must be unique (they name the heatmap rows and columns)")
+    label = _singular(entity)
+    hover = f"{label} %{{y}} · {label} %{{x}}<br>cos %{{z:.3f}}"
+    fig = _triptych(topology.cosine_similarity(t), topology.cosine_similarity(s), names,
+                    titles, hover, axis_title=entity)
+    meta = {"ids": ids.tolist(), "entity": entity}
+    if labels is not None:
+        starts = np.flatnonzero(np.r_[True, labels[1:] != labels[:-1]])
+        ends = np.r_[starts[1:], labels.size]
+        k = labels.size
+        # shapes are set once: each add_shape copies every shape before it
+        shapes = [line for panel in range(3) for b in starts[1:] for line in
+                  (_line(panel, b - 0.5, b - 0.5, -0.5, k - 0.5),
+                   _line(panel, -0.5, k - 0.5, b - 0.5, b - 0.5))]
+        block_groups = labels[starts]
+        if len(starts) <= 40:          # a tick per group, at the middle of its block
+            centres = [names[(a + e - 1) // 2] for a, e in zip(starts, ends)]
+            ticks = dict(tickmode="array", tickvals=centres,
+                         ticktext=[str(g) for g in block_groups], showticklabels=True)
+            fig.update_xaxes(**ticks)
+            fig.update_yaxes(**ticks)
+        if highlight is not None:
+            if highlight not in block_groups:
+                raise ValueError(f"highlight must be a group present in the sample, got "
+                                 f"{highlight!r}")
+            b = int(np.flatnonzero(block_groups == highlight)[0])
+            shapes += [_rect(panel, starts[b] - 0.5, ends[b] - 0.5, starts[b] - 0.5,
+                             ends[b] - 0.5) for panel in range(3)]
+        fig.update_layout(shapes=shapes)
+        meta.update(groups=labels.tolist(), starts=starts.tolist())
+    fig.layout.meta = meta
+    return fig
+
+
+def _triptych(t_sim, s_sim, names, titles, hover, customdata=None, axis_title=""):
+    """Three heatmaps on shared categorical axes: teacher, student, student - teacher."""
+    diff = s_sim - t_sim
+    bound = float(np.nanmax(np.abs(diff))) if diff.size and np.isfinite(diff).any() else 1.0
+    bound = bound or 1.0
+    fig = _subplots.make_subplots(rows=1, cols=3, subplot_titles=list(titles),
+                                  horizontal_spacing=0.04)
+    for col, (z, axis) in enumerate(((t_sim, "coloraxis"), (s_sim, "coloraxis"),
+                                     (diff, "coloraxis2")), start=1):
+        fig.add_trace(go.Heatmap(z=z.astype(np.float32), x=names, y=names, coloraxis=axis,
+                                 customdata=customdata, name=titles[col - 1],
+                                 hovertemplate=hover + f"<extra>{titles[col - 1]}</extra>"),
+                      row=1, col=col)
+    fig.update_xaxes(type="category", showticklabels=False, showgrid=False, title=axis_title,
+                     constrain="domain")
+    fig.update_yaxes(type="category", showticklabels=False, showgrid=False,
+                     autorange="reversed", constrain="domain")
+    for col in (1, 2, 3):
+        fig.update_yaxes(scaleanchor=f"x{'' if col == 1 else col}", row=1, col=col)
+    fig.update_layout(
+        coloraxis=dict(colorscale="RdBu_r", cmin=-1, cmax=1,
+                       colorbar=dict(title=dict(text="cos"), orientation="h", x=0.34,
+                                     len=0.5, y=-0.18, thickness=12)),
+        coloraxis2=dict(colorscale="PuOr_r", cmin=-bound, cmax=bound,
+                        colorbar=dict(title=dict(text="Δ cos"), orientation="h", x=0.86,
+                                      len=0.28, y=-0.18, thickness=12)),
+        template="plotly_white", margin=dict(l=40, r=20, t=60, b=90))
+    return fig
+
+
+def _line(panel, x0, x1, y0, y1) -> dict:
+    """A group boundary in heatmap panel 0, 1 or 2 (category positions)."""
+    suffix = "" if panel == 0 else str(panel + 1)
+    return dict(type="line", x0=x0, x1=x1, y0=y0, y1=y1, xref=f"x{suffix}",
+                yref=f"y{suffix}", line=dict(color="black", width=0.7), name="boundary")
+
+
+def _rect(panel, x0, x1, y0, y1) -> dict:
+    """A highlight rectangle in heatmap panel 0, 1 or 2."""
+    suffix = "" if panel == 0 else str(panel + 1)
+    return dict(type="rect", x0=x0, x1=x1, y0=y0, y1=y1, xref=f"x{suffix}",
+                yref=f"y{suffix}", line=dict(color="#00cc96", width=2.5), name="highlight")
+
+
+def _ordered_sample(t: np.ndarray, labels, max_entities: int, rng) -> np.ndarray:
+    """Positions of at most ``max_entities`` entities: by group, typical first, then id."""
+    n = t.shape[0]
+    if labels is None:
+        return np.arange(n) if n <= max_entities else \
+            np.sort(rng.choice(n, max_entities, replace=False))
+    if n <= max_entities:
+        chosen = np.arange(n)
+    else:
+        sizes = np.bincount(labels)
+        present = np.flatnonzero(sizes)
+        quota = _apportion(sizes[present], max_entities)
+        chosen = np.sort(np.concatenate([
+            rng.choice(np.flatnonzero(labels == g), q, replace=False)
+            for g, q in zip(present, quota) if q > 0]))
+    return chosen[_typical_first(t, labels, chosen)]
+
+
+def _typical_first(t: np.ndarray, labels: np.ndarray, chosen: np.ndarray) -> np.ndarray:
+    """Order of ``chosen``: group ascending, teacher cosine to the group's (full) teacher
+    prototype descending, position ascending."""
+    from .. import topology
+
+    protos = topology.prototypes(t, labels)                       # (n_groups, d_t)
+    unit = t[chosen] / np.maximum(np.linalg.norm(t[chosen], axis=1, keepdims=True), 1e-12)
+    p = protos[labels[chosen]]
+    p = p / np.maximum(np.linalg.norm(p, axis=1, keepdims=True), 1e-12)
+    typicality = (unit * p).sum(1)
+    return np.lexsort((chosen, -typicality, labels[chosen]))
+
+
+def _apportion(sizes: np.ndarray, total: int) -> np.ndarray:
+    """Split ``total`` draws among groups of ``sizes`` in proportion (largest remainders),
+    each group keeping at least one while ``total`` allows, never more than its size."""
+    exact = sizes * total / sizes.sum()
+    quota = np.minimum(np.floor(exact).astype(np.int64), sizes)
+    if total >= sizes.size:
+        quota = np.maximum(quota, 1)
+    by_remainder = np.argsort(-(exact - np.floor(exact)), kind="stable")
+    while quota.sum() > total:                      # the minimum of one overshot
+        quota[np.argmax(quota)] -= 1
+    while quota.sum() < total:
+        for g in by_remainder:
+            if quota[g] < sizes[g]:
+                quota[g] += 1
+                if quota.sum() == total:
+                    break
+    return quota
+
+
+# --------------------------------------------------------------------------------------
+# Curves and bars
+# --------------------------------------------------------------------------------------
+
+def learning_curves(histories, metric: str = "test_recall@50", reference=None,
+                    x: str = "epoch") -> "go.Figure":
+    """A metric against epochs, one line per method (REFERENCE.md §4 learning curves).
+
+    Parameters
+    ----------
+    histories : mapping or pandas.DataFrame
+        name -> history DataFrame (or anything with a ``.history`` DataFrame, such as a
+        :class:`htdviz.runs.Run`), each with columns ``x`` and ``metric``; or one tidy
+        DataFrame with a ``method`` column.
+    metric : str, default "test_recall@50"
+    reference : mapping, optional
+        name -> pandas.Series of the metric indexed by epoch (e.g. the paper's logs),
+        drawn dashed in the colour of the method of the same name.
+    x : str, default "epoch"
+
+    Returns
+    -------
+    plotly.graph_objects.Figure
+        One Scatter trace per method in the given order, then one per reference curve
+        (named "<name> (paper)"); points sorted by ``x``.
+    """
+    curves = _as_curves(histories, metric, x)
+    fig = go.Figure()
+    colours = {}
+    for k, (name, frame) in enumerate(curves.items()):
+        colours[name] = PALETTE[k % len(PALETTE)]
+        frame = frame.sort_values(x)
+        fig.add_trace(go.Scatter(x=frame[x], y=frame[metric], mode="lines+markers",
+                                 name=str(name), line=dict(color=colours[name]),
+                                 hovertemplate=f"{name}<br>{x} %{{x}}<br>{metric} "
+                                               f"%{{y:.4f}}<extra></extra>"))
+    for k, (name, series) in enumerate((reference or {}).items()):
+        series = pd.Series(series).sort_index()
+        colour = colours.get(name, PALETTE[(len(curves) + k) % len(PALETTE)])
+        fig.add_trace(go.Scatter(x=series.index, y=series.values, mode="lines",
+                                 name=f"{name} (paper)", line=dict(color=colour, dash="dash"),
+                                 hovertemplate=f"{name} (paper)<br>{x} %{{x}}<br>{metric} "
+                                               f"%{{y:.4f}}<extra></extra>"))
+    fig.update_layout(xaxis_title=x, yaxis_title=metric, template="plotly_white",
+                      title=f"{metric} during training")
+    return fig
+
+
+def capacity_curves(table: pd.DataFrame, recall: str | None = "auto",
+                    error: str = "full_error_relative", x: str = "phi") -> "go.Figure":
+    """Recall and topology error against capacity, per method, with the spectral bound.
+
+    Parameters
+    ----------
+    table : pandas.DataFrame
+        Tidy, as :func:`htdviz.capacity.capacity_table` returns: columns ``method``,
+        ``kind`` ("bound" or "achieved"), ``x`` and ``error``, and for the recall panel
+        the ``recall`` column.
+    recall : str or None, default "auto"
+        The accuracy column; "auto" takes the first of "test_recall@50",
+        "final_test_recall@50", "recall@50" present; None leaves the recall panel out.
+    error : str, default "full_error_relative"
+        The topology error: the share of the teacher's full topology (its squared cosine
+        matrix entries) a student misses; "hierarchical_error_relative" for HTD's target,
+        or the absolute "full_error" / "hierarchical_error".
+    x : str, default "phi"
+        Capacity d_s / d_t (log axis); or "dim".
+
+    Returns
+    -------
+    plotly.graph_objects.Figure
+        With the recall panel: one Scatter per method in panel 1 (recall), then one per
+        method in panel 2 (error), then the bound ("rank-d bound", dashed) in panel 2. The
+        bound is the Eckart-Young error of the best rank-d approximation of the teacher's
+        cosine matrix: no d-dimensional student can go below it.
+    """
+    if not isinstance(table, pd.DataFrame):
+        raise ValueError(f"table must be a pandas DataFrame, got {type(table).__name__}")
+    missing = {"method", "kind", x, error} - set(table.columns)
+    if missing:
+        raise ValueError(f"table lacks the columns {sorted(missing)}; it has "
+                         f"{list(table.columns)}")
+    if recall == "auto":
+        recall = next((c for c in ("test_recall@50", "final_test_recall@50", "recall@50")
+                       if c in table.columns), None)
+        if recall is None:
+            raise ValueError(f"no recall column found in {list(table.columns)}; pass "
+                             f"recall=<column> or recall=None")
+    elif recall is not None and recall not in table.columns:
+        raise ValueError(f"recall column {recall!r} is not in the table; it has "
+                         f"{list(table.columns)}")
+    achieved = table[table["kind"] != "bound"]
+    bound = table[table["kind"] == "bound"].sort_values(x)
+    panels = [recall, error] if recall is not None else [error]
+    fig = _subplots.make_subplots(rows=1, cols=len(panels), subplot_titles=panels,
+                                  horizontal_spacing=0.1)
+    methods = list(dict.fromkeys(achieved["method"]))
+    for col, column in enumerate(panels, start=1):
+        for k, method in enumerate(methods):
+            rows = achieved[achieved["method"] == method].sort_values(x)
+            fig.add_trace(go.Scatter(x=rows[x], y=rows[column], mode="lines+markers",
+                                     name=str(method), legendgroup=str(method),
+                                     showlegend=col == 1, line=dict(color=PALETTE[k % len(
+                                         PALETTE)]),
+                                     hovertemplate=f"{method}<br>{x} %{{x}}<br>{column} "
+                                                   f"%{{y:.4f}}<extra></extra>"),
+                          row=1, col=col)
+    if len(bound) and bound[error].notna().any():
+        fig.add_trace(go.Scatter(x=bound[x], y=bound[error], mode="lines",
+                                 name="rank-d bound", line=dict(color="grey", dash="dash"),
+                                 hovertemplate=f"rank-d bound<br>{x} %{{x}}<br>{error} "
+                                               f"%{{y:.4f}}<extra></extra>"),
+                      row=1, col=len(panels))
+    fig.update_xaxes(type="log" if x == "phi" else "linear", title=x)
+    fig.update_layout(template="plotly_white", title="Capacity: accuracy and topology error")
+    return fig
+
+
+def group_sizes_figure(groups, top_tags=None, n_tags: int = 3, group_names=None,
+                       entity: str = "items") -> "go.Figure":
+    """Group sizes as horizontal bars (largest on top), each labelled with its top tags.
+
+    Parameters
+    ----------
+    groups : int array of shape (n_entities,) or pandas.Series
+        Group labels, or sizes indexed by group (:func:`htdviz.groups.group_sizes`).
+    top_tags : pandas.DataFrame or mapping, optional
+        :func:`htdviz.groups.top_tags` output, or a mapping group -> tags.
+    n_tags : int, default 3
+        Tags shown per group.
+    group_names : mapping group -> str, optional
+    entity : str, default "items"
+
+    Returns
+    -------
+    plotly.graph_objects.Figure
+        One Bar trace; bars ordered by size descending (ties by group id), ``customdata``
+        columns (group, size, tags); empty groups are left out.
+    """
+    if isinstance(groups, pd.Series):
+        sizes = groups.astype(np.int64)
+    else:
+        from .. import groups as groups_module
+
+        sizes = groups_module.group_sizes(_as_labels(groups, None, "groups"))
+    sizes = sizes[sizes > 0]
+    order = sorted(sizes.index, key=lambda g: (-sizes[g], g))
+    tags = _group_tag_text(top_tags, n_tags)
+    names = [str(group_names[g]) if group_names is not None else f"group {g}" for g in order]
+    text = [tags.get(g, "") for g in order]
+    customdata = np.array([[g, int(sizes[g]), tags.get(g, "")] for g in order], dtype=object)
+    fig = go.Figure(go.Bar(x=[int(sizes[g]) for g in order], y=names, orientation="h",
+                           text=text, textposition="outside", customdata=customdata,
+                           cliponaxis=False,
+                           hovertemplate="group %{customdata[0]}: %{customdata[1]} "
+                                         f"{entity}<br>%{{customdata[2]}}<extra></extra>"))
+    fig.update_yaxes(autorange="reversed")
+    fig.update_layout(template="plotly_white", xaxis_title=f"{entity} in group",
+                      title="Group sizes and their most characteristic tags",
+                      height=max(300, 22 * len(order) + 120))
+    return fig
+
+
+def preservation_bars(results, value: str = "kl") -> "go.Figure":
+    """Topology-preservation KL per method and neighbour set (REFERENCE.md §4c), as bars.
+
+    Parameters
+    ----------
+    results : pandas.DataFrame or mapping
+        Tidy DataFrame with columns ``method``, ``mode`` ("most_similar" / "random") and
+        ``value``; or a mapping method -> {mode: KL} (e.g. from
+        :func:`htdviz.topology.preservation_kl`).
+    value : str, default "kl"
+
+    Returns
+    -------
+    plotly.graph_objects.Figure
+        One Bar trace per mode (in order of first appearance), methods along x in order of
+        first appearance; lower bars = topology better preserved.
+    """
+    if isinstance(results, Mapping):
+        frame = pd.DataFrame([{"method": m, "mode": mode, value: kl}
+                              for m, by_mode in results.items() for mode, kl in
+                              by_mode.items()])
+    elif isinstance(results, pd.DataFrame):
+        missing = {"method", "mode", value} - set(results.columns)
+        if missing:
+            raise ValueError(f"results lacks the columns {sorted(missing)}; it has "
+                             f"{list(results.columns)}")
+        frame = results
+    else:
+        raise ValueError(f"results must be a DataFrame or a mapping, got "
+                         f"{type(results).__name__}")
+    methods = list(dict.fromkeys(frame["method"]))
+    fig = go.Figure()
+    for k, mode in enumerate(dict.fromkeys(frame["mode"])):
+        rows = frame[frame["mode"] == mode].set_index("method").reindex(methods)
+        fig.add_trace(go.Bar(x=methods, y=rows[value], name=str(mode),
+                             marker_color=PALETTE[k % len(PALETTE)],
+                             texttemplate="%{y:.4f}", textposition="outside",
+                             hovertemplate=f"%{{x}} · {mode}<br>KL %{{y:.4f}}<extra></extra>"))
+    fig.update_layout(barmode="group", template="plotly_white",
+                      yaxis_title="KL(teacher || student), lower is better",
+                      title="Topology preservation", legend_title_text="neighbours")
+    return fig
+
+
+# --------------------------------------------------------------------------------------
+# Validation and small helpers
+# --------------------------------------------------------------------------------------
+
+def _as_xy(xy, name: str) -> np.ndarray:
+    xy = np.asarray(xy, dtype=np.float64)
+    if xy.ndim != 2 or xy.shape[1] != 2 or xy.shape[0] == 0:
+        raise ValueError(f"{name} must have shape (n_entities, 2), got {xy.shape}")
+    return xy
+
+
+def _as_ids(ids, n: int) -> np.ndarray:
+    if ids is None:
+        return np.arange(n)
+    ids = np.asarray(ids)
+    if ids.shape != (n,):
+        raise ValueError(f"ids must have shape ({n},), got {ids.shape}")
+    return ids
+
+
+def _as_vector(values, n: int, name: str):
+    if values is None:
+        return None
+    if hasattr(values, "detach"):
+        values = values.detach().cpu().numpy()
+    values = np.asarray(values)
+    if values.shape != (n,):
+        raise ValueError(f"{name} must have shape ({n},) (one value per entity), got "
+                         f"{values.shape}")
+    return values
+
+
+def _as_labels(groups, n, name: str) -> np.ndarray:
+    groups = np.asarray(groups.detach().cpu().numpy() if hasattr(groups, "detach") else groups)
+    if groups.ndim != 1 or (n is not None and groups.shape[0] != n) or \
+            not np.issubdtype(groups.dtype, np.integer) or (groups.size and groups.min() < 0):
+        raise ValueError(f"{name} must be int group ids >= 0 of shape "
+                         f"({n if n is not None else 'n_entities'},), got shape "
+                         f"{groups.shape} and dtype {groups.dtype}")
+    return groups.astype(np.int64)
+
+
+def _same_rows(t: np.ndarray, s: np.ndarray) -> None:
+    if t.shape[0] != s.shape[0]:
+        raise ValueError(f"teacher and student must describe the same entities: got "
+                         f"{t.shape[0]} and {s.shape[0]} rows")
+
+
+def _check_max_entities(max_entities) -> int:
+    if isinstance(max_entities, bool) or not isinstance(max_entities, (int, np.integer)) or \
+            not 1 <= max_entities <= MAX_HEATMAP_ENTITIES:
+        raise ValueError(f"max_entities must be an integer in [1, {MAX_HEATMAP_ENTITIES}] "
+                         f"(heatmaps stay responsive up to 2,000 x 2,000 cells), got "
+                         f"{max_entities!r}")
+    return int(max_entities)
+
+
+def _is_categorical(color: np.ndarray, categorical: bool | None) -> bool:
+    if categorical is not None:
+        return bool(categorical)
+    return color.dtype.kind in "iubOUS"
+
+
+def _stepwise(n_colours: int) -> list:
+    """A colour scale on which code k (of cmin=-0.5, cmax=n_colours-0.5) gets PALETTE[k]."""
+    scale = []
+    for k in range(max(n_colours, 1)):
+        scale += [[k / max(n_colours, 1), PALETTE[k]], [(k + 1) / max(n_colours, 1), PALETTE[k]]]
+    return scale
+
+
+def _highlight_points(highlight, ids: np.ndarray):
+    if highlight is None:
+        return None
+    highlight = np.asarray(highlight)
+    if highlight.dtype == bool:
+        if highlight.shape != ids.shape:
+            raise ValueError(f"a boolean highlight must have shape {ids.shape}, got "
+                             f"{highlight.shape}")
+        return np.flatnonzero(highlight).tolist()
+    return np.flatnonzero(np.isin(ids, highlight)).tolist()
+
+
+def _group_tag_text(group_tags, n_tags: int = 3) -> dict:
+    """group -> "tag, tag, tag" from a top_tags table or a mapping."""
+    if group_tags is None:
+        return {}
+    if isinstance(group_tags, pd.DataFrame):
+        if not {"group", "tag"} <= set(group_tags.columns):
+            raise ValueError(f"group_tags must have columns 'group' and 'tag' (the table of "
+                             f"htdviz.groups.top_tags), got {list(group_tags.columns)}")
+        frame = group_tags.sort_values(["group", "rank"]) if "rank" in group_tags.columns \
+            else group_tags
+        return {int(g): ", ".join(map(str, rows["tag"].head(n_tags)))
+                for g, rows in frame.groupby("group", sort=False)}
+    if isinstance(group_tags, Mapping):
+        return {int(g): tags if isinstance(tags, str) else ", ".join(map(str,
+                                                                         list(tags)[:n_tags]))
+                for g, tags in group_tags.items()}
+    raise ValueError(f"group_tags must be a DataFrame (htdviz.groups.top_tags) or a mapping "
+                     f"group -> tags, got {type(group_tags).__name__}")
+
+
+def _as_curves(histories, metric: str, x: str) -> dict:
+    if isinstance(histories, pd.DataFrame):
+        if "method" not in histories.columns:
+            raise ValueError("a single histories DataFrame must have a 'method' column "
+                             "(or pass a mapping name -> DataFrame)")
+        histories = {m: rows for m, rows in histories.groupby("method", sort=False)}
+    if not isinstance(histories, Mapping) or not histories:
+        raise ValueError("histories must be a non-empty mapping name -> history DataFrame "
+                         "or a tidy DataFrame with a 'method' column")
+    curves = {}
+    for name, frame in histories.items():
+        frame = getattr(frame, "history", frame)
+        if not isinstance(frame, pd.DataFrame):
+            raise ValueError(f"histories[{name!r}] must be a DataFrame, got "
+                             f"{type(frame).__name__}")
+        missing = {x, metric} - set(frame.columns)
+        if missing:
+            raise ValueError(f"histories[{name!r}] lacks the columns {sorted(missing)}; it "
+                             f"has {list(frame.columns)}")
+        curves[name] = frame
+    return curves
+
+
+def _singular(entity: str) -> str:
+    return entity[:-1] if entity.endswith("s") else entity

@@ -1,0 +1,217 @@
+"""htdviz.train: the BPR loss, learning, determinism, early stopping, configuration checks."""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+from torch import nn
+
+from htdviz import train
+from htdviz.models import BPRMF, LightGCN
+from htdviz.train import TrainConfig, bpr_loss, fit
+
+
+def make_model(kind: str, ds, dim: int = 16, seed: int = 0):
+    generator = torch.Generator().manual_seed(seed)
+    if kind == "bpr":
+        return BPRMF(ds.n_users, ds.n_items, dim, generator=generator)
+    return LightGCN(ds, dim, n_layers=2, generator=generator)
+
+
+def quick_config(**overrides) -> TrainConfig:
+    settings = dict(epochs=2, batch_size=256, lr=0.02, eval_every=1, ks=(10, 50),
+                    monitor="recall@10")
+    settings.update(overrides)
+    return TrainConfig(**settings)
+
+
+def test_bpr_loss_hand_computed():
+    users = torch.tensor([[1.0, 0.0], [0.5, 2.0]])
+    pos = torch.tensor([[2.0, 0.0], [0.0, 1.0]])
+    neg = torch.tensor([[0.0, 1.0], [2.0, 0.0]])
+    # differences of scores: 2 - 0 = 2 and 2 - 1 = 1
+    expected = math.log1p(math.exp(-2.0)) + math.log1p(math.exp(-1.0))
+    assert bpr_loss(users, pos, neg).item() == pytest.approx(expected, rel=1e-6)
+
+
+@pytest.mark.parametrize("kind", ["bpr", "lightgcn"])
+def test_fit_improves_validation_recall(small_synthetic, kind):
+    model = make_model(kind, small_synthetic)
+    result = fit(model, small_synthetic, quick_config(epochs=4, eval_every=4), device="cpu",
+                 progress=False)
+    history = result.history
+    assert history["epoch"].tolist() == [0, 4]
+    start, end = history["valid_recall@10"].tolist()
+    assert end > start + 0.05                  # ~0.035 at random init, ~0.2 after 4 epochs
+    assert end == pytest.approx(
+        train.evaluate_both(model, small_synthetic, (10,))["valid_recall@10"])
+    assert result.seconds > 0 and result.best_epoch == 4
+
+
+def test_history_layout(small_synthetic):
+    result = fit(make_model("bpr", small_synthetic), small_synthetic,
+                 quick_config(epochs=5, eval_every=2), device="cpu", progress=False)
+    history = result.history
+    assert isinstance(history, pd.DataFrame)
+    assert history["epoch"].tolist() == [0, 2, 4, 5]           # and always the last epoch
+    for split in ("valid", "test"):
+        for metric in ("recall@10", "ndcg@10", "recall@50", "ndcg@50"):
+            assert f"{split}_{metric}" in history
+    assert np.isnan(history["bpr_loss"].iloc[0])               # nothing trained at epoch 0
+    assert (history["bpr_loss"].iloc[1:] > 0).all()
+    assert history["seconds"].is_monotonic_increasing and history["seconds"].iloc[0] == 0
+    assert history["seconds"].iloc[-1] == pytest.approx(result.seconds)
+
+
+@pytest.mark.parametrize("kind", ["bpr", "lightgcn"])
+def test_same_random_state_same_run(small_synthetic, kind):
+    def run(random_state, init_seed=0):
+        model = make_model(kind, small_synthetic, dim=8, seed=init_seed)
+        result = fit(model, small_synthetic, quick_config(random_state=random_state),
+                     device="cpu", progress=False)
+        return result.history.drop(columns="seconds"), model.representations()[0]
+
+    history_a, users_a = run(0)
+    history_b, users_b = run(0)
+    pd.testing.assert_frame_equal(history_a, history_b, check_exact=True)
+    assert torch.equal(users_a, users_b)
+    history_c, users_c = run(1)                 # other batches and negatives
+    assert not np.array_equal(history_a["bpr_loss"].iloc[1:], history_c["bpr_loss"].iloc[1:])
+    assert not torch.equal(users_a, users_c)
+
+
+class ScriptedValidation:
+    """Replaces evaluate_both: returns a scripted valid recall@10 and remembers the model's
+    user embedding at every evaluation."""
+
+    def __init__(self, valid_scores):
+        self.valid_scores = list(valid_scores)
+        self.user_emb_at = []
+
+    def __call__(self, model, dataset, ks):
+        score = self.valid_scores[len(self.user_emb_at)]
+        self.user_emb_at.append(model.user_emb.detach().clone())
+        return {f"{split}_{m}@{k}": score for split in ("valid", "test")
+                for m in ("recall", "ndcg") for k in ks}
+
+
+def test_early_stopping_stops_and_restores_best(small_synthetic, monkeypatch):
+    script = ScriptedValidation([0.1, 0.5, 0.4, 0.3, 0.9, 0.9])
+    monkeypatch.setattr(train, "evaluate_both", script)
+    model = make_model("bpr", small_synthetic)
+    result = fit(model, small_synthetic,
+                 quick_config(epochs=6, early_stopping_patience=2), device="cpu", progress=False)
+    # Best at epoch 1; epochs 2 and 3 are not better: stop after epoch 3.
+    assert result.history["epoch"].tolist() == [0, 1, 2, 3]
+    assert result.best_epoch == 1
+    assert torch.equal(model.user_emb.detach(), script.user_emb_at[1])
+    assert not torch.equal(model.user_emb.detach(), script.user_emb_at[3])
+
+
+def test_early_stopping_restores_best_when_epochs_run_out(small_synthetic, monkeypatch):
+    script = ScriptedValidation([0.1, 0.2, 0.6, 0.5])
+    monkeypatch.setattr(train, "evaluate_both", script)
+    model = make_model("bpr", small_synthetic)
+    result = fit(model, small_synthetic,
+                 quick_config(epochs=3, early_stopping_patience=5), device="cpu", progress=False)
+    assert result.history["epoch"].tolist() == [0, 1, 2, 3]
+    assert result.best_epoch == 2
+    assert torch.equal(model.user_emb.detach(), script.user_emb_at[2])
+
+
+def test_without_early_stopping_the_last_weights_stay(small_synthetic, monkeypatch):
+    script = ScriptedValidation([0.1, 0.6, 0.2])
+    monkeypatch.setattr(train, "evaluate_both", script)
+    model = make_model("bpr", small_synthetic)
+    result = fit(model, small_synthetic, quick_config(epochs=2), device="cpu", progress=False)
+    assert result.best_epoch == 1
+    assert torch.equal(model.user_emb.detach(), script.user_emb_at[2])
+
+
+@pytest.mark.parametrize("kwargs, name", [
+    (dict(epochs=0), "epochs"),
+    (dict(batch_size=0), "batch_size"),
+    (dict(eval_every=0), "eval_every"),
+    (dict(lr=-1e-3), "lr"),
+    (dict(lr=float("nan")), "lr"),
+    (dict(weight_decay=float("inf")), "weight_decay"),
+    (dict(distill_weight=-1.0), "distill_weight"),
+    (dict(early_stopping_patience=0), "early_stopping_patience"),
+    (dict(ks=(0, 50)), "ks"),
+    (dict(monitor="recall@7"), "monitor"),
+    (dict(monitor="precision@50"), "monitor"),
+    (dict(monitor="recall"), "monitor"),
+])
+def test_train_config_rejects_bad_values(kwargs, name):
+    with pytest.raises(ValueError, match=name):
+        TrainConfig(**kwargs)
+
+
+def test_train_config_defaults_are_the_reference_recipe():
+    config = TrainConfig()
+    assert (config.epochs, config.batch_size, config.lr, config.weight_decay) == \
+        (100, 1024, 1e-3, 1e-3)
+    assert config.distill_weight == 1e-3 and config.monitor == "recall@50"
+    assert config.to_dict()["ks"] == [10, 20, 50]
+
+
+def test_fused_adam_makes_the_same_update():
+    # train._adam picks the fused kernel for speed; it must be the same algorithm.
+    torch.manual_seed(0)
+    start = torch.randn(50, 8)
+    grads = [torch.randn(50, 8) for _ in range(5)]
+    results = []
+    for fused in (True, False):
+        param = nn.Parameter(start.clone())
+        if fused:
+            optimizer = train._adam([param], TrainConfig())
+            assert optimizer.defaults["fused"]
+        else:
+            optimizer = torch.optim.Adam([param], lr=1e-3, weight_decay=1e-3)
+        assert optimizer.defaults["lr"] == 1e-3 and optimizer.defaults["weight_decay"] == 1e-3
+        for grad in grads:
+            param.grad = grad.clone()
+            optimizer.step()
+        results.append(param.detach())
+    torch.testing.assert_close(results[0], results[1], rtol=1e-6, atol=1e-7)
+    assert not torch.equal(results[0], start)
+
+
+class RecordingDistiller(nn.Module):
+    """A distiller that checks what fit hands it and returns a trainable loss."""
+
+    def __init__(self, model):
+        super().__init__()
+        self.model = [model]                    # a list, so it is not a sub-module
+        self.offset = nn.Parameter(torch.zeros(()))
+        self.epochs_started, self.calls = [], 0
+
+    def start_epoch(self, epoch, n_epochs):
+        self.epochs_started.append((epoch, n_epochs))
+
+    def forward(self, users, items, user_repr, item_repr):
+        self.calls += 1
+        assert torch.equal(users, torch.unique(users)) and torch.equal(items, torch.unique(items))
+        all_users, all_items = self.model[0]()
+        assert torch.equal(user_repr, all_users[users]) and user_repr.requires_grad
+        assert torch.equal(item_repr, all_items[items])
+        extra = (self.offset - 1.0) ** 2
+        return {"loss": extra + user_repr.pow(2).sum() * 0, "offset_term": extra}
+
+
+def test_fit_with_distiller(small_synthetic):
+    model = make_model("bpr", small_synthetic)
+    distiller = RecordingDistiller(model)
+    config = quick_config(epochs=2, batch_size=512, eval_every=2)
+    fit(model, small_synthetic, config, distiller=distiller, device="cpu", progress=False)
+    n_batches = math.ceil(small_synthetic.n_train / 512)
+    assert distiller.calls == 2 * n_batches
+    assert distiller.epochs_started == [(0, 2), (1, 2)]
+    assert distiller.offset.item() > 0.05      # the distiller's parameters are trained too
+    model = make_model("bpr", small_synthetic)
+    history = fit(model, small_synthetic, config, distiller=RecordingDistiller(model),
+                  device="cpu", progress=False).history
+    assert {"distill_loss", "offset_term"} <= set(history.columns)

@@ -1,0 +1,599 @@
+"""htdviz.viz: projections, figures and the explorer, checked on known inputs.
+
+No browser: figures are inspected as data, and the explorer's selection callback is
+called directly with point indices, as plotly would call it.
+"""
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pandas as pd
+import pytest
+import scipy.sparse as sp
+
+pytest.importorskip("plotly")
+pytest.importorskip("ipywidgets")
+
+from htdviz import capacity, groups, topology  # noqa: E402
+from htdviz.viz import figures, projection  # noqa: E402
+
+
+# --------------------------------------------------------------------------------------
+# Inputs with known structure
+# --------------------------------------------------------------------------------------
+
+def planted(n=240, n_groups=4, dim=16, student_dim=4, seed=0, spread=0.3):
+    """Teacher rows around group centres, a noisy low-dim student, shuffled labels."""
+    rng = np.random.default_rng(seed)
+    centres = rng.standard_normal((n_groups, dim))
+    labels = rng.integers(n_groups, size=n)
+    teacher = (centres[labels] + spread * rng.standard_normal((n, dim))).astype(np.float32)
+    student = (teacher[:, :student_dim] + 0.2 * rng.standard_normal((n, student_dim))
+               ).astype(np.float32)
+    return teacher, student, labels
+
+
+def random_rotation(dim, seed=0):
+    q, _ = np.linalg.qr(np.random.default_rng(seed).standard_normal((dim, dim)))
+    return q
+
+
+# --------------------------------------------------------------------------------------
+# Optional dependencies
+# --------------------------------------------------------------------------------------
+
+def test_importing_viz_imports_no_optional_dependency():
+    code = ("import sys, htdviz.viz, htdviz.viz.projection; "
+            "bad = [m for m in ('plotly', 'umap', 'ipywidgets', 'anywidget') if m in "
+            "sys.modules]; print(bad); assert not bad; htdviz.viz.project")
+    subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_views_never_import_the_training_code():
+    code = ("import sys, htdviz.viz.explorer, htdviz.viz.figures; "
+            "bad = [m for m in ('htdviz.train', 'htdviz.models', 'htdviz.distill', "
+            "'htdviz.experiment') if m in sys.modules]; print(bad); assert not bad")
+    subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_missing_optional_dependency_says_what_to_install(monkeypatch):
+    import htdviz.viz as viz
+
+    monkeypatch.setitem(sys.modules, "umap", None)          # makes `import umap` fail
+    with pytest.raises(ImportError, match=r'umap-learn.*pip install "htdviz\[viz\]"'):
+        viz._require("umap", "UMAP maps")
+    teacher, _, _ = planted(n=20)
+    with pytest.raises(ImportError, match="htdviz"):
+        projection.project(teacher, method="umap", cache_dir=False)
+    assert projection.project(teacher, method="pca", cache_dir=False).shape == (20, 2)
+
+
+# --------------------------------------------------------------------------------------
+# Projections
+# --------------------------------------------------------------------------------------
+
+def test_procrustes_recovers_a_rotated_scaled_shifted_copy():
+    rng = np.random.default_rng(1)
+    target = rng.standard_normal((50, 2))
+    reflect = np.array([[1.0, 0.0], [0.0, -1.0]])
+    source = 3.0 * target @ random_rotation(2, 2) @ reflect + np.array([5.0, -2.0])
+    aligned, disparity = projection.procrustes_align(source, target)
+    np.testing.assert_allclose(aligned, target, atol=1e-5)
+    assert disparity < 1e-10
+    # an unrelated shape keeps a large disparity
+    assert projection.procrustes_align(rng.standard_normal((50, 2)), target)[1] > 0.5
+
+
+def test_pca_matches_sklearn_on_unit_rows_with_fixed_signs():
+    from sklearn.decomposition import PCA
+
+    teacher, _, _ = planted()
+    unit = teacher / np.linalg.norm(teacher, axis=1, keepdims=True)
+    ours = projection.pca(teacher)
+    theirs = PCA(2).fit_transform(unit)
+    for j in range(2):
+        assert np.allclose(ours[:, j], theirs[:, j], atol=1e-4) or \
+            np.allclose(ours[:, j], -theirs[:, j], atol=1e-4)
+    # signs follow the loadings, not the row order
+    perm = np.random.default_rng(0).permutation(len(teacher))
+    np.testing.assert_allclose(projection.pca(teacher[perm]), ours[perm], atol=1e-5)
+
+
+def test_exact_knn_matches_brute_force():
+    teacher, _, _ = planted(n=120)
+    unit = teacher / np.linalg.norm(teacher, axis=1, keepdims=True)
+    idx, dist = projection._exact_knn(unit, 5, chunk_size=32)
+    sims = unit @ unit.T
+    np.fill_diagonal(sims, np.inf)
+    expected = np.argsort(-sims, axis=1, kind="stable")[:, :5]
+    np.testing.assert_array_equal(idx, expected)
+    assert (idx[:, 0] == np.arange(120)).all() and np.allclose(dist[:, 0], 0, atol=1e-6)
+    np.testing.assert_allclose(dist[:, 1:], 1 - np.take_along_axis(unit @ unit.T,
+                                                                    idx[:, 1:], 1), atol=1e-5)
+
+
+def test_project_pair_aligns_a_rotated_student_onto_its_teacher(tmp_path):
+    teacher, _, _ = planted()
+    student = teacher @ random_rotation(teacher.shape[1], 3)        # the same topology
+    t_xy, s_xy = projection.project_pair(teacher, student, method="pca", cache_dir=tmp_path)
+    np.testing.assert_allclose(s_xy, t_xy, atol=1e-4)
+    unaligned = projection.project_pair(teacher, student, method="pca", align="none",
+                                        cache_dir=tmp_path)[1]
+    assert not np.allclose(unaligned, t_xy, atol=1e-2)
+
+
+def test_two_maps_at_once_equal_one_after_the_other(tmp_path, monkeypatch):
+    """The worker process computes the same map as this process, and caches it."""
+    teacher, student, _ = planted(n=100)
+    kwargs = dict(method="pca", n_components=2, cache_dir=tmp_path)
+    t_xy, s_xy = projection._project_two_at_once(teacher, student, kwargs)
+    np.testing.assert_array_equal(t_xy, projection.pca(teacher))
+    np.testing.assert_array_equal(s_xy, projection.pca(student))
+    assert len(list(tmp_path.glob("pca-*.npz"))) == 2           # the worker cached its map
+
+
+def test_project_pair_maps_uncached_umap_pairs_at_once(tmp_path, monkeypatch):
+    teacher, student, _ = planted(n=60)
+    calls = []
+
+    def record(t, s, kwargs):
+        calls.append(kwargs)
+        return projection.project(t, **kwargs), projection.project(s, **kwargs)
+
+    monkeypatch.setattr(projection, "_project_two_at_once", record)
+    monkeypatch.setattr(projection, "PARALLEL_MIN_ENTITIES", 0)
+    options = dict(n_neighbors=5, n_epochs=10, cache_dir=tmp_path)
+    projection.project_pair(teacher, student, parallel=False, **options)
+    assert calls == []
+    projection.project_pair(teacher, student, **options)          # both cached now
+    assert calls == []
+    projection.project_pair(teacher, student, random_state=1, **options)
+    assert len(calls) == 1 and calls[0]["random_state"] == 1
+    monkeypatch.setattr(projection, "PARALLEL_MIN_ENTITIES", 61)
+    projection.project_pair(teacher, student, random_state=2, **options)
+    assert len(calls) == 1                                         # too small to be worth it
+
+
+def test_umap_is_deterministic_and_cached(tmp_path, monkeypatch):
+    teacher, _, labels = planted(n=150)
+    kwargs = dict(n_neighbors=10, n_epochs=30, random_state=3)
+    first = projection.project(teacher, cache_dir=tmp_path, **kwargs)
+    again = projection.project(teacher, cache_dir=False, **kwargs)
+    np.testing.assert_array_equal(first, again)                # same seed, same map
+    assert first.shape == (150, 2) and first.dtype == np.float32
+    # planted groups stay apart: each point's nearest mapped neighbour shares its group
+    d = ((first[:, None] - first[None]) ** 2).sum(-1)
+    np.fill_diagonal(d, np.inf)
+    assert (labels[d.argmin(1)] == labels).mean() > 0.9
+
+    files = sorted(tmp_path.iterdir())
+    assert [f.suffix for f in files] == [".npz"]               # no temporary file left
+    with np.load(files[0], allow_pickle=False) as npz:
+        np.testing.assert_array_equal(npz["map0"], first)
+
+    def fail(*args, **kwargs):
+        raise AssertionError("recomputed a cached map")
+
+    monkeypatch.setattr(projection, "_compute", fail)
+    np.testing.assert_array_equal(projection.project(teacher, cache_dir=tmp_path, **kwargs),
+                                  first)
+    monkeypatch.undo()
+    # the key covers the parameters and the data
+    projection.project(teacher, cache_dir=tmp_path, **{**kwargs, "random_state": 4})
+    projection.project(teacher[::-1], cache_dir=tmp_path, **kwargs)
+    assert len(list(tmp_path.glob("*.npz"))) == 3
+
+
+def test_default_cache_dir_follows_the_environment(monkeypatch, tmp_path):
+    monkeypatch.setenv("HTDVIZ_CACHE_DIR", str(tmp_path / "c"))
+    assert projection.default_cache_dir() == tmp_path / "c" / "projections"
+    monkeypatch.delenv("HTDVIZ_CACHE_DIR")
+    monkeypatch.setenv("HTDVIZ_DATA_DIR", str(tmp_path / "d"))
+    assert projection.default_cache_dir() == tmp_path / "d" / "cache" / "projections"
+
+
+def test_projection_validates_its_inputs():
+    teacher, student, _ = planted(n=30)
+    with pytest.raises(ValueError, match="method must be one of"):
+        projection.project(teacher, method="tsne")
+    with pytest.raises(ValueError, match=r"n_neighbors must be an integer in \[2, 29\]"):
+        projection.project(teacher, n_neighbors=30, cache_dir=False)
+    with pytest.raises(ValueError, match="same entities: got 30 and 29"):
+        projection.project_pair(teacher, student[:29], method="pca")
+    with pytest.raises(ValueError, match="non-finite"):
+        projection.project(np.full((5, 2), np.nan), method="pca")
+    with pytest.raises(ValueError, match="init must be one of"):
+        projection.project(teacher, init="random", cache_dir=False)
+    with pytest.raises(ValueError, match="align='aligned_umap' needs method='umap'"):
+        projection.project_pair(teacher, student, method="pca", align="aligned_umap")
+
+
+# --------------------------------------------------------------------------------------
+# Maps
+# --------------------------------------------------------------------------------------
+
+def test_map_figure_one_trace_per_panel_with_ids_groups_and_tags():
+    rng = np.random.default_rng(0)
+    t_xy, s_xy = rng.standard_normal((10, 2)), rng.standard_normal((10, 2))
+    labels = np.array([2, 0, 1, 1, 0, 2, 2, 0, 1, 0])
+    ids = np.arange(100, 110)
+    tags = pd.DataFrame({"group": [0, 0, 1, 2], "rank": [2, 1, 1, 1],
+                         "tag": ["beta", "alpha", "gamma", "delta"]})
+    fig = figures.map_figure(t_xy, s_xy, ids=ids, groups=labels, group_tags=tags)
+    assert len(fig.data) == 2 + 3                    # two panels + one legend entry per group
+    teacher, student = fig.data[:2]
+    np.testing.assert_allclose(teacher.x, t_xy[:, 0])
+    np.testing.assert_allclose(student.y, s_xy[:, 1])
+    assert (teacher.xaxis, student.xaxis) == ("x", "x2")
+    assert [row[0] for row in teacher.customdata] == ids.tolist()
+    assert [row[1] for row in student.customdata] == [str(g) for g in labels]
+    assert teacher.customdata[1][2] == "alpha, beta"            # group 0, by rank
+    assert "customdata[0]" in teacher.hovertemplate and "customdata[2]" in \
+        teacher.hovertemplate
+    # a group has one colour, in both panels, and groups differ: codes on a stepwise scale
+    codes = np.asarray(teacher.marker.color)
+    np.testing.assert_array_equal(codes, labels)
+    assert list(student.marker.color) == list(codes)
+    scale = teacher.marker.colorscale
+    assert [scale[2 * k][1] for k in range(3)] == list(figures.PALETTE[:3])
+    assert (teacher.marker.cmin, teacher.marker.cmax) == (-0.5, 2.5)
+    assert [t.name for t in fig.data[2:]] == ["0", "1", "2"]
+    assert all(t.x == (None,) for t in fig.data[2:])
+
+
+def test_map_figure_continuous_colour_and_highlight():
+    rng = np.random.default_rng(0)
+    xy = rng.standard_normal((6, 2))
+    popularity = np.array([1.0, 5.0, 2.0, 0.0, 3.5, 9.0])
+    fig = figures.map_figure(xy, xy, color=popularity, color_name="popularity",
+                             highlight=[3, 5])
+    assert len(fig.data) == 2
+    np.testing.assert_allclose(fig.data[0].marker.color, popularity)
+    assert fig.data[0].marker.coloraxis == "coloraxis"
+    assert fig.layout.coloraxis.colorbar.title.text == "popularity"
+    assert list(fig.data[0].selectedpoints) == [3, 5] == list(fig.data[1].selectedpoints)
+    assert "popularity: %{customdata[4]}" in fig.data[0].hovertemplate
+    mask = np.zeros(6, bool)
+    mask[[0, 1]] = True
+    assert list(figures.map_figure(xy, xy, highlight=mask).data[0].selectedpoints) == [0, 1]
+    with pytest.raises(ValueError, match=r"teacher_xy and student_xy must hold the same"):
+        figures.map_figure(xy, xy[:5])
+    with pytest.raises(ValueError, match=r"groups must have shape \(6,\)"):
+        figures.map_figure(xy, xy, groups=[0, 1])
+
+
+def test_projection_figure_is_deterministic_under_a_seed(tmp_path):
+    teacher, student, labels = planted(n=120)
+    kwargs = dict(groups=labels, n_neighbors=8, n_epochs=25, random_state=0)
+    one = projection.project_pair(teacher, student, n_neighbors=8, n_epochs=25,
+                                  cache_dir=tmp_path)
+    fig = figures.projection_figure(teacher, student, cache_dir=False, **kwargs)
+    np.testing.assert_array_equal(fig.data[0].x, one[0][:, 0])
+    np.testing.assert_array_equal(fig.data[1].y, one[1][:, 1])
+    assert fig.layout.meta["method"] == "umap" and 0 <= fig.layout.meta["disparity"] <= 1
+    again = figures.projection_figure(teacher, student, cache_dir=False, **kwargs)
+    assert fig.to_json() == again.to_json()
+
+
+# --------------------------------------------------------------------------------------
+# Heatmaps
+# --------------------------------------------------------------------------------------
+
+def test_similarity_heatmaps_order_boundaries_and_values():
+    teacher, student, labels = planted(n=60)
+    ids = np.arange(1000, 1060)
+    fig = figures.similarity_heatmaps(teacher, student, labels, ids=ids)
+    assert [t.type for t in fig.data] == ["heatmap"] * 3
+    order = np.array(fig.layout.meta["ids"]) - 1000
+    assert sorted(order) == list(range(60))                     # everyone, once
+    assert list(fig.data[0].x) == [str(i) for i in ids[order]] == list(fig.data[2].y)
+    ordered_labels = labels[order]
+    assert (np.diff(ordered_labels) >= 0).all()                 # grouped, ascending
+    # within a group: most typical (closest to the teacher prototype) first
+    for g in range(4):
+        members = order[ordered_labels == g]
+        proto = teacher[labels == g].mean(0)
+        cos = teacher[members] @ proto / np.linalg.norm(teacher[members], axis=1) / \
+            np.linalg.norm(proto)
+        assert (np.diff(cos) <= 1e-6).all()
+    np.testing.assert_allclose(fig.data[0].z, topology.cosine_similarity(teacher[order]),
+                               atol=1e-6)
+    np.testing.assert_allclose(fig.data[2].z, topology.cosine_similarity(student[order]) -
+                               topology.cosine_similarity(teacher[order]), atol=1e-6)
+    # boundaries: a vertical and a horizontal line per group start, in each panel
+    starts = np.flatnonzero(np.diff(ordered_labels)) + 1
+    lines = [s for s in fig.layout.shapes if s.name == "boundary"]
+    assert len(lines) == 3 * 2 * 3
+    verticals = sorted({s.x0 for s in lines if s.x0 == s.x1 and s.xref == "x2"})
+    assert verticals == [b - 0.5 for b in starts]
+    assert fig.layout.meta["starts"] == [0, *starts.tolist()]
+    assert fig.layout.coloraxis.cmin == -1 and fig.data[2].coloraxis == "coloraxis2"
+
+
+def test_similarity_heatmaps_sample_per_group_and_highlight():
+    teacher, student, labels = planted(n=400)
+    sizes = np.bincount(labels)
+    fig = figures.similarity_heatmaps(teacher, student, labels, max_entities=100,
+                                      highlight=2, random_state=5)
+    ordered = np.array(fig.layout.meta["groups"])
+    assert len(ordered) == 100 and np.asarray(fig.data[0].z).shape == (100, 100)
+    counts = np.bincount(ordered, minlength=4)
+    assert np.abs(counts - sizes * 100 / 400).max() <= 1          # proportional
+    rects = [s for s in fig.layout.shapes if s.name == "highlight"]
+    start = int(np.flatnonzero(ordered == 2)[0])
+    assert len(rects) == 3 and {(r.x0, r.x1, r.y0, r.y1) for r in rects} == \
+        {(start - 0.5, start + counts[2] - 0.5, start - 0.5, start + counts[2] - 0.5)}
+    again = figures.similarity_heatmaps(teacher, student, labels, max_entities=100,
+                                        highlight=2, random_state=5)
+    assert again.layout.meta["ids"] == fig.layout.meta["ids"]
+    # a tiny group keeps one entity when the sample is small
+    labels2 = labels.copy()
+    labels2[0] = 4
+    small = figures.similarity_heatmaps(teacher, student, labels2, max_entities=20)
+    assert 4 in small.layout.meta["groups"] and len(small.layout.meta["ids"]) == 20
+
+
+def test_heatmaps_refuse_more_than_2000_entities():
+    teacher, student, labels = planted(n=30)
+    with pytest.raises(ValueError, match=r"max_entities must be an integer in \[1, 2000\]"):
+        figures.similarity_heatmaps(teacher, student, labels, max_entities=2001)
+    with pytest.raises(ValueError, match="ids must be unique"):
+        figures.similarity_heatmaps(teacher, student, labels, ids=np.zeros(30, int))
+    with pytest.raises(ValueError, match="highlight must be a group"):
+        figures.similarity_heatmaps(teacher, student, labels, highlight=9)
+
+
+def test_group_heatmaps_show_only_the_group():
+    teacher, student, labels = planted(n=100)
+    fig = figures.group_heatmaps(teacher, student, labels, group=1)
+    ids = fig.layout.meta["ids"]
+    assert sorted(ids) == np.flatnonzero(labels == 1).tolist()
+    assert not [s for s in fig.layout.shapes if s.name == "boundary"]
+    np.testing.assert_allclose(fig.data[1].z, topology.cosine_similarity(student[ids]),
+                               atol=1e-6)
+    with pytest.raises(ValueError, match="group 7 has no members"):
+        figures.group_heatmaps(teacher, student, labels, group=7)
+
+
+def test_prototype_heatmaps_skip_empty_groups():
+    teacher, student, labels = planted(n=80)
+    labels = np.where(labels == 1, 4, labels)                    # groups 0, 2, 3, 4
+    fig = figures.prototype_heatmaps(teacher, student, labels, highlight=3)
+    assert list(fig.data[0].x) == ["0", "2", "3", "4"]
+    protos = np.stack([teacher[labels == g].mean(0) for g in (0, 2, 3, 4)])
+    np.testing.assert_allclose(fig.data[0].z, topology.cosine_similarity(protos), atol=1e-5)
+    sizes = np.bincount(labels)[[0, 2, 3, 4]]
+    assert [list(c) for c in fig.data[1].customdata[1]] == [[sizes[1], s] for s in sizes]
+    rects = [s for s in fig.layout.shapes if s.name == "highlight"]
+    assert len(rects) == 6 and {(r.x0, r.x1) for r in rects} == {(1.5, 2.5), (-0.5, 3.5)}
+
+
+# --------------------------------------------------------------------------------------
+# Curves and bars
+# --------------------------------------------------------------------------------------
+
+def test_learning_curves_one_line_per_method_and_dashed_reference():
+    student = pd.DataFrame({"epoch": [10, 0, 20], "test_recall@50": [0.2, 0.1, 0.3]})
+    htd = pd.DataFrame({"epoch": [0, 10], "test_recall@50": [0.15, 0.25]})
+    paper = {"HTD": pd.Series([0.105, 0.196], index=[0, 10])}
+    fig = figures.learning_curves({"student": student, "HTD": htd}, reference=paper)
+    assert [t.name for t in fig.data] == ["student", "HTD", "HTD (paper)"]
+    assert list(fig.data[0].x) == [0, 10, 20] and list(fig.data[0].y) == [0.1, 0.2, 0.3]
+    assert fig.data[2].line.dash == "dash" and fig.data[2].line.color == fig.data[1].line.color
+    tidy = pd.concat([student.assign(method="student"), htd.assign(method="HTD")])
+    assert [t.name for t in figures.learning_curves(tidy).data] == ["student", "HTD"]
+    with pytest.raises(ValueError, match=r"histories\['HTD'\] lacks the columns"):
+        figures.learning_curves({"HTD": htd.drop(columns="test_recall@50")})
+
+
+def test_capacity_curves_from_the_capacity_table():
+    rng = np.random.default_rng(0)
+    tu, ti = rng.standard_normal((40, 12)), rng.standard_normal((60, 12))
+    runs = {(method, d): {"users": rng.standard_normal((40, d)),
+                          "items": rng.standard_normal((60, d)),
+                          "metrics": {"test_recall@50": 0.1 * d + (method == "HTD")}}
+            for method in ("student", "HTD") for d in (6, 3)}
+    table = capacity.capacity_table(tu, ti, runs=runs, n_groups=3)
+    fig = figures.capacity_curves(table)
+    assert [t.name for t in fig.data] == ["student", "HTD"] * 2 + ["rank-d bound"]
+    assert [t.xaxis for t in fig.data] == ["x", "x", "x2", "x2", "x2"]
+    assert list(fig.data[0].x) == [0.25, 0.5]                   # phi, ascending
+    assert list(fig.data[1].y) == pytest.approx([1.3, 1.6])     # HTD recall
+    bound = table[table["kind"] == "bound"].sort_values("phi")
+    np.testing.assert_allclose(fig.data[4].y, bound["full_error_relative"])
+    assert fig.data[4].line.dash == "dash" and fig.layout.xaxis.type == "log"
+    assert len(figures.capacity_curves(table, recall=None).data) == 3
+    with pytest.raises(ValueError, match="no recall column"):
+        figures.capacity_curves(table.drop(columns="test_recall@50"))
+    with pytest.raises(ValueError, match="lacks the columns"):
+        figures.capacity_curves(table, error="nope")
+
+
+def test_group_sizes_figure_sorted_with_top_tags():
+    labels = np.array([0, 1, 1, 2, 2, 2, 1, 2, 0, 3])
+    tags = sp.csr_matrix(np.array([[1, 0], [0, 1], [0, 1], [1, 0], [1, 0], [1, 0], [0, 1],
+                                   [1, 1], [1, 0], [0, 1]]))
+    top = groups.top_tags(labels, tags, ["ml", "bio"], n_top=1, min_count=1)
+    fig = figures.group_sizes_figure(labels, top_tags=top)
+    bars = fig.data[0]
+    assert len(fig.data) == 1
+    assert list(bars.y) == ["group 2", "group 1", "group 0", "group 3"]
+    assert list(bars.x) == [4, 3, 2, 1]
+    assert list(bars.text) == ["ml", "bio", "ml", "bio"]
+    assert [row[0] for row in bars.customdata] == [2, 1, 0, 3]
+    same = figures.group_sizes_figure(groups.group_sizes(labels), top_tags=top)
+    assert list(same.data[0].x) == [4, 3, 2, 1]
+
+
+def test_preservation_bars_one_trace_per_neighbour_set():
+    results = {"student": {"most_similar": 0.0458, "random": 0.0564},
+               "HTD": {"most_similar": 0.0393, "random": 0.0405}}
+    fig = figures.preservation_bars(results)
+    assert [t.name for t in fig.data] == ["most_similar", "random"]
+    assert list(fig.data[0].x) == ["student", "HTD"]
+    assert list(fig.data[1].y) == [0.0564, 0.0405]
+    tidy = pd.DataFrame({"method": ["a", "b"], "mode": ["random", "random"], "kl": [1, 2]})
+    assert list(figures.preservation_bars(tidy).data[0].y) == [1, 2]
+    with pytest.raises(ValueError, match="lacks the columns"):
+        figures.preservation_bars(tidy.drop(columns="kl"))
+
+
+# --------------------------------------------------------------------------------------
+# Explorer
+# --------------------------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def explorer_runs(small_synthetic_for_viz):
+    ds = small_synthetic_for_viz
+    rng = np.random.default_rng(0)
+    centres = rng.standard_normal((4, 16))
+
+    def teacher_like(true_groups):
+        return (centres[true_groups] + 0.4 * rng.standard_normal((true_groups.size, 16))
+                ).astype(np.float32)
+
+    tu, ti = teacher_like(ds.user_groups), teacher_like(ds.item_groups)
+    return {
+        "teacher": {"users": tu, "items": ti, "method": "teacher"},
+        "htd-8": {"users": tu[:, :8], "items": ti[:, :8], "method": "htd",
+                  "user_groups": ds.user_groups, "item_groups": ds.item_groups},
+        "student-8": {"users": tu[:, 8:], "items": ti[:, 8:], "method": "student"},
+        "student-4": {"users": tu[:, :4], "items": ti[:, :4], "method": "student"},
+    }
+
+
+@pytest.fixture(scope="module")
+def small_synthetic_for_viz():
+    import dataclasses
+
+    from htdviz import data
+
+    ds = data.synthetic(n_users=120, n_items=200, n_groups=4, dim=8, items_per_user=10,
+                        seed=0)
+    # a tag per planted item group, and a shared tag on every third item
+    rows = np.r_[np.arange(ds.n_items), np.arange(0, ds.n_items, 3)]
+    cols = np.r_[ds.item_groups, np.full(len(range(0, ds.n_items, 3)), 4)]
+    tags = sp.csr_matrix((np.ones(rows.size), (rows, cols)), shape=(ds.n_items, 5))
+    return dataclasses.replace(ds, item_tags=tags,
+                               tag_names=("g0", "g1", "g2", "g3", "common"))
+
+
+def points(indices, trace_index=0):
+    from plotly.callbacks import Points
+
+    return Points(point_inds=list(indices), xs=[], ys=[], trace_name="",
+                  trace_index=trace_index)
+
+
+def test_explorer_builds_and_reacts_to_a_selection(explorer_runs, small_synthetic_for_viz):
+    from htdviz.viz import Explorer
+
+    ds = small_synthetic_for_viz
+    ex = Explorer(explorer_runs, dataset=ds, projection="pca", n_groups=4, cache_dir=False,
+                  max_heatmap=80)
+    assert ex.teacher_name == "teacher" and ex.run_dd.value == "htd-8"
+    assert list(ex.colour_dd.options) == ["HTD group", "k-means group", "tag", "popularity"]
+    assert len(ex.map_widget.data) == 2                        # one trace per panel
+    assert all(len(t.x) == ds.n_items for t in ex.map_widget.data)
+    assert [row[0] for row in ex.map_widget.data[1].customdata] == list(range(ds.n_items))
+
+    # a lasso over the student panel, mostly group 2
+    in_two = np.flatnonzero(ds.item_groups == 2)[:5]
+    other = np.flatnonzero(ds.item_groups == 0)[:2]
+    ex.map_widget.data[1]._dispatch_on_selection(points(np.r_[in_two, other], 1), None)
+    assert ex.selected_group == 2
+    members = np.flatnonzero(ds.item_groups == 2).tolist()
+    assert list(ex.map_widget.data[0].selectedpoints) == members
+    assert list(ex.map_widget.data[1].selectedpoints) == members
+    heat_ids = np.asarray(ex.heatmap_widget.layout.meta["ids"])
+    block = np.flatnonzero(ds.item_groups[heat_ids] == 2)
+    rects = [s for s in ex.heatmap_widget.layout.shapes if s.name == "highlight"]
+    assert len(rects) == 3 and rects[0].x0 == block[0] - 0.5 and rects[0].x1 == block[-1] + 0.5
+    assert "HTD group 2" in ex.info.value and "g2" in ex.info.value   # its top tag
+    measures = ex.group_measures(2)
+    assert measures["size"] == len(members) and 0 <= measures["cka"] <= 1
+
+    # the other trace reports an empty selection: nothing changes
+    ex._on_selection(ex.map_widget.data[0], points([]))
+    assert ex.selected_group == 2
+
+    ex.heat_mode_tb.value = "selected group"
+    assert sorted(ex.heatmap_widget.layout.meta["ids"]) == members
+    ex.heat_mode_tb.value = "prototypes"
+    assert list(ex.heatmap_widget.data[0].x) == ["0", "1", "2", "3"]
+
+
+def test_explorer_controls_switch_run_entity_and_colour(explorer_runs,
+                                                        small_synthetic_for_viz):
+    from htdviz.viz import Explorer
+
+    ds = small_synthetic_for_viz
+    ex = Explorer(explorer_runs, dataset=ds, projection="pca", n_groups=4, cache_dir=False,
+                  max_heatmap=60)
+    ex.method_dd.value = "student"
+    assert list(ex.dim_dd.options) == [4, 8]
+    ex.dim_dd.value = 8
+    assert ex.run_dd.value == "student-8"
+    assert "HTD group" not in ex.colour_dd.options and ex.grouping == "k-means group"
+    np.testing.assert_allclose(ex.map_widget.data[0].x, projection.pca(
+        explorer_runs["teacher"]["items"])[:, 0], atol=1e-5)
+    ex.entity_tb.value = "users"
+    assert len(ex.map_widget.data[0].x) == ds.n_users
+    ex.colour_dd.value = "popularity"
+    activity = np.asarray(ds.train.sum(1)).ravel()
+    np.testing.assert_allclose(ex.map_widget.data[0].marker.color, np.log10(1 + activity))
+    ex.entity_tb.value = "items"
+    ex.colour_dd.value = "tag"
+    # items off every third carry only their group's tag; the others also "common", the
+    # most frequent tag, which wins
+    tag_of = np.array([f"g{g}" for g in ds.item_groups], dtype=object)
+    tag_of[::3] = "common"
+    names = sorted(set(tag_of))
+    np.testing.assert_array_equal(ex.map_widget.data[0].marker.color,
+                                  [names.index(t) for t in tag_of])
+    assert [row[4] for row in ex.map_widget.data[0].customdata] == list(tag_of)
+    ex.entity_tb.value = "users"
+    ex.select_group(1)
+    assert ex.selected_group == 1 and "k-means group 1" in ex.info.value
+    with pytest.raises(ValueError, match="group 9 has no users"):
+        ex.select_group(9)
+
+
+def test_explorer_from_run_folders(tmp_path, explorer_runs):
+    from htdviz.viz import Explorer, explore
+
+    for name, run in explorer_runs.items():
+        folder = tmp_path / name
+        folder.mkdir()
+        config = {"role": "teacher"} if name == "teacher" else \
+            {"role": "student", "method": run["method"], "teacher": "teacher"}
+        (folder / "config.json").write_text(json.dumps(config))
+        pd.DataFrame({"epoch": [0, 10], "test_recall@50": [0.1, 0.2]}).to_csv(
+            folder / "history.csv", index=False)
+        np.savez(folder / "embeddings.npz", users=run["users"], items=run["items"])
+        if "item_groups" in run:
+            np.savez(folder / "groups.npz", users=run["user_groups"],
+                     items=run["item_groups"])
+    ex = explore(tmp_path, projection="pca", n_groups=4, cache_dir=False)
+    assert isinstance(ex, Explorer) and ex.teacher_name == "teacher"
+    assert sorted(ex.students) == ["htd-8", "student-4", "student-8"]
+    assert ex.grouping == "HTD group"
+    curves = ex.curves.children[0]
+    assert len(curves.data) == 4                     # one learning curve per run
+    ex._on_selection(ex.map_widget.data[0], points([0]))
+    assert ex.selected_group == explorer_runs["htd-8"]["item_groups"][0]
+
+
+def test_explorer_validates_runs(explorer_runs):
+    from htdviz.viz import Explorer
+
+    with pytest.raises(ValueError, match="at least one student"):
+        Explorer({"teacher": explorer_runs["teacher"]}, projection="pca")
+    bad = {**explorer_runs, "short": {"users": np.zeros((3, 2)), "items": np.zeros((3, 2))}}
+    with pytest.raises(ValueError, match="run 'short' has 3 users"):
+        Explorer(bad, projection="pca")
+    with pytest.raises(ValueError, match="teacher 'x' is not one of the runs"):
+        Explorer(explorer_runs, teacher="x")
