@@ -81,14 +81,16 @@ def main(argv=None) -> int:
 
     p = sub.add_parser("demo", help="the main job: the quickstart pipeline and HTML report")
     _common(p)
+    p.set_defaults(epochs=30)
+    p.add_argument("--teacher-epochs", type=int, default=100)
     p.add_argument("--student-dim", type=int, default=20)
+    p.add_argument("--projection", choices=["umap", "pca"], default="umap")
     p.add_argument("--report", default="reports/htdviz_report.html")
 
-    for p in sub.choices.values():
-        if "--teacher-dim" in p._option_string_actions:
-            p.add_argument("--teacher-epochs", type=int, default=None,
-                           help="teacher epochs (default: --epochs)")
-            p.add_argument("--teacher-seed", type=int, default=0)
+    for name in ("teacher", "distill", "sweep"):
+        sub.choices[name].add_argument("--teacher-epochs", type=int, default=None,
+                                       help="teacher epochs (default: --epochs)")
+        sub.choices[name].add_argument("--teacher-seed", type=int, default=0)
 
     args = parser.parse_args(argv)
     progress = not args.no_progress
@@ -113,8 +115,10 @@ def main(argv=None) -> int:
         print(table[cols].to_string(index=False))
     elif args.command == "demo":
         from .report import run_demo
-        print(run_demo(student_dim=args.student_dim, epochs=args.epochs, runs_dir=args.runs,
-                       report=args.report, device=args.device, progress=progress))
+        print(run_demo(student_dim=args.student_dim, epochs=args.epochs,
+                       teacher_epochs=args.teacher_epochs, runs_dir=args.runs,
+                       report=args.report, device=args.device, progress=progress,
+                       projection=args.projection, seed=args.seed))
     return 0
 
 

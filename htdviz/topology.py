@@ -1,0 +1,781 @@
+"""The topology of representations and how well a student preserves its teacher's.
+
+Kang et al., "Topology Distillation for Recommender System", KDD 2021 (REFERENCE.md §2,
+§4c). The *topology* of a set of entities (users, items, or both stacked) is the matrix of
+pairwise cosine similarities of their representations. This module computes it, splits it
+the way HTD does (prototypes, prototype-prototype and prototype-entity similarities,
+within-group blocks), and measures the discrepancy between a teacher's topology and a
+student's.
+
+Every public function takes plain arrays (numpy arrays or torch tensors) of shape
+(n_entities, dim); nothing here knows about models or training, so embeddings from any
+source can be analysed. Teacher and student rows must describe the same entities in the
+same order; their dimensions may differ.
+
+Conventions
+-----------
+- Inputs in float64 are computed in float64; every other dtype is computed in float32.
+- A row of zeros has cosine 0 to every row, itself included (the convention of
+  ``torch.nn.functional.normalize``).
+- Error measures are *mean* squared differences per matrix entry, so that sets of
+  different sizes compare; the paper's losses are the corresponding sums
+  (sum = mean x number of entries).
+- Large sets are processed in blocks of ``chunk_size`` rows: the N x N matrices of an
+  entity set are never held in memory at once (see :func:`discrepancy` for the bound).
+"""
+from __future__ import annotations
+
+from contextlib import contextmanager
+from dataclasses import dataclass
+
+import numpy as np
+import scipy.sparse as sp
+import torch
+from scipy import stats
+
+#: Neighbourhood size of :func:`preservation_kl` (the paper does not publish its choice).
+DEFAULT_N_NEIGHBORS = 10
+#: Softmax temperature of :func:`preservation_kl` (the paper does not publish its choice).
+DEFAULT_TEMPERATURE = 1.0
+#: Pairs sampled for the Spearman correlation of :func:`discrepancy`.
+DEFAULT_N_PAIRS = 1_000_000
+
+#: Every measure :func:`discrepancy` can compute.
+MEASURES = ("ftd_error", "htd", "knn_overlap", "spearman", "cka", "kl_most_similar",
+            "kl_random")
+#: Keys of :func:`discrepancy` whose values grow as the topologies agree (all others shrink).
+HIGHER_IS_BETTER = ("knn_overlap", "spearman", "cka")
+
+
+# --------------------------------------------------------------------------------------
+# Input validation (public boundary) and small private helpers
+# --------------------------------------------------------------------------------------
+
+def _as_matrix(x, name: str) -> np.ndarray:
+    """A validated 2-D float array; float64 stays float64, every other dtype -> float32."""
+    if isinstance(x, torch.Tensor):
+        x = x.detach().cpu().numpy()
+    x = np.asarray(x)
+    if x.ndim != 2 or x.shape[0] == 0 or x.shape[1] == 0:
+        raise ValueError(f"{name} must be a 2-D array of shape (n_entities, dim) with both "
+                         f"sizes >= 1, got shape {x.shape}")
+    if not (np.issubdtype(x.dtype, np.number) or x.dtype == bool):
+        raise ValueError(f"{name} must hold numbers, got dtype {x.dtype}")
+    if x.dtype != np.float64:
+        x = x.astype(np.float32)
+    if not np.isfinite(x).all():
+        raise ValueError(f"{name} holds non-finite values (NaN or inf)")
+    return x
+
+
+def _as_pair(teacher, student, teacher_name="teacher", student_name="student"):
+    """Teacher and student as torch tensors of one compute dtype, same number of rows."""
+    t = _as_matrix(teacher, teacher_name)
+    s = _as_matrix(student, student_name)
+    if t.shape[0] != s.shape[0]:
+        raise ValueError(f"{teacher_name} and {student_name} must describe the same entities: "
+                         f"got {t.shape[0]} and {s.shape[0]} rows")
+    dtype = np.float64 if (t.dtype == np.float64 and s.dtype == np.float64) else np.float32
+    return torch.from_numpy(t.astype(dtype, copy=False)), torch.from_numpy(s.astype(dtype,
+                                                                                    copy=False))
+
+
+def _as_labels(labels, n_entities: int | None, name: str = "labels",
+               n_groups: int | None = None) -> tuple[np.ndarray, int]:
+    """Validated int64 group labels of shape (n_entities,) and the number of groups.
+
+    ``n_entities=None`` accepts any length.
+    """
+    if isinstance(labels, torch.Tensor):
+        labels = labels.detach().cpu().numpy()
+    labels = np.asarray(labels)
+    if labels.ndim != 1 or (n_entities is not None and labels.shape[0] != n_entities):
+        expected = f"({n_entities},)" if n_entities is not None else "(n_entities,)"
+        raise ValueError(f"{name} must have shape {expected} (one group per entity), got "
+                         f"shape {labels.shape}")
+    if not np.issubdtype(labels.dtype, np.integer):
+        raise ValueError(f"{name} must hold integer group ids, got dtype {labels.dtype}; map "
+                         f"other labels with htdviz.groups.groups_from_labels")
+    labels = labels.astype(np.int64)
+    if labels.size and labels.min() < 0:
+        raise ValueError(f"{name} must be >= 0, got {labels.min()}")
+    top = int(labels.max()) + 1 if labels.size else 0
+    if n_groups is None:
+        n_groups = top
+    elif int(n_groups) < top:
+        raise ValueError(f"n_groups must exceed the largest label {top - 1}, got {n_groups}")
+    return labels, int(n_groups)
+
+
+def _check_positive_int(value, name: str, low: int = 1, high: int | None = None) -> int:
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < low or \
+            (high is not None and value > high):
+        bound = f"an integer in [{low}, {high}]" if high is not None else f"an integer >= {low}"
+        raise ValueError(f"{name} must be {bound}, got {value!r}")
+    return int(value)
+
+
+def _unit(x: torch.Tensor) -> torch.Tensor:
+    """Rows scaled to unit length (zero rows stay zero), so dot products are cosines."""
+    return x / x.norm(dim=1, keepdim=True).clamp_min(1e-12)
+
+
+def _rng(random_state) -> np.random.Generator:
+    """A Generator as given, or a fresh one seeded by ``random_state``: each measure seeded
+    by the same int draws the same sample as its standalone function."""
+    if isinstance(random_state, np.random.Generator):
+        return random_state
+    return np.random.default_rng(random_state)
+
+
+@contextmanager
+def _torch_threads(n_threads: int | None):
+    """Run the block with ``n_threads`` PyTorch threads (None: leave as is), then restore.
+
+    Small matrix work (eigenproblems of d x d matrices, probes with mini-batches) runs
+    far faster on one thread on a busy machine: the threads wait on each other more than
+    they compute (measured on 2 cores: 200 x 200 eigvalsh 2.8 s threaded vs 3 ms).
+    """
+    previous = torch.get_num_threads()
+    if n_threads is not None:
+        torch.set_num_threads(n_threads)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(previous)
+
+
+def _blocks(n: int, chunk_size: int):
+    for start in range(0, n, chunk_size):
+        yield start, min(start + chunk_size, n)
+
+
+# --------------------------------------------------------------------------------------
+# Topologies
+# --------------------------------------------------------------------------------------
+
+def cosine_similarity(a, b=None, chunk_size: int = 4096, dtype=np.float32) -> np.ndarray:
+    """Cosine similarities between the rows of ``a`` and the rows of ``b`` (the topology).
+
+    Parameters
+    ----------
+    a : array or tensor of shape (n_a, dim)
+    b : array or tensor of shape (n_b, dim), optional
+        Default ``a`` (the topology of one set).
+    chunk_size : int, default 4096
+        Rows of ``a`` multiplied at a time.
+    dtype : numpy dtype, default float32
+        Of the returned matrix.
+
+    Returns
+    -------
+    ndarray of shape (n_a, n_b)
+
+    Notes
+    -----
+    Memory: the result (``n_a * n_b`` values of ``dtype``), unit-length copies of the
+    inputs (``(n_a + n_b) * dim`` values of the compute dtype) and one product block of
+    ``chunk_size * n_b`` values. Nothing of size n_a x n_b in float64 is made unless
+    ``dtype`` asks for it; for 25,181 items the float32 result alone is 2.5 GB, so for
+    measures over large sets use :func:`discrepancy`, which never holds the whole matrix.
+    """
+    a = _as_matrix(a, "a")
+    b = a if b is None else _as_matrix(b, "b")
+    if a.shape[1] != b.shape[1]:
+        raise ValueError(f"a and b must have the same dim, got {a.shape[1]} and {b.shape[1]}")
+    chunk_size = _check_positive_int(chunk_size, "chunk_size")
+    compute = np.float64 if (a.dtype == np.float64 and b.dtype == np.float64) else np.float32
+    a_unit = _unit(torch.from_numpy(a.astype(compute, copy=False)))
+    b_unit = a_unit if b is a else _unit(torch.from_numpy(b.astype(compute, copy=False)))
+    out = np.empty((a.shape[0], b.shape[0]), dtype=dtype)
+    for start, stop in _blocks(a.shape[0], chunk_size):
+        out[start:stop] = (a_unit[start:stop] @ b_unit.T).numpy()
+    return out
+
+
+def prototypes(repr, labels, n_groups: int | None = None) -> np.ndarray:
+    """The prototype (mean representation) of each group, REFERENCE.md §2 step 3.
+
+    Parameters
+    ----------
+    repr : array or tensor of shape (n_entities, dim)
+    labels : int array of shape (n_entities,)
+        Group of each entity, in ``[0, n_groups)``.
+    n_groups : int, optional
+        Default ``labels.max() + 1``.
+
+    Returns
+    -------
+    ndarray of shape (n_groups, dim)
+        Means of the raw (not unit-length) representations, as the reference
+        implementation takes them, accumulated in float64 and returned in the compute
+        dtype. Rows of empty groups are NaN.
+    """
+    x = _as_matrix(repr, "repr")
+    labels, n_groups = _as_labels(labels, x.shape[0], n_groups=n_groups)
+    return _prototypes(x, labels, n_groups).astype(x.dtype)
+
+
+def _prototypes(x: np.ndarray, labels: np.ndarray, n_groups: int) -> np.ndarray:
+    membership = sp.csr_matrix((np.ones(labels.size), (labels, np.arange(labels.size))),
+                               shape=(n_groups, labels.size))             # (K, N) one-hot
+    sums = membership @ x.astype(np.float64)                              # (K, d)
+    counts = np.bincount(labels, minlength=n_groups).astype(np.float64)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return sums / counts[:, None]                       # NaN rows where counts == 0
+
+
+@dataclass
+class HTDTopology:
+    """The topology of one entity set split the way HTD distils it (REFERENCE.md §2).
+
+    Attributes
+    ----------
+    prototypes : ndarray of shape (n_groups, dim)
+        Mean representation per group; NaN rows for empty groups.
+    prototype_prototype : ndarray of shape (n_groups, n_groups)
+        Cosines among prototypes, the target of the Group(P,P) design; NaN for empty groups.
+    prototype_entity : ndarray of shape (n_groups, n_entities)
+        Cosine of every prototype to every entity, the target of the Group(P,e) design
+        (the design of the reference numbers); NaN rows for empty groups.
+    members : list of int arrays
+        ``members[g]`` are the ids of the entities in group g, ascending.
+    within_group : list of ndarrays
+        ``within_group[g]`` of shape (n_g, n_g): the cosines among the members of group g,
+        the entity-level target (same-group pairs, diagonal included).
+    """
+
+    prototypes: np.ndarray
+    prototype_prototype: np.ndarray
+    prototype_entity: np.ndarray
+    members: list
+    within_group: list
+
+    @property
+    def n_groups(self) -> int:
+        return self.prototypes.shape[0]
+
+
+def htd_decomposition(repr, labels, n_groups: int | None = None) -> HTDTopology:
+    """Split the topology of ``repr`` into HTD's group-level and entity-level parts.
+
+    Parameters
+    ----------
+    repr : array or tensor of shape (n_entities, dim)
+    labels : int array of shape (n_entities,)
+    n_groups : int, optional
+        Default ``labels.max() + 1``.
+
+    Returns
+    -------
+    HTDTopology
+
+    Notes
+    -----
+    Memory: ``n_groups * n_entities`` for the prototype-entity matrix plus
+    ``sum_g n_g ** 2`` for the within-group blocks (for 30 balanced groups, 1/30 of the
+    full matrix; a single group is the full matrix).
+    """
+    x = _as_matrix(repr, "repr")
+    labels, n_groups = _as_labels(labels, x.shape[0], n_groups=n_groups)
+    protos = _prototypes(x, labels, n_groups).astype(x.dtype)
+    present = ~np.isnan(protos).any(axis=1)
+    pp = np.full((n_groups, n_groups), np.nan, dtype=x.dtype)
+    pe = np.full((n_groups, x.shape[0]), np.nan, dtype=x.dtype)
+    if present.any():
+        p_unit = _unit(torch.from_numpy(protos[present]))
+        x_unit = _unit(torch.from_numpy(x))
+        pp[np.ix_(present, present)] = (p_unit @ p_unit.T).numpy()
+        pe[present] = (p_unit @ x_unit.T).numpy()
+    members = [np.flatnonzero(labels == g) for g in range(n_groups)]
+    blocks = [cosine_similarity(x[m], dtype=x.dtype) if m.size else np.empty((0, 0), x.dtype)
+              for m in members]
+    return HTDTopology(prototypes=protos, prototype_prototype=pp, prototype_entity=pe,
+                       members=members, within_group=blocks)
+
+
+def stack_entities(user_repr, item_repr, user_labels=None, item_labels=None):
+    """Users and items as one entity set, the way a distillation batch sees them (§2).
+
+    Parameters
+    ----------
+    user_repr : array or tensor of shape (n_users, dim)
+    item_repr : array or tensor of shape (n_items, dim)
+    user_labels : int array of shape (n_users,), optional
+    item_labels : int array of shape (n_items,), optional
+        Give both or neither. Item groups are shifted by the number of user groups
+        (``user_labels.max() + 1``), since user and item groups are distinct (2K in all).
+
+    Returns
+    -------
+    repr : ndarray of shape (n_users + n_items, dim)
+        Users first, then items.
+    labels : int64 ndarray of shape (n_users + n_items,) or None
+    """
+    users = _as_matrix(user_repr, "user_repr")
+    items = _as_matrix(item_repr, "item_repr")
+    if users.shape[1] != items.shape[1]:
+        raise ValueError(f"user_repr and item_repr must have the same dim, got "
+                         f"{users.shape[1]} and {items.shape[1]}")
+    dtype = np.float64 if (users.dtype == np.float64 and items.dtype == np.float64) \
+        else np.float32
+    joint = np.concatenate([users.astype(dtype), items.astype(dtype)])
+    if (user_labels is None) != (item_labels is None):
+        raise ValueError("give both user_labels and item_labels, or neither")
+    if user_labels is None:
+        return joint, None
+    user_labels, n_user_groups = _as_labels(user_labels, users.shape[0], "user_labels")
+    item_labels, _ = _as_labels(item_labels, items.shape[0], "item_labels")
+    return joint, np.concatenate([user_labels, item_labels + n_user_groups])
+
+
+# --------------------------------------------------------------------------------------
+# Discrepancy between a teacher's and a student's topology
+# --------------------------------------------------------------------------------------
+
+def _gram_sse(x: torch.Tensor, y: torch.Tensor) -> float:
+    """||x x^T - y y^T||_F^2 for unit rows x (n, d_1), y (n, d_2), with no n x n matrix.
+
+    ||A - B||^2 = ||A||^2 + ||B||^2 - 2 <A, B>; for A = x x^T and B = y y^T these are
+    ||x^T x||^2, ||y^T y||^2 and ||x^T y||^2, (d x d) matrices: O(n (d_1 + d_2)^2) in all.
+    Float64, so that the difference of large sums keeps its precision.
+    """
+    x, y = x.double(), y.double()
+    value = (x.T @ x).square().sum() + (y.T @ y).square().sum() - 2 * (x.T @ y).square().sum()
+    return max(float(value), 0.0)
+
+
+def _row_sse(x_rows, y_rows, x, y) -> np.ndarray:
+    """sum_b (<x_a, x_b> - <y_a, y_b>)^2 over all rows b of (x, y), for each row a of
+    (x_rows, y_rows), through the d x d Gram matrices; shape (n_rows,)."""
+    x_rows, y_rows, x, y = x_rows.double(), y_rows.double(), x.double(), y.double()
+    value = ((x_rows @ (x.T @ x)) * x_rows).sum(1) + ((y_rows @ (y.T @ y)) * y_rows).sum(1) \
+        - 2 * ((x_rows @ (x.T @ y)) * y_rows).sum(1)
+    return value.clamp_min(0).numpy()
+
+
+def _members(labels: np.ndarray, n_groups: int) -> list[np.ndarray]:
+    """Entity ids of each group, ascending."""
+    order = np.argsort(labels, kind="stable")
+    return np.split(order, np.cumsum(np.bincount(labels, minlength=n_groups))[:-1])
+
+
+def _within_sse(t_unit, s_unit, labels: np.ndarray, n_groups: int) -> np.ndarray:
+    """Squared error of each group's within-group block (diagonal included), shape (K,)."""
+    return np.array([_gram_sse(t_unit[m], s_unit[m]) if m.size else 0.0
+                     for m in map(torch.from_numpy, _members(labels, n_groups))])
+
+
+def _row_pass(t_unit, s_unit, k_teacher: int, k_student: int, labels=None,
+              chunk_size: int = 1024):
+    """Stream the two N x N topologies in blocks of rows, never more than a block of each.
+
+    Returns the teacher's and the student's ``k_teacher`` / ``k_student`` nearest
+    neighbours of every entity, itself excluded (or None where k is 0), and, given labels,
+    per row the squared error and the number of same-group pairs whose TEACHER cosine is
+    > 0 (the reference implementation's quirk, REFERENCE.md §2), which only an
+    elementwise mask can give. ``s_unit`` may be None when only the teacher is searched.
+    """
+    n = t_unit.shape[0]
+    t_top = np.empty((n, k_teacher), dtype=np.int64) if k_teacher else None
+    s_top = np.empty((n, k_student), dtype=np.int64) if k_student else None
+    sse = np.empty(n) if labels is not None else None
+    count = np.empty(n, dtype=np.int64) if labels is not None else None
+    label_t = torch.from_numpy(labels) if labels is not None else None
+    for start, stop in _blocks(n, chunk_size):
+        cos_t = t_unit[start:stop] @ t_unit.T                         # (B, N)
+        cos_s = s_unit[start:stop] @ s_unit.T if (k_student or labels is not None) else None
+        if labels is not None:
+            kept = (label_t[start:stop, None] == label_t[None, :]) & (cos_t > 0)   # (B, N)
+            sse[start:stop] = ((cos_t - cos_s).square_() * kept).sum(
+                1, dtype=torch.float64).numpy()
+            count[start:stop] = kept.sum(1).numpy()
+            del kept
+        rows = torch.arange(stop - start)
+        if k_teacher:
+            cos_t[rows, rows + start] = -torch.inf                    # not its own neighbour
+            t_top[start:stop] = cos_t.topk(k_teacher, dim=1).indices.numpy()
+        if k_student:
+            cos_s[rows, rows + start] = -torch.inf
+            s_top[start:stop] = cos_s.topk(k_student, dim=1).indices.numpy()
+    return t_top, s_top, sse, count
+
+
+def _group_level(t: torch.Tensor, s: torch.Tensor, t_unit, s_unit, labels: np.ndarray,
+                 n_groups: int):
+    """Squared-error sums of the two group-level designs over the non-empty groups.
+
+    Returns (sse_pe per group (K,), sse_pp, number of non-empty groups).
+    """
+    present = np.bincount(labels, minlength=n_groups) > 0
+    pt = torch.from_numpy(_prototypes(t.numpy(), labels, n_groups)[present]).to(t.dtype)
+    ps = torch.from_numpy(_prototypes(s.numpy(), labels, n_groups)[present]).to(s.dtype)
+    pt, ps = _unit(pt), _unit(ps)
+    pe = ((pt @ t_unit.T) - (ps @ s_unit.T)).square().sum(1, dtype=torch.float64)  # (K',)
+    pp = ((pt @ pt.T) - (ps @ ps.T)).square().sum(dtype=torch.float64)
+    sse_pe = np.full(n_groups, np.nan)
+    sse_pe[present] = pe.numpy()
+    return sse_pe, float(pp), int(present.sum())
+
+
+def _linear_cka(t_unit: torch.Tensor, s_unit: torch.Tensor) -> float:
+    """Linear CKA (Kornblith et al., ICML 2019) of the unit-length representations.
+
+    With unit rows, the linear kernels are the two cosine topologies, so this is the CKA of
+    the topologies themselves: <HC_tH, HC_sH>_F / (||HC_tH||_F ||HC_sH||_F), computed from
+    the d x d cross-covariances instead of the N x N matrices.
+    """
+    x = t_unit.double() - t_unit.double().mean(0)
+    y = s_unit.double() - s_unit.double().mean(0)
+    cross = (y.T @ x).square().sum()
+    norm = torch.sqrt((x.T @ x).square().sum() * (y.T @ y).square().sum())
+    return float(cross / norm) if norm > 0 else float("nan")
+
+
+def _sample_pairs(n: int, n_pairs: int, rng: np.random.Generator):
+    """All unordered pairs i < j when there are at most n_pairs of them, else a uniform
+    sample of n_pairs ordered pairs with i != j."""
+    if n * (n - 1) // 2 <= n_pairs:
+        return np.triu_indices(n, k=1)
+    i = rng.integers(n, size=n_pairs)
+    j = rng.integers(n - 1, size=n_pairs)
+    j += j >= i
+    return i, j
+
+
+def _pair_cosines(x_unit: torch.Tensor, i: np.ndarray, j: np.ndarray,
+                  chunk: int = 65536) -> np.ndarray:
+    out = np.empty(i.size)
+    for start, stop in _blocks(i.size, chunk):
+        a = x_unit[torch.from_numpy(i[start:stop])]
+        b = x_unit[torch.from_numpy(j[start:stop])]
+        out[start:stop] = (a * b).sum(1).numpy()
+    return out
+
+
+def _spearman(t_unit, s_unit, n_pairs: int, rng: np.random.Generator) -> float:
+    i, j = _sample_pairs(t_unit.shape[0], n_pairs, rng)
+    rho = stats.spearmanr(_pair_cosines(t_unit, i, j), _pair_cosines(s_unit, i, j))[0]
+    return float(rho)
+
+
+def _random_neighbours(n: int, n_neighbors: int, rng: np.random.Generator) -> np.ndarray:
+    """(n, n_neighbors) ids: per entity, distinct other entities drawn uniformly."""
+    rows = np.arange(n)[:, None]
+    if 4 * n_neighbors > n - 1:                   # dense sets: a random permutation per row
+        keys = rng.random((n, n))
+        keys[rows[:, 0], rows[:, 0]] = np.inf
+        return np.argsort(keys, axis=1)[:, :n_neighbors]
+    idx = rng.integers(n - 1, size=(n, n_neighbors))
+    idx += idx >= rows                            # skip the entity itself
+    while True:                                   # redraw the rare rows with a repeat
+        ordered = np.sort(idx, axis=1)
+        bad = np.flatnonzero((ordered[:, 1:] == ordered[:, :-1]).any(axis=1))
+        if not bad.size:
+            return idx
+        redraw = rng.integers(n - 1, size=(bad.size, n_neighbors))
+        idx[bad] = redraw + (redraw >= bad[:, None])
+
+
+def _kl_per_entity(t_unit, s_unit, neighbours: np.ndarray, temperature: float,
+                   chunk_size: int) -> np.ndarray:
+    """KL(teacher || student) of the softmax over each entity's neighbour set, shape (N,)."""
+    n = t_unit.shape[0]
+    out = np.empty(n)
+    neighbours = torch.from_numpy(neighbours)
+    for start, stop in _blocks(n, chunk_size):
+        nb = neighbours[start:stop]                                       # (B, n_nb)
+        cos_t = torch.einsum("bd,bnd->bn", t_unit[start:stop], t_unit[nb])  # (B, n_nb)
+        cos_s = torch.einsum("bd,bnd->bn", s_unit[start:stop], s_unit[nb])
+        log_p = torch.log_softmax(cos_t.double() / temperature, dim=1)
+        log_q = torch.log_softmax(cos_s.double() / temperature, dim=1)
+        out[start:stop] = (log_p.exp() * (log_p - log_q)).sum(1).numpy()
+    return out
+
+
+def _check_kl_params(n: int, n_neighbors, temperature, mode=None):
+    if n < 3:
+        raise ValueError(f"the topology KL needs at least 3 entities, got {n}")
+    n_neighbors = _check_positive_int(n_neighbors, "n_neighbors", low=2, high=n - 1)
+    if not (isinstance(temperature, (int, float, np.floating)) and np.isfinite(temperature)
+            and temperature > 0):
+        raise ValueError(f"temperature must be a finite number > 0, got {temperature!r}")
+    if mode is not None and mode not in ("most_similar", "random"):
+        raise ValueError(f"mode must be 'most_similar' or 'random', got {mode!r}")
+    return n_neighbors, float(temperature)
+
+
+def preservation_kl_per_entity(teacher, student, n_neighbors: int = DEFAULT_N_NEIGHBORS,
+                               temperature: float = DEFAULT_TEMPERATURE,
+                               mode: str = "most_similar", random_state=0,
+                               chunk_size: int = 1024) -> np.ndarray:
+    """Per-entity topology-preservation KL; :func:`preservation_kl` is its mean.
+
+    Parameters and neighbour sets are those of :func:`preservation_kl`.
+
+    Returns
+    -------
+    ndarray of shape (n_entities,)
+    """
+    t, s = _as_pair(teacher, student)
+    n_neighbors, temperature = _check_kl_params(t.shape[0], n_neighbors, temperature, mode)
+    chunk_size = _check_positive_int(chunk_size, "chunk_size")
+    t_unit, s_unit = _unit(t), _unit(s)
+    if mode == "most_similar":
+        neighbours = _row_pass(t_unit, None, n_neighbors, 0, chunk_size=chunk_size)[0]
+    else:
+        neighbours = _random_neighbours(t.shape[0], n_neighbors, _rng(random_state))
+    return _kl_per_entity(t_unit, s_unit, neighbours, temperature, chunk_size)
+
+
+def preservation_kl(teacher, student, n_neighbors: int = DEFAULT_N_NEIGHBORS,
+                    temperature: float = DEFAULT_TEMPERATURE, mode: str = "most_similar",
+                    random_state=0, chunk_size: int = 1024) -> float:
+    """Topology preservation, the paper's KL analysis (REFERENCE.md §4c). Lower is better.
+
+    For each entity e take a neighbour set N(e): its ``n_neighbors`` most similar other
+    entities in the TEACHER space (``mode="most_similar"``), or ``n_neighbors`` distinct
+    other entities drawn uniformly at random (``mode="random"``). Turn e's cosine
+    similarities to N(e) into p_e = softmax(cos_t(e, N(e)) / temperature) in the teacher
+    space and q_e likewise in the student space; return the mean over entities of
+    KL(p_e || q_e).
+
+    Parameters
+    ----------
+    teacher : array or tensor of shape (n_entities, d_t)
+    student : array or tensor of shape (n_entities, d_s)
+    n_neighbors : int, default 10
+        Size of each neighbour set, in [2, n_entities - 1].
+    temperature : float, default 1.0
+        Softmax temperature. The default is the literal reading of the paper (a softmax of
+        the cosine similarities themselves). Cosines lie in [-1, 1], so at 1 the
+        distributions over close neighbours are flat and the KLs small (BPR on CiteULike,
+        items, d_t = 200 vs d_s = 20 after 30 epochs: 0.0025 most-similar, 0.033 random);
+        a lower temperature sharpens them (0.2: 0.053 / 0.47). The paper publishes neither
+        value; these defaults are htdviz's.
+    mode : {"most_similar", "random"}, default "most_similar"
+    random_state : int or numpy Generator, default 0
+        Seeds the random neighbour sets (unused for "most_similar").
+    chunk_size : int, default 1024
+        Rows per block when searching the teacher's nearest neighbours.
+
+    Returns
+    -------
+    float
+        0 when the student's topology equals the teacher's on every neighbour set.
+    """
+    return float(preservation_kl_per_entity(teacher, student, n_neighbors, temperature, mode,
+                                            random_state, chunk_size).mean())
+
+
+def discrepancy(teacher, student, labels=None, k: int = 10,
+                n_neighbors: int = DEFAULT_N_NEIGHBORS,
+                temperature: float = DEFAULT_TEMPERATURE, n_pairs: int = DEFAULT_N_PAIRS,
+                positive_pairs_only: bool = False, measures=None, random_state=0,
+                chunk_size: int = 1024) -> dict[str, float]:
+    """How far a student's topology is from its teacher's, by several measures.
+
+    Parameters
+    ----------
+    teacher : array or tensor of shape (n_entities, d_t)
+    student : array or tensor of shape (n_entities, d_s)
+        The same entities in the same order (users, items, or both stacked, see
+        :func:`stack_entities`).
+    labels : int array of shape (n_entities,), optional
+        Group of each entity; needed for the HTD measures.
+    k : int, default 10
+        Neighbourhood of the k-nearest-neighbour overlap, in [1, n_entities - 1].
+    n_neighbors, temperature
+        Of the topology-preservation KL, see :func:`preservation_kl`.
+    n_pairs : int, default 1,000,000
+        Pairs for the Spearman correlation: all unordered pairs when there are at most
+        this many, else a seeded uniform sample of this many.
+    positive_pairs_only : bool, default False
+        Count only same-group pairs whose teacher cosine is > 0 in the entity-level error
+        (the reference implementation's quirk, REFERENCE.md §2); the paper keeps all.
+    measures : iterable of str, optional
+        A subset of :data:`MEASURES`; default all (the HTD measures only with labels).
+        The nearest-neighbour searches ("knn_overlap", "kl_most_similar") cost the most.
+    random_state : int or numpy Generator, default 0
+        Seeds the Spearman pair sample and the random neighbour sets of "kl_random"
+        (an int seeds each afresh, so "kl_random" equals :func:`preservation_kl` with
+        ``mode="random"`` and the same ``random_state``).
+    chunk_size : int, default 1024
+        Rows of the two topologies computed at a time.
+
+    Returns
+    -------
+    dict of str to float
+        ``ftd_error``: mean over all ordered pairs (a, b), diagonal included, of
+        (cos_t(a, b) - cos_s(a, b))^2: the FTD loss (§2) per entry, over the whole set.
+        With labels: ``htd_entity_error``, the same mean over same-group pairs (diagonal
+        included; see ``positive_pairs_only``); ``htd_group_error``, mean over non-empty
+        groups g and entities e of (cos(Pt_g, t_e) - cos(Ps_g, s_e))^2 (Group(P,e), the
+        design of the reference numbers); ``htd_prototype_error``, mean over pairs of
+        non-empty groups of (cos(Pt_g, Pt_h) - cos(Ps_g, Ps_h))^2 (Group(P,P)); and
+        ``htd_error``, the mean over all entries of the hierarchical target (same-group
+        pairs and prototype-entity pairs together). Prototypes are means over the whole
+        set (:func:`prototypes`), not over a batch as in training.
+        ``knn_overlap@{k}``: mean over entities of |kNN_t ∩ kNN_s| / k, self excluded.
+        ``spearman``: rank correlation of teacher and student cosines over the pairs
+        (see ``n_pairs``). ``cka``: linear CKA of the unit-length representations, i.e.
+        of the two cosine topologies. ``kl_most_similar``, ``kl_random``: see
+        :func:`preservation_kl`. :data:`HIGHER_IS_BETTER` lists the keys that reach their
+        best (1) when the topologies agree; all others reach 0.
+
+    Notes
+    -----
+    The squared errors need no N x N matrix: ||C_t - C_s||_F^2 = ||T^T T||^2 +
+    ||S^T S||^2 - 2 ||T^T S||^2 for the unit-length rows T, S, so "ftd_error" and (without
+    ``positive_pairs_only``) "htd" cost O(n_entities (d_t + d_s)^2), exactly. The neighbour
+    searches ("knn_overlap", "kl_most_similar") and the ``positive_pairs_only`` mask
+    stream both topologies in blocks of ``chunk_size`` rows.
+
+    Memory: the unit-length inputs and their float64 copies (``n_entities * (d_t + d_s)``
+    values each), a few ``(n_entities, k)`` index arrays, and for the streamed measures
+    one ``chunk_size x n_entities`` block of each topology in float32: 8 bytes per block
+    entry (two cosine blocks), up to about 17 with ``positive_pairs_only`` (their squared
+    difference and a mask besides), i.e. about 200 MB (430 MB) for 25,181 items at the
+    default chunk size; twice as much per entry for float64 inputs. No
+    ``n_entities x n_entities`` matrix is ever formed. Measured on 25,181 items
+    (benchmarks/bench_analysis.py): all measures in about 35 s on a busy 2-core CPU, peak
+    resident memory 0.8 GiB for the whole process.
+    """
+    t, s = _as_pair(teacher, student)
+    n = t.shape[0]
+    if n < 3:
+        raise ValueError(f"teacher and student need at least 3 entities, got {n}")
+    if measures is None:
+        wanted = set(MEASURES) - (set() if labels is not None else {"htd"})
+    else:
+        wanted = set([measures] if isinstance(measures, str) else measures)
+        unknown = wanted - set(MEASURES)
+        if unknown:
+            raise ValueError(f"measures must be a subset of {MEASURES}, got unknown "
+                             f"{sorted(unknown)}")
+        if "htd" in wanted and labels is None:
+            raise ValueError("measures includes 'htd', which needs labels")
+    if labels is not None:
+        labels, n_groups = _as_labels(labels, n)
+    k = _check_positive_int(k, "k", high=n - 1)
+    n_neighbors, temperature = _check_kl_params(n, n_neighbors, temperature)
+    n_pairs = _check_positive_int(n_pairs, "n_pairs")
+    chunk_size = _check_positive_int(chunk_size, "chunk_size")
+    t_unit, s_unit = _unit(t), _unit(s)
+
+    out: dict[str, float] = {}
+    if "ftd_error" in wanted:
+        out["ftd_error"] = _gram_sse(t_unit, s_unit) / n ** 2
+    k_teacher = max(k if "knn_overlap" in wanted else 0,
+                    n_neighbors if "kl_most_similar" in wanted else 0)
+    k_student = k if "knn_overlap" in wanted else 0
+    quirk_labels = labels if ("htd" in wanted and positive_pairs_only) else None
+    if k_teacher or quirk_labels is not None:
+        t_top, s_top, quirk_sse, quirk_count = _row_pass(t_unit, s_unit, k_teacher, k_student,
+                                                         quirk_labels, chunk_size)
+    if "htd" in wanted:
+        if positive_pairs_only:
+            entity_sse, entity_pairs = float(quirk_sse.sum()), int(quirk_count.sum())
+        else:
+            entity_sse = float(_within_sse(t_unit, s_unit, labels, n_groups).sum())
+            entity_pairs = int(np.sum(np.bincount(labels) ** 2))
+        sse_pe, sse_pp, n_present = _group_level(t, s, t_unit, s_unit, labels, n_groups)
+        out["htd_entity_error"] = entity_sse / entity_pairs if entity_pairs else float("nan")
+        out["htd_group_error"] = float(np.nansum(sse_pe) / (n_present * n))
+        out["htd_prototype_error"] = sse_pp / n_present ** 2
+        out["htd_error"] = (entity_sse + float(np.nansum(sse_pe))) / \
+            (entity_pairs + n_present * n)
+    if "knn_overlap" in wanted:
+        out[f"knn_overlap@{k}"] = _knn_overlap(t_top[:, :k], s_top)
+    if "spearman" in wanted:
+        out["spearman"] = _spearman(t_unit, s_unit, n_pairs, _rng(random_state))
+    if "cka" in wanted:
+        out["cka"] = _linear_cka(t_unit, s_unit)
+    if "kl_most_similar" in wanted:
+        out["kl_most_similar"] = float(_kl_per_entity(
+            t_unit, s_unit, np.ascontiguousarray(t_top[:, :n_neighbors]),
+            temperature, chunk_size).mean())
+    if "kl_random" in wanted:
+        out["kl_random"] = float(_kl_per_entity(
+            t_unit, s_unit, _random_neighbours(n, n_neighbors, _rng(random_state)), temperature,
+            chunk_size).mean())
+    return out
+
+
+def _knn_overlap(teacher_top: np.ndarray, student_top: np.ndarray) -> float:
+    """Mean over rows of |teacher_top[i] ∩ student_top[i]| / k (rows hold distinct ids)."""
+    k = teacher_top.shape[1]
+    both = np.sort(np.concatenate([teacher_top, student_top], axis=1), axis=1)
+    shared = (both[:, 1:] == both[:, :-1]).sum(1)
+    return float(shared.mean() / k)
+
+
+def knn_overlap(teacher, student, k: int = 10, chunk_size: int = 1024) -> float:
+    """Mean over entities of the share of its k teacher-nearest neighbours that are also
+    among its k student-nearest neighbours (cosine; the entity itself excluded).
+
+    Parameters
+    ----------
+    teacher : array or tensor of shape (n_entities, d_t)
+    student : array or tensor of shape (n_entities, d_s)
+    k : int, default 10
+        In [1, n_entities - 1].
+    chunk_size : int, default 1024
+
+    Returns
+    -------
+    float in [0, 1]
+        1 when every neighbourhood is preserved; about k / (n_entities - 1) by chance.
+    """
+    return discrepancy(teacher, student, k=k, measures=["knn_overlap"],
+                       chunk_size=chunk_size)[f"knn_overlap@{k}"]
+
+
+def group_errors(teacher, student, labels, n_groups: int | None = None,
+                 positive_pairs_only: bool = False, chunk_size: int = 1024):
+    """The topology errors of :func:`discrepancy`, per group.
+
+    Parameters
+    ----------
+    teacher : array or tensor of shape (n_entities, d_t)
+    student : array or tensor of shape (n_entities, d_s)
+    labels : int array of shape (n_entities,)
+    n_groups : int, optional
+        Default ``labels.max() + 1``.
+    positive_pairs_only : bool, default False
+        See :func:`discrepancy`.
+    chunk_size : int, default 1024
+
+    Returns
+    -------
+    pandas.DataFrame
+        One row per group 0..n_groups-1: ``group``, ``size``, ``entity_error`` (mean over
+        same-group pairs of the group), ``group_error`` (mean over all entities e of the
+        group's prototype-entity squared difference), ``ftd_error`` (mean over the group's
+        rows of the full topology, all columns). Empty groups have size 0 and NaN errors.
+    """
+    import pandas as pd
+
+    t, s = _as_pair(teacher, student)
+    n = t.shape[0]
+    labels, n_groups = _as_labels(labels, n, n_groups=n_groups)
+    chunk_size = _check_positive_int(chunk_size, "chunk_size")
+    t_unit, s_unit = _unit(t), _unit(s)
+    size = np.bincount(labels, minlength=n_groups)
+    if positive_pairs_only:
+        _, _, row_sse, row_count = _row_pass(t_unit, s_unit, 0, 0, labels, chunk_size)
+        within_sse = np.bincount(labels, weights=row_sse, minlength=n_groups)
+        within_n = np.bincount(labels, weights=row_count, minlength=n_groups)
+    else:
+        within_sse = _within_sse(t_unit, s_unit, labels, n_groups)
+        within_n = size.astype(np.float64) ** 2
+    full_sse = np.bincount(labels, weights=_row_sse(t_unit, s_unit, t_unit, s_unit),
+                           minlength=n_groups)
+    sse_pe, _, _ = _group_level(t, s, t_unit, s_unit, labels, n_groups)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return pd.DataFrame({
+            "group": np.arange(n_groups), "size": size,
+            "entity_error": np.where(within_n > 0, within_sse / within_n, np.nan),
+            "group_error": sse_pe / n,
+            "ftd_error": np.where(size > 0, full_sse / (size * n), np.nan),
+        })

@@ -1,0 +1,269 @@
+"""htdviz.topology: blockwise computations against literal dense numpy, known answers."""
+import numpy as np
+import pytest
+import torch
+from scipy import stats
+
+from htdviz import topology
+
+
+def _unit(x):
+    return x / np.linalg.norm(x, axis=1, keepdims=True)
+
+
+def _clustered(n=120, dim=12, n_groups=4, noise=0.6, seed=0):
+    rng = np.random.default_rng(seed)
+    centres = rng.standard_normal((n_groups, dim))
+    labels = rng.integers(n_groups, size=n)
+    return centres[labels] + noise * rng.standard_normal((n, dim)), labels
+
+
+def _dense_reference(t, s, labels, k, n_neighbors, temperature):
+    """Every measure, written out literally over the dense float64 matrices."""
+    ct, cs = _unit(t) @ _unit(t).T, _unit(s) @ _unit(s).T
+    n = len(t)
+    sq = (ct - cs) ** 2
+    same = labels[:, None] == labels[None, :]
+    groups = np.unique(labels)
+    pt = _unit(np.stack([t[labels == g].mean(0) for g in groups]))
+    ps = _unit(np.stack([s[labels == g].mean(0) for g in groups]))
+    pe = (pt @ _unit(t).T - ps @ _unit(s).T) ** 2
+    pp = (pt @ pt.T - ps @ ps.T) ** 2
+    off_t, off_s = ct.copy(), cs.copy()
+    np.fill_diagonal(off_t, -np.inf)
+    np.fill_diagonal(off_s, -np.inf)
+    nn_t = np.argsort(-off_t, axis=1)
+    nn_s = np.argsort(-off_s, axis=1)
+    overlap = np.mean([len(set(nn_t[i, :k]) & set(nn_s[i, :k])) / k for i in range(n)])
+    iu = np.triu_indices(n, 1)
+    h = np.eye(n) - 1.0 / n
+    kt, ks = h @ ct @ h, h @ cs @ h
+    kl = []
+    for i in range(n):
+        nb = nn_t[i, :n_neighbors]
+        p = np.exp(ct[i, nb] / temperature) / np.exp(ct[i, nb] / temperature).sum()
+        q = np.exp(cs[i, nb] / temperature) / np.exp(cs[i, nb] / temperature).sum()
+        kl.append(np.sum(p * np.log(p / q)))
+    return {
+        "ftd_error": sq.mean(),
+        "htd_entity_error": sq[same].mean(),
+        "htd_group_error": pe.mean(),
+        "htd_prototype_error": pp.mean(),
+        "htd_error": (sq[same].sum() + pe.sum()) / (same.sum() + pe.size),
+        f"knn_overlap@{k}": overlap,
+        "spearman": stats.spearmanr(ct[iu], cs[iu])[0],
+        "cka": np.sum(kt * ks) / np.sqrt(np.sum(kt * kt) * np.sum(ks * ks)),
+        "kl_most_similar": np.mean(kl),
+    }
+
+
+def test_cosine_similarity_chunked_equals_dense():
+    rng = np.random.default_rng(1)
+    a, b = rng.standard_normal((50, 7)), rng.standard_normal((23, 7))
+    dense = _unit(a) @ _unit(b).T
+    got = topology.cosine_similarity(a, b, chunk_size=6, dtype=np.float64)
+    np.testing.assert_allclose(got, dense, atol=1e-12)
+    got32 = topology.cosine_similarity(torch.from_numpy(a).float(), chunk_size=9)
+    assert got32.dtype == np.float32 and got32.shape == (50, 50)
+    np.testing.assert_allclose(got32, _unit(a) @ _unit(a).T, atol=1e-6)
+
+
+def test_cosine_similarity_zero_row_is_orthogonal_to_everything():
+    a = np.array([[1.0, 0.0], [0.0, 0.0], [3.0, 4.0]])
+    got = topology.cosine_similarity(a, dtype=np.float64)
+    np.testing.assert_allclose(got, [[1, 0, 0.6], [0, 0, 0], [0.6, 0, 1]], atol=1e-12)
+
+
+def test_prototypes_are_group_means_and_empty_groups_nan():
+    x = np.array([[1.0, 2.0], [3.0, 4.0], [10.0, 0.0]])
+    got = topology.prototypes(x, np.array([0, 0, 2]))
+    np.testing.assert_allclose(got[0], [2.0, 3.0])
+    assert np.isnan(got[1]).all()
+    np.testing.assert_allclose(got[2], [10.0, 0.0])
+    assert topology.prototypes(x, np.array([0, 0, 2]), n_groups=5).shape == (5, 2)
+
+
+def test_htd_decomposition_blocks_match_the_dense_topology():
+    x, labels = _clustered(n=40, n_groups=3)
+    dec = topology.htd_decomposition(x, labels)
+    dense = _unit(x) @ _unit(x).T
+    for g in range(3):
+        m = dec.members[g]
+        np.testing.assert_array_equal(m, np.flatnonzero(labels == g))
+        np.testing.assert_allclose(dec.within_group[g], dense[np.ix_(m, m)], atol=1e-12)
+    protos = _unit(np.stack([x[labels == g].mean(0) for g in range(3)]))
+    np.testing.assert_allclose(dec.prototype_prototype, protos @ protos.T, atol=1e-12)
+    np.testing.assert_allclose(dec.prototype_entity, protos @ _unit(x).T, atol=1e-12)
+
+
+def test_discrepancy_chunked_equals_literal_dense_float64():
+    t, labels = _clustered(n=90, dim=12, n_groups=4)
+    s = t @ np.random.default_rng(2).standard_normal((12, 5)) \
+        + 0.3 * np.random.default_rng(3).standard_normal((90, 5))
+    expected = _dense_reference(t, s, labels, k=7, n_neighbors=6, temperature=0.2)
+    got = topology.discrepancy(t, s, labels, k=7, n_neighbors=6, temperature=0.2,
+                               chunk_size=13)
+    for key, value in expected.items():
+        assert got[key] == pytest.approx(value, rel=1e-9, abs=1e-12), key
+    # the standalone KL runs the same computation
+    assert topology.preservation_kl(t, s, n_neighbors=6, temperature=0.2, chunk_size=8) == \
+        pytest.approx(expected["kl_most_similar"], rel=1e-9)
+    # float32 gives the same numbers to float32 precision
+    got32 = topology.discrepancy(t.astype(np.float32), s.astype(np.float32), labels, k=7,
+                                 n_neighbors=6, temperature=0.2, chunk_size=13)
+    for key in ("ftd_error", "htd_entity_error", "htd_group_error", "spearman", "cka"):
+        assert got32[key] == pytest.approx(expected[key], rel=1e-4), key
+
+
+def test_kl_random_uses_distinct_random_others_and_matches_dense():
+    t, _ = _clustered(n=60, dim=8)
+    s = t[:, :3] + 0.2
+    rng = np.random.default_rng(5)
+    nb = topology._random_neighbours(60, 5, rng)
+    assert nb.shape == (60, 5)
+    assert all(len(set(row)) == 5 and i not in row for i, row in enumerate(nb))
+    ct, cs = _unit(t) @ _unit(t).T, _unit(s) @ _unit(s).T
+    kl = []
+    for i, row in enumerate(nb):
+        p = np.exp(ct[i, row] / 0.5)
+        q = np.exp(cs[i, row] / 0.5)
+        p, q = p / p.sum(), q / q.sum()
+        kl.append(np.sum(p * np.log(p / q)))
+    got = topology.preservation_kl(t, s, n_neighbors=5, temperature=0.5, mode="random",
+                                   random_state=np.random.default_rng(5))
+    assert got == pytest.approx(np.mean(kl), rel=1e-9)
+
+
+def test_random_neighbours_dense_case_has_no_self_and_no_repeats():
+    nb = topology._random_neighbours(6, 4, np.random.default_rng(0))
+    assert all(len(set(row)) == 4 and i not in row for i, row in enumerate(nb))
+
+
+def test_hand_computed_ftd_error():
+    # teacher: 3 unit vectors at 0, 90, 180 degrees; student: all the same direction
+    t = np.array([[1.0, 0.0], [0.0, 1.0], [-1.0, 0.0]])
+    s = np.ones((3, 1))
+    # teacher cosines [[1,0,-1],[0,1,0],[-1,0,1]], student all 1:
+    # squared differences 0,1,4 / 1,0,1 / 4,1,0 -> sum 12 over 9 entries
+    got = topology.discrepancy(t, s, k=1, n_neighbors=2, measures=["ftd_error"])
+    assert got["ftd_error"] == pytest.approx(12 / 9)
+
+
+@pytest.mark.parametrize("positive_only, expected", [(False, (0 + 0 + 4 + 4 + 0 + 0) / 6),
+                                                     (True, 0.0)])
+def test_positive_pairs_only_drops_non_positive_teacher_pairs(positive_only, expected):
+    # group 0 = entities 0 and 2 (teacher cosine -1, student +1: squared error 4),
+    # group 1 = entity 1 alone
+    t = np.array([[1.0, 0.0], [0.0, 1.0], [-1.0, 0.0]])
+    s = np.array([[1.0], [1.0], [1.0]])
+    got = topology.discrepancy(t, s, np.array([0, 1, 0]), k=1, n_neighbors=2,
+                               positive_pairs_only=positive_only, measures=["htd"])
+    # same-group pairs: (0,0) (0,2) (2,0) (2,2) (1,1) -> 5 entries; the quirk keeps 3
+    n_pairs = 3 if positive_only else 5
+    assert got["htd_entity_error"] == pytest.approx(expected * 6 / n_pairs)
+
+
+def test_identical_or_rotated_embeddings_have_zero_discrepancy():
+    t, labels = _clustered(n=80, dim=10)
+    q, _ = np.linalg.qr(np.random.default_rng(4).standard_normal((16, 16)))
+    rotated = np.hstack([t, np.zeros((80, 6))]) @ q * 3.0     # other dim, rotated, rescaled
+    for student in (t.copy(), rotated):
+        got = topology.discrepancy(t, student, labels, k=5)
+        for key, value in got.items():
+            best = 1.0 if key.startswith(topology.HIGHER_IS_BETTER) else 0.0
+            assert value == pytest.approx(best, abs=1e-5), key
+        assert topology.preservation_kl(t, student, mode="random") == pytest.approx(0, abs=1e-8)
+
+
+def test_random_student_is_worse_than_the_teacher_itself_on_every_measure():
+    t, labels = _clustered(n=100, dim=16)
+    student = np.random.default_rng(9).standard_normal((100, 4))
+    self_ = topology.discrepancy(t, t, labels, k=5)
+    random_ = topology.discrepancy(t, student, labels, k=5)
+    assert self_.keys() == random_.keys() and len(self_) == 10
+    for key in self_:
+        if key.startswith(topology.HIGHER_IS_BETTER):
+            assert random_[key] < self_[key] - 0.1, key
+        else:
+            assert random_[key] > self_[key] + 1e-3, key
+
+
+def test_group_errors_add_up_to_the_overall_errors():
+    t, labels = _clustered(n=70, n_groups=5)
+    s = np.random.default_rng(1).standard_normal((70, 3))
+    per_group = topology.group_errors(t, s, labels, n_groups=6)
+    overall = topology.discrepancy(t, s, labels, k=3, measures=["ftd_error", "htd"])
+    assert list(per_group["group"]) == list(range(6))
+    assert per_group.loc[5, "size"] == 0 and np.isnan(per_group.loc[5, "entity_error"])
+    g = per_group.iloc[:5]
+    assert np.sum(g["ftd_error"] * g["size"]) / 70 == pytest.approx(overall["ftd_error"])
+    assert g["group_error"].mean() == pytest.approx(overall["htd_group_error"])
+    pairs = g["size"] ** 2
+    assert np.sum(g["entity_error"] * pairs) / pairs.sum() == \
+        pytest.approx(overall["htd_entity_error"])
+
+
+def test_stack_entities_offsets_item_groups():
+    joint, labels = topology.stack_entities(np.ones((2, 3)), np.zeros((3, 3)),
+                                            np.array([0, 1]), np.array([0, 0, 2]))
+    assert joint.shape == (5, 3)
+    np.testing.assert_array_equal(labels, [0, 1, 2, 2, 4])
+
+
+def test_knn_overlap_is_chance_level_for_unrelated_embeddings():
+    rng = np.random.default_rng(0)
+    got = topology.knn_overlap(rng.standard_normal((400, 32)), rng.standard_normal((400, 32)),
+                               k=10)
+    assert got < 0.1          # chance is 10 / 399
+
+
+@pytest.mark.parametrize("kwargs, match", [
+    (dict(student=np.ones((4, 2))), "same entities"),
+    (dict(labels=np.array([0, 1])), "labels must have shape"),
+    (dict(labels=np.array([0, -1, 0, 1, 1])), "labels must be >= 0"),
+    (dict(labels=np.array([0.0, 1, 0, 1, 1])), "integer group ids"),
+    (dict(k=5), "k must be"),
+    (dict(n_neighbors=1), "n_neighbors must be"),
+    (dict(temperature=0.0), "temperature"),
+    (dict(measures=["ftd"]), "measures"),
+    (dict(chunk_size=0), "chunk_size"),
+])
+def test_discrepancy_rejects_bad_input(kwargs, match):
+    args = dict(teacher=np.eye(5), student=np.eye(5)[:, :3], labels=None, k=2, n_neighbors=2)
+    args.update(kwargs)
+    with pytest.raises(ValueError, match=match):
+        topology.discrepancy(**args)
+
+
+def test_rejects_non_finite_and_bad_shapes():
+    with pytest.raises(ValueError, match="non-finite"):
+        topology.cosine_similarity(np.array([[np.nan, 1.0]]))
+    with pytest.raises(ValueError, match="2-D"):
+        topology.cosine_similarity(np.ones(3))
+    with pytest.raises(ValueError, match="mode"):
+        topology.preservation_kl(np.eye(4), np.eye(4), n_neighbors=2, mode="nearest")
+
+
+def test_positive_pairs_only_equals_literal_dense_mask():
+    t, labels = _clustered(n=64, dim=6, n_groups=3, noise=1.5)
+    s = np.random.default_rng(3).standard_normal((64, 3))
+    ct, cs = _unit(t) @ _unit(t).T, _unit(s) @ _unit(s).T
+    keep = (labels[:, None] == labels[None, :]) & (ct > 0)
+    assert 0 < keep.sum() < (labels[:, None] == labels[None, :]).sum()   # the mask bites
+    got = topology.discrepancy(t, s, labels, k=3, positive_pairs_only=True, chunk_size=10,
+                               measures=["htd"])
+    assert got["htd_entity_error"] == pytest.approx(((ct - cs) ** 2)[keep].mean(), rel=1e-9)
+    per_group = topology.group_errors(t, s, labels, positive_pairs_only=True, chunk_size=7)
+    for g in range(3):
+        block = keep & (labels[:, None] == g)
+        assert per_group.loc[g, "entity_error"] == \
+            pytest.approx(((ct - cs) ** 2)[block].mean(), rel=1e-9)
+
+
+def test_discrepancy_kl_random_equals_the_standalone_function():
+    t, labels = _clustered(n=50)
+    s = np.random.default_rng(0).standard_normal((50, 3))
+    got = topology.discrepancy(t, s, labels, k=3, random_state=4)
+    assert got["kl_random"] == pytest.approx(
+        topology.preservation_kl(t, s, mode="random", random_state=4), rel=1e-12)
+    assert got["kl_most_similar"] == pytest.approx(topology.preservation_kl(t, s), rel=1e-12)
