@@ -10,13 +10,7 @@ from pathlib import Path
 import pandas as pd
 
 from htdviz.experiment import load_metrics
-
-# REFERENCE.md §4: test Recall@50 at epoch 100, the authors' logs (BPR, reference split)
-REFERENCE = {("student", 10): .1788, ("ftd", 10): .2112, ("htd", 10): .2282,
-             ("student", 20): .2276, ("ftd", 20): .2516, ("htd", 20): .2744,
-             ("student", 100): .2976, ("ftd", 100): .3116, ("htd", 100): .3116,
-             ("student", 200): .3152, ("ftd", 200): .3175, ("htd", 200): .3200,
-             ("teacher", 200): .3123}
+from htdviz.reference import paper_recall
 
 
 def variant(row) -> str:
@@ -40,7 +34,7 @@ def main(runs="runs"):
     table = pd.DataFrame(rows)
     table["variant"] = table.apply(variant, axis=1)
     table["reference R@50"] = [
-        REFERENCE.get((v, d)) if (m, ds, sp) == ("bpr", "citeulike", "reference") else None
+        paper_recall(v, d) if (m, ds, sp) == ("bpr", "citeulike", "reference") else None
         for v, d, m, ds, sp in zip(table["variant"], table["dim"], table["model"],
                                    table["dataset"], table["split"])]
     table["diff"] = table["final_test_recall@50"] - table["reference R@50"]

@@ -210,7 +210,7 @@ def load_metrics(run_dir: str | Path) -> dict:
     run_dir = Path(run_dir)
     config = json.loads((run_dir / "config.json").read_text())
     metrics = json.loads((run_dir / "metrics.json").read_text())
-    row = {"run": run_dir.name, **config}
+    row = {"run": run_dir.name, "path": str(run_dir), **config}
     for phase in ("final", "best_valid"):
         for key, value in metrics[phase].items():
             row[f"{phase}_{key}"] = value

@@ -19,10 +19,9 @@ import numpy as np
 import pandas as pd
 
 from . import capacity, experiment, groups, topology
+from .reference import paper_recall
 from .runs import load_run
 
-#: Test Recall@50 at epoch 100 in the authors' logs, d_s = 20 (REFERENCE.md §4).
-PAPER_RECALL_D20 = {"teacher": 0.3123, "student": 0.2276, "ftd": 0.2516, "htd": 0.2744}
 METHODS = ("student", "ftd", "htd")
 
 
@@ -80,8 +79,7 @@ def _sections(dataset, teacher, students, max_heatmap, projection, seed):
         rows.append({"method": name, "dim": run.users.shape[1],
                      "test Recall@50": final["test_recall@50"],
                      "test NDCG@50": final["test_ndcg@50"],
-                     "paper Recall@50 (100 epochs)": PAPER_RECALL_D20.get(name)
-                     if run.users.shape[1] in (20, 200) else None,
+                     "paper Recall@50 (100 epochs)": paper_recall(name, run.users.shape[1]),
                      "best-valid epoch": run.metrics["best_valid"]["epoch"],
                      "train s": run.metrics["train_seconds"]})
     sections.append(("Accuracy", "Full-ranking test metrics at the last epoch (REFERENCE.md "

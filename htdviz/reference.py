@@ -1,0 +1,35 @@
+"""The paper's numbers (REFERENCE.md §4) as data, for tables and figures that compare.
+
+CiteULike-t, reference split, BPR-MF, teacher d_t = 200: test Recall@50 at epoch 100 from
+the authors' published logs (one run each; expect a seed-to-seed spread of about +-0.005
+to 0.01).
+"""
+from __future__ import annotations
+
+import pandas as pd
+
+#: Test Recall@50 at epoch 100; index d_s, columns the methods.
+RECALL50 = pd.DataFrame({"student": [.1788, .2276, .2976, .3152],
+                         "ftd": [.2112, .2516, .3116, .3175],
+                         "htd": [.2282, .2744, .3116, .3200]},
+                        index=pd.Index([10, 20, 100, 200], name="dim"))
+TEACHER_RECALL50 = .3123
+
+#: Test Recall@50 at epochs 0, 10, ..., 100, d_s = 20 (and the teacher).
+CURVES_D20 = {name: pd.Series(values, index=pd.Index(range(0, 101, 10), name="epoch"))
+              for name, values in {
+    "student": [.0374, .1255, .1508, .1700, .1857, .1941, .2077, .2129, .2171, .2226, .2276],
+    "ftd": [.1295, .1774, .1874, .2094, .2255, .2353, .2407, .2441, .2500, .2502, .2516],
+    "htd": [.1050, .1962, .2240, .2418, .2504, .2552, .2596, .2700, .2686, .2732, .2744],
+    "teacher": [.0918, .2198, .2543, .2681, .2884, .2974, .3002, .3116, .3066, .3062, .3123],
+}.items()}
+
+
+def paper_recall(method: str, dim: int) -> float | None:
+    """The paper's test Recall@50 for ``method`` ("teacher", "student", "ftd", "htd") at
+    student dim ``dim``; None where the paper has no such cell."""
+    if method == "teacher":
+        return TEACHER_RECALL50 if dim == 200 else None
+    if method in RECALL50.columns and dim in RECALL50.index:
+        return float(RECALL50.loc[dim, method])
+    return None
