@@ -61,9 +61,12 @@ def target_ranks(user_emb, item_emb, dataset: Dataset, split: str = "test", max_
     indptr, indices = index(dataset.train.indptr), index(dataset.train.indices)
 
     ranks = torch.empty(dataset.n_users, dtype=torch.int64, device=device)
+    # one score buffer for all batches: a fresh (B, n_items) allocation per batch costs the
+    # CPU page faults worth ~20% of the evaluation (docs/benchmarks.md)
+    buffer = user_emb.new_empty(min(batch_size, dataset.n_users), dataset.n_items)
     for start in range(0, dataset.n_users, batch_size):
         users = torch.arange(start, min(start + batch_size, dataset.n_users), device=device)
-        scores = user_emb[users] @ item_emb.T                       # (B, n_items)
+        scores = torch.mm(user_emb[users], item_emb.T, out=buffer[:len(users)])  # (B, n_items)
         row = torch.repeat_interleave(users - start, indptr[users + 1] - indptr[users])
         scores[row, indices[indptr[start]:indptr[users[-1] + 1]]] = -torch.inf   # training items
         scores[users - start, others[users]] = -torch.inf           # the other held-out item

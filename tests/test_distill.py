@@ -150,8 +150,8 @@ def test_htd_matches_literal(design, positive_only, detach, tau):
         assert_close(a, b, f"HTD grad #{i}")
 
 
-def test_htd_block_and_full_paths_agree():
-    """Skewed groups take the full-matrix path, balanced ones the block path: same value."""
+def test_within_group_error_for_any_group_sizes():
+    """Balanced and very uneven group sizes (one size class or several): literal value."""
     from htdviz.distill.htd import within_group_error
     g = torch.Generator().manual_seed(0)
     t, s = torch.randn(60, 8, generator=g), torch.randn(60, 3, generator=g)
