@@ -6,7 +6,8 @@ and items in order of first appearance, hold out one validation and one test ite
 
 CiteULike files are resolved in this order:
 
-1. the data folder (``HTDVIZ_DATA_DIR``, else the project's ``data/`` folder), sha256-checked;
+1. the data folder (``HTDVIZ_DATA_DIR``, else the project's ``data/`` folder when htdviz runs
+   from a checkout, else ``~/.cache/htdviz``), sha256-checked;
 2. a download from the public source, sha256-checked and written atomically;
 3. offline, the mirror folder named by ``HTDVIZ_DATA_MIRROR`` (files under ``citeulike-t/``),
    copied into the data folder, sha256-checked. The mirror is only read, never written.
@@ -14,6 +15,7 @@ CiteULike files are resolved in this order:
 from __future__ import annotations
 
 import hashlib
+import http.client
 import io
 import logging
 import os
@@ -154,6 +156,7 @@ def _write_atomically(target: Path, write) -> None:
     try:
         with os.fdopen(fd, "wb") as f:
             write(f)
+        os.chmod(tmp, 0o644)          # mkstemp makes it private; a cache file is not secret
         os.replace(tmp, target)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
@@ -191,7 +194,7 @@ def fetch_citeulike(data_dir: str | Path | None = None, files=tuple(CITEULIKE_FI
                 _fetch_verified(target, response, sha256, url)
             logger.info("downloaded %s", url)
             continue
-        except (urllib.error.URLError, OSError) as exc:
+        except (urllib.error.URLError, OSError, http.client.HTTPException, ValueError) as exc:
             errors.append(f"download {url}: {exc}")
         if mirror:
             source = Path(mirror) / "citeulike-t" / name
@@ -274,7 +277,7 @@ def _reindex(user_rows: list[np.ndarray], min_items: int, source: str, where=Non
         unique, counts = np.unique(row, return_counts=True)
         if (counts > 1).any():
             raise ValueError(f"{source}, {place}: item {unique[counts > 1][0]} appears "
-                             f"{counts.max()} times")
+                             f"{counts[counts > 1][0]} times")
         if row.size >= min_items:
             kept.append(raw_user)
     if not kept:

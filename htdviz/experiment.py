@@ -22,6 +22,7 @@ import os
 import shutil
 import subprocess
 import sys
+import time
 from dataclasses import replace
 from pathlib import Path
 
@@ -96,10 +97,12 @@ def _write_run(path: Path, config: dict, model, result, device, distiller=None) 
             "device": str(device),
         }
         (tmp / "metrics.json").write_text(json.dumps(metrics, indent=2))
-        if path.exists():            # a concurrent run of the same configuration finished first
-            shutil.rmtree(tmp)
-        else:
+        try:
             os.rename(tmp, path)
+        except OSError:
+            if not _finished(path):
+                raise
+            shutil.rmtree(tmp)       # a concurrent run of the same configuration finished first
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
@@ -255,22 +258,32 @@ def _cli_args(student_kwargs: dict) -> list[str]:
 
 def _parallel_students(teacher_dir, grid, jobs, runs_dir, student_kwargs) -> list[Path]:
     extra_args = _cli_args(student_kwargs)
-    pending = list(grid)
-    running: list[tuple[subprocess.Popen, tuple]] = []
-    paths = []
+    pending = list(enumerate(grid))
+    running: dict[int, subprocess.Popen] = {}
+    paths: dict[int, Path] = {}
     threads = max(1, (os.cpu_count() or 2) // jobs)
     env = dict(os.environ, OMP_NUM_THREADS=str(threads))
-    while pending or running:
-        while pending and len(running) < jobs:
-            dim, method = pending.pop(0)
-            cmd = [sys.executable, "-m", "htdviz", "distill", "--teacher", str(teacher_dir),
-                   "--method", method, "--dim", str(dim), "--runs", str(runs_dir),
-                   "--no-progress", "--print-path", *extra_args]
-            running.append((subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, text=True),
-                            (dim, method)))
-        proc, job = running.pop(0)
-        out, _ = proc.communicate()
-        if proc.returncode != 0:
-            raise RuntimeError(f"student run {job} failed with exit code {proc.returncode}")
-        paths.append(Path(out.strip().splitlines()[-1]))
-    return paths
+    try:
+        while pending or running:
+            while pending and len(running) < jobs:
+                index, (dim, method) = pending.pop(0)
+                cmd = [sys.executable, "-m", "htdviz", "distill", "--teacher", str(teacher_dir),
+                       "--method", method, "--dim", str(dim), "--runs", str(runs_dir),
+                       "--no-progress", "--print-path", *extra_args]
+                running[index] = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE,
+                                                  text=True)
+            for index, proc in list(running.items()):
+                if proc.poll() is None:
+                    continue
+                out = proc.stdout.read()
+                del running[index]
+                if proc.returncode != 0:
+                    raise RuntimeError(f"student run {grid[index]} failed with exit code "
+                                       f"{proc.returncode}")
+                paths[index] = Path(out.strip().splitlines()[-1])
+            time.sleep(0.2)
+    finally:
+        for proc in running.values():       # on failure or interrupt, stop the others
+            proc.terminate()
+            proc.wait()
+    return [paths[i] for i in range(len(grid))]

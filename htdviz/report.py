@@ -10,8 +10,6 @@ file opens offline.
 from __future__ import annotations
 
 import html
-import os
-import tempfile
 import time
 from pathlib import Path
 
@@ -19,6 +17,7 @@ import numpy as np
 import pandas as pd
 
 from . import capacity, experiment, groups, topology
+from .data import _write_atomically
 from .reference import paper_recall
 from .runs import load_run
 
@@ -161,9 +160,5 @@ def _write_html(path: Path, settings: str, sections) -> Path:
 <p>{html.escape(settings)}</p>
 {''.join(parts)}
 </body></html>"""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".part")
-    with os.fdopen(fd, "w", encoding="utf-8") as f:
-        f.write(page)
-    os.replace(tmp, path)
+    _write_atomically(path, lambda f: f.write(page.encode("utf-8")))
     return path

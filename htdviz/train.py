@@ -123,7 +123,8 @@ def fit(model, dataset: Dataset, config: TrainConfig | None = None, distiller=No
     """
     # Tiny gradients of a trained teacher's topology underflow into subnormal floats, which
     # the CPU handles ~10x slower (FTD epoch 10.9 s -> 1.5 s, docs/benchmarks.md); values
-    # below 1e-38 carry nothing here, so they are flushed to zero while fit runs.
+    # below 1e-38 carry nothing here, so they are flushed to zero while fit runs. PyTorch
+    # has no getter for this process-wide setting: fit leaves it off (the default) after.
     flushing = torch.set_flush_denormal(True)
     try:
         return _fit(model, dataset, config, distiller, device, progress)

@@ -181,9 +181,29 @@ def test_quirks_change_the_loss():
     assert float(all_pairs["entity"]) != pytest.approx(float(base["entity"]))
     _, live_grad = run(detach_student_prototypes=False)
     assert not torch.allclose(live_grad[1], base_grad[1])
-    # Group(P,P) with detached student prototypes is a constant: no gradient from it.
-    pp, _ = run(group_design="P,P")
-    assert not pp["group"].requires_grad
+    # Group(P,P) with detached student prototypes is a constant: no gradient from it ...
+    from htdviz.distill.htd import group_level_error
+    t = torch.cat([tu[users], ti[items]])
+    s = torch.cat([su, si])
+    labels = torch.arange(len(t)) % 5
+    assert not group_level_error(t, s, labels, "P,P", detach_student_prototypes=True).requires_grad
+    # ... while with live prototypes it teaches
+    live = group_level_error(t, s, labels, "P,P", detach_student_prototypes=False)
+    assert float(grads(live, [su])[0].abs().sum()) > 0
+
+
+def test_reference_defaults():
+    """The defaults are the reference runs' hyper-parameters and the authors' quirks."""
+    import inspect
+    params = inspect.signature(HTD).parameters
+    assert {k: params[k].default for k in ("n_groups", "alpha", "group_design",
+            "positive_pairs_only", "detach_student_prototypes", "temperature_start",
+            "temperature_end")} == {"n_groups": 30, "alpha": 0.5, "group_design": "P,e",
+                                    "positive_pairs_only": True,
+                                    "detach_student_prototypes": True,
+                                    "temperature_start": 1.0, "temperature_end": 1e-10}
+    from htdviz.train import TrainConfig
+    assert TrainConfig().distill_weight == 1e-3
 
 
 @pytest.mark.parametrize("tau", [1.0, 1e-9])
