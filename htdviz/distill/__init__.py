@@ -11,8 +11,7 @@ from .fitnet import FitNet
 from .ftd import FTD, ftd_loss
 from .htd import HTD, group_level_error, within_group_error
 
-METHODS = ("student", "fitnet", "de", "ftd", "htd")
 
 __all__ = ["FTD", "HTD", "DE", "FitNet", "GroupAssignment", "Experts", "ftd_loss",
            "assignment_loss", "within_group_error", "group_level_error",
-           "annealed_temperature", "METHODS"]
+           "annealed_temperature"]

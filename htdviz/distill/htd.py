@@ -68,20 +68,19 @@ def within_group_error(teacher: torch.Tensor, student: torch.Tensor, labels: tor
     return total
 
 
-def group_prototypes(repr_: torch.Tensor, labels: torch.Tensor):
-    """Mean representation of each group present in ``labels``: (n_present, d), and the
-    index of each entity's group among them, shape (N,)."""
+def group_prototypes(repr_: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """Mean representation of each group present in ``labels``: (n_present, d)."""
     groups, group_of, sizes = torch.unique(labels, return_inverse=True, return_counts=True)
     sums = repr_.new_zeros(groups.shape[0], repr_.shape[1]).index_add(0, group_of, repr_)
-    return sums / sizes[:, None].to(repr_.dtype), group_of
+    return sums / sizes[:, None].to(repr_.dtype)
 
 
 def group_level_error(teacher: torch.Tensor, student: torch.Tensor, labels: torch.Tensor,
                       design: str = "P,e", detach_student_prototypes: bool = True):
     """Group-level topology error: Group(P,e) or Group(P,P) (REFERENCE.md §2, step 4)."""
-    proto_t, _ = group_prototypes(teacher, labels)
-    proto_s, _ = group_prototypes(student.detach() if detach_student_prototypes else student,
-                                  labels)
+    proto_t = group_prototypes(teacher, labels)
+    proto_s = group_prototypes(student.detach() if detach_student_prototypes else student,
+                               labels)
     if design == "P,e":
         t_sim = unit(proto_t) @ unit(teacher).T                                  # (G, N)
         s_sim = unit(proto_s) @ unit(student).T
