@@ -2,7 +2,7 @@
 # Reproduce REFERENCE.md §4 on CiteULike (reference split, BPR-MF, d_t = 200, 100 epochs,
 # reference hyper-parameters, seed 0), plus the LightGCN teacher and HTD student at d_s = 20.
 #
-#   JOBS=10 RUNS=runs bash benchmarks/reproduce.sh        # GPU: ~10 runs at a time
+#   JOBS=3 RUNS=runs bash benchmarks/reproduce.sh         # GPU: 3 runs at a time (~15 min)
 #   bash benchmarks/reproduce.sh                           # CPU: one at a time (hours)
 #
 # Then: python benchmarks/summarize_reproduction.py runs   (the tables of docs/results.md)

@@ -150,8 +150,10 @@ def test_htd_matches_literal(design, positive_only, detach, tau):
         assert_close(a, b, f"HTD grad #{i}")
 
 
-def test_within_group_error_for_any_group_sizes():
-    """Balanced and very uneven group sizes (one size class or several): literal value."""
+@pytest.mark.parametrize("method", ["blocks", "dense"])
+def test_within_group_error_for_any_group_sizes(method):
+    """Balanced and very uneven group sizes (one size class or several): literal value and
+    gradient, for the CPU's block path and the GPU's dense path."""
     from htdviz.distill.htd import within_group_error
     g = torch.Generator().manual_seed(0)
     t, s = torch.randn(60, 8, generator=g), torch.randn(60, 3, generator=g)
@@ -161,8 +163,13 @@ def test_within_group_error_for_any_group_sizes():
         same = labels[:, None] == labels[None, :]
         for positive in (True, False):
             keep = same & (cos_matrix(t, t) > 0) if positive else same
+            s.requires_grad_(True)
             want = ((cos_matrix(t, t) - cos_matrix(s, s))[keep] ** 2).sum()
-            assert_close(within_group_error(t, s, labels, positive), want, "within-group")
+            got = within_group_error(t, s, labels, positive, method)
+            assert_close(got, want, "within-group")
+            assert_close(grads(got, [s])[0], grads(want, [s])[0], "within-group gradient")
+    with pytest.raises(ValueError, match="method"):
+        within_group_error(t, s, balanced, method="sparse")
 
 
 def test_quirks_change_the_loss():

@@ -15,8 +15,10 @@ The two quirks of the reference implementation are switches whose defaults repro
 ``detach_student_prototypes`` (student prototypes are constants).
 
 Speed without changing a value: the entity level only ever looks at same-group pairs, so
-it is computed on the group blocks of the batch (batched matmuls over blocks of similar
-size) instead of N x N matrices and masks.
+on the CPU it is computed on the group blocks of the batch (batched matmuls over blocks of
+similar size) instead of N x N matrices and masks. On a GPU the N x N matrices of a batch
+are cheap and what costs is waiting for the device, so there the entity level is one masked
+N x N product and nothing in the loss reads a value back to the host.
 """
 from __future__ import annotations
 
@@ -29,18 +31,31 @@ from .experts import GroupAssignment
 GROUP_DESIGNS = ("P,e", "P,P")
 
 
+ENTITY_METHODS = ("auto", "blocks", "dense")
+
+
 def within_group_error(teacher: torch.Tensor, student: torch.Tensor, labels: torch.Tensor,
-                       positive_pairs_only: bool = True) -> torch.Tensor:
+                       positive_pairs_only: bool = True, method: str = "auto") -> torch.Tensor:
     """sum over same-group ordered pairs (a, b), a = b included, of (cos t - cos s)^2.
 
     teacher (N, d_t), student (N, d_s), labels (N,) int. With ``positive_pairs_only`` only
     pairs whose teacher cosine is > 0 count.
 
-    Groups are taken in size classes (sizes in (2^(j-1), 2^j]); each class is one batched
-    matmul over its groups' blocks padded to the class's largest group, so the work is
-    within 4x of the same-group pairs themselves instead of N x N.
+    ``method="blocks"``: groups are taken in size classes (sizes in (2^(j-1), 2^j]); each
+    class is one batched matmul over its groups' blocks padded to the class's largest group,
+    so the work is within 4x of the same-group pairs themselves instead of N x N.
+    ``method="dense"``: N x N matrices and a same-group mask, with no host synchronisation.
+    ``"auto"`` (default) is dense on a GPU and blocks elsewhere; all give the same value.
     """
+    if method not in ENTITY_METHODS:
+        raise ValueError(f"method must be one of {ENTITY_METHODS}, got {method!r}")
     t, s = unit(teacher), unit(student)
+    if method == "dense" or (method == "auto" and teacher.is_cuda):
+        t_sim, s_sim = t @ t.T, s @ s.T
+        keep = labels[:, None] == labels[None, :]
+        if positive_pairs_only:
+            keep = keep & (t_sim > 0)
+        return (t_sim - s_sim).square().mul(keep).sum()
     groups, group_of, sizes = torch.unique(labels, return_inverse=True, return_counts=True)
     order = torch.argsort(group_of)                     # entities sorted by group
     starts = (torch.cumsum(sizes, 0) - sizes).tolist()
@@ -68,19 +83,28 @@ def within_group_error(teacher: torch.Tensor, student: torch.Tensor, labels: tor
     return total
 
 
-def group_prototypes(repr_: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-    """Mean representation of each group present in ``labels``: (n_present, d)."""
-    groups, group_of, sizes = torch.unique(labels, return_inverse=True, return_counts=True)
-    sums = repr_.new_zeros(groups.shape[0], repr_.shape[1]).index_add(0, group_of, repr_)
-    return sums / sizes[:, None].to(repr_.dtype)
+def group_prototypes(repr_: torch.Tensor, labels: torch.Tensor,
+                     n_groups: int | None = None) -> torch.Tensor:
+    """Mean representation of each group 0..n_groups-1 in ``labels``: (n_groups, d).
+
+    A group absent from ``labels`` gets a zero row (whose cosine with anything is 0, so it
+    adds exactly 0 to the topology errors). ``n_groups`` defaults to ``labels.max() + 1``.
+    """
+    n_groups = int(labels.max()) + 1 if n_groups is None else n_groups
+    sums = repr_.new_zeros(n_groups, repr_.shape[1]).index_add(0, labels, repr_)
+    sizes = repr_.new_zeros(n_groups).index_add(0, labels, repr_.new_ones(labels.shape[0]))
+    return sums / sizes.clamp_min(1)[:, None]
 
 
 def group_level_error(teacher: torch.Tensor, student: torch.Tensor, labels: torch.Tensor,
-                      design: str = "P,e", detach_student_prototypes: bool = True):
-    """Group-level topology error: Group(P,e) or Group(P,P) (REFERENCE.md §2, step 4)."""
-    proto_t = group_prototypes(teacher, labels)
+                      design: str = "P,e", detach_student_prototypes: bool = True,
+                      n_groups: int | None = None):
+    """Group-level topology error: Group(P,e) or Group(P,P) (REFERENCE.md §2, step 4).
+
+    Sums over the groups present in ``labels`` (ids 0..n_groups-1)."""
+    proto_t = group_prototypes(teacher, labels, n_groups)
     proto_s = group_prototypes(student.detach() if detach_student_prototypes else student,
-                               labels)
+                               labels, n_groups)
     if design == "P,e":
         t_sim = unit(proto_t) @ unit(teacher).T                                  # (G, N)
         s_sim = unit(proto_s) @ unit(student).T
@@ -155,7 +179,7 @@ class HTD(nn.Module):
         student = torch.cat([student_users, student_items])
         entity = within_group_error(teacher, student, labels, self.positive_pairs_only)
         group = group_level_error(teacher, student, labels, self.group_design,
-                                  self.detach_student_prototypes)
+                                  self.detach_student_prototypes, 2 * self.n_groups)
         assignment = self.assignment.loss(users, items, student_users, student_items, noise)
         loss = self.alpha * (entity + group) + (1 - self.alpha) * assignment
         return {"loss": loss, "entity": entity.detach(), "group": group.detach(),
