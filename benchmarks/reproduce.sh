@@ -11,7 +11,7 @@ PY=${PY:-python3}
 RUNS=${RUNS:-runs}
 JOBS=${JOBS:-1}
 EPOCHS=${EPOCHS:-100}
-SEED=${SEED:-0}
+SEED=${SEED:-0}                    # seeds the teachers and the students
 LAYERS=${LAYERS:-2}
 DATASET=${DATASET:-citeulike}     # "synthetic" for a quick smoke run of this script
 # parallel jobs share the cores: one thread each unless told otherwise
@@ -35,4 +35,4 @@ wait
   echo "--method htd --dim 20 --group-design P,P"
   echo "--method htd --dim 20 --model lightgcn --layers $LAYERS"
   echo "--method student --dim 20 --model lightgcn --layers $LAYERS"
-} | xargs -P "$JOBS" -I{} sh -c "$PY -m htdviz distill {} ${common[*]} --print-path"
+} | xargs -P "$JOBS" -I{} sh -c "$PY -m htdviz distill {} ${common[*]} --teacher-seed $SEED --print-path"

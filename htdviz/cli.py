@@ -33,6 +33,9 @@ def _teacher_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--layers", type=int, default=2, help="LightGCN layers (default 2)")
     p.add_argument("--dataset", choices=["citeulike", "synthetic"], default="citeulike")
     p.add_argument("--split", choices=["reference", "random"], default="reference")
+    p.add_argument("--weight-decay", type=float, default=1e-3,
+                   help="the teacher's Adam weight decay, inherited by its students "
+                        "(default 1e-3)")
 
 
 def _student_kwargs(args) -> dict:
@@ -46,9 +49,10 @@ def _teacher(args):
     return experiment.teacher_run(model=args.model, dim=args.teacher_dim, n_layers=args.layers,
                                   dataset=args.dataset, split=args.split,
                                   epochs=args.teacher_epochs or args.epochs,
-                                  eval_every=args.eval_every, seed=args.teacher_seed,
-                                  runs_dir=args.runs, device=args.device,
-                                  progress=not args.no_progress)
+                                  eval_every=args.eval_every,
+                                  seed=args.seed if args.command == "teacher" else args.teacher_seed,
+                                  weight_decay=args.weight_decay, runs_dir=args.runs,
+                                  device=args.device, progress=not args.no_progress)
 
 
 def main(argv=None) -> int:
@@ -90,7 +94,10 @@ def main(argv=None) -> int:
     for name in ("teacher", "distill", "sweep"):
         sub.choices[name].add_argument("--teacher-epochs", type=int, default=None,
                                        help="teacher epochs (default: --epochs)")
-        sub.choices[name].add_argument("--teacher-seed", type=int, default=0)
+    for name in ("distill", "sweep"):      # `teacher` takes its seed from --seed
+        sub.choices[name].add_argument("--teacher-seed", type=int, default=0,
+                                       help="seed of the teacher run (default 0); --seed "
+                                            "seeds the students")
 
     args = parser.parse_args(argv)
     progress = not args.no_progress

@@ -1,5 +1,6 @@
 """Run folders: reuse, atomicity, the command line and the parallel sweep (synthetic data)."""
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -60,6 +61,22 @@ def test_cli_options_reach_the_same_configuration(teacher, capsys):
             *experiment._cli_args(kwargs)]
     assert cli.main(args) == 0
     assert capsys.readouterr().out.strip().splitlines()[-1] == str(expected)
+
+
+def test_teacher_command_options_reach_the_teacher(teacher, capsys):
+    """`teacher --seed 3 --weight-decay 1e-4` trains that teacher (not the default one);
+    `distill` keeps --seed for the student and --teacher-seed for its teacher."""
+    common = ["--dataset", "synthetic", "--teacher-dim", "16", "--epochs", "1",
+              "--eval-every", "1", "--runs", str(teacher.parent), "--no-progress"]
+    assert cli.main(["teacher", "--seed", "3", "--weight-decay", "1e-4", *common]) == 0
+    path = Path(capsys.readouterr().out.strip().splitlines()[-1])
+    config = json.loads((path / "config.json").read_text())
+    assert (config["seed"], config["weight_decay"]) == (3, 1e-4)
+    assert cli.main(["distill", "--method", "student", "--dim", "2", "--seed", "4",
+                     "--print-path", *common]) == 0
+    path = Path(capsys.readouterr().out.strip().splitlines()[-1])
+    config = json.loads((path / "config.json").read_text())
+    assert config["seed"] == 4 and config["teacher"] == teacher.name
 
 
 def test_parallel_sweep_equals_serial(teacher):
