@@ -1,6 +1,8 @@
 """Tables of the reproduction (docs/results.md) from finished runs beside REFERENCE.md §4.
 
     python benchmarks/summarize_reproduction.py [runs]
+
+One row per run; then, where a cell has runs of several seeds, their mean and spread.
 """
 from __future__ import annotations
 
@@ -38,11 +40,18 @@ def main(runs="runs"):
         for v, d, m, ds, sp in zip(table["variant"], table["dim"], table["model"],
                                    table["dataset"], table["split"])]
     table["diff"] = table["final_test_recall@50"] - table["reference R@50"]
-    cols = ["model", "dim", "variant", "final_test_recall@50", "reference R@50", "diff",
+    cols = ["model", "dim", "variant", "epochs", "seed", "final_test_recall@50", "reference R@50", "diff",
             "final_test_ndcg@50", "best_valid_epoch", "best_valid_test_recall@50",
             "best_valid_test_ndcg@50", "train_seconds", "device"]
-    table = table.sort_values(["model", "dim", "variant"])[cols]
+    table = table.sort_values(["model", "dim", "variant", "epochs", "seed"])[cols]
     print(to_markdown(table))
+    spread = (table.groupby(["model", "dim", "variant", "epochs"])["final_test_recall@50"]
+              .agg(seeds="count", mean="mean", min="min", max="max").reset_index())
+    spread = spread[spread["seeds"] > 1]
+    if len(spread):
+        spread["max - min"] = spread["max"] - spread["min"]
+        print("\nSeed spread of test Recall@50 at the last epoch:\n")
+        print(to_markdown(spread))
     return table
 
 
