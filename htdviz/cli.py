@@ -46,11 +46,11 @@ def _student_kwargs(args) -> dict:
 
 
 def _teacher(args):
+    seed = args.seed if args.command == "teacher" else args.teacher_seed
     return experiment.teacher_run(model=args.model, dim=args.teacher_dim, n_layers=args.layers,
                                   dataset=args.dataset, split=args.split,
                                   epochs=args.teacher_epochs or args.epochs,
-                                  eval_every=args.eval_every,
-                                  seed=args.seed if args.command == "teacher" else args.teacher_seed,
+                                  eval_every=args.eval_every, seed=seed,
                                   weight_decay=args.weight_decay, runs_dir=args.runs,
                                   device=args.device, progress=not args.no_progress)
 

@@ -29,8 +29,6 @@ from ._common import unit
 from .experts import GroupAssignment
 
 GROUP_DESIGNS = ("P,e", "P,P")
-
-
 ENTITY_METHODS = ("auto", "blocks", "dense")
 
 
