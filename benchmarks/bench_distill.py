@@ -37,6 +37,17 @@ def epoch_seconds(make_model, dataset, device, distiller=None, repeats=2) -> flo
     return statistics.median(times)
 
 
+def teacher_representations(teacher, ds):
+    """(users, items) of the teacher run folder ``teacher``, or random N(0, 0.1^2) ones of
+    d = 200 when None (the cost does not depend on the teacher's values)."""
+    if teacher:
+        with np.load(Path(teacher) / "embeddings.npz") as z:
+            return torch.from_numpy(z["users"]), torch.from_numpy(z["items"])
+    g = torch.Generator().manual_seed(0)
+    return (torch.randn(ds.n_users, 200, generator=g) * 0.1,
+            torch.randn(ds.n_items, 200, generator=g) * 0.1)
+
+
 def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("--teacher", default=None)
@@ -45,13 +56,7 @@ def main():
     args = parser.parse_args()
     device = torch.device(args.device) if args.device else default_device()
     ds = data.load_citeulike()
-    if args.teacher:
-        with np.load(Path(args.teacher) / "embeddings.npz") as z:
-            tu, ti = torch.from_numpy(z["users"]), torch.from_numpy(z["items"])
-    else:
-        g = torch.Generator().manual_seed(0)
-        tu = torch.randn(ds.n_users, 200, generator=g) * 0.1
-        ti = torch.randn(ds.n_items, 200, generator=g) * 0.1
+    tu, ti = teacher_representations(args.teacher, ds)
 
     def bpr(dim):
         return lambda: models.BPRMF(ds.n_users, ds.n_items, dim,

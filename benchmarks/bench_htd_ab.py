@@ -15,10 +15,10 @@ from __future__ import annotations
 import argparse
 import subprocess
 import types
-from pathlib import Path
 
 import numpy as np
 import torch
+from bench_distill import teacher_representations     # benchmarks/ is the script's folder
 
 from htdviz import data, distill, models
 from htdviz.train import TrainConfig, default_device, fit
@@ -43,13 +43,7 @@ def main():
     args = parser.parse_args()
     device = torch.device(args.device) if args.device else default_device()
     ds = data.load_citeulike()
-    if args.teacher:
-        with np.load(Path(args.teacher) / "embeddings.npz") as z:
-            tu, ti = torch.from_numpy(z["users"]), torch.from_numpy(z["items"])
-    else:
-        g = torch.Generator().manual_seed(0)
-        tu = torch.randn(ds.n_users, 200, generator=g) * 0.1
-        ti = torch.randn(ds.n_items, 200, generator=g) * 0.1
+    tu, ti = teacher_representations(args.teacher, ds)
 
     def epoch(cls, tau: float) -> float:
         model = models.BPRMF(ds.n_users, ds.n_items, 20,
