@@ -104,3 +104,73 @@ def evaluate_model(model, dataset: Dataset, split: str = "test", ks=DEFAULT_KS) 
     """:func:`full_ranking` of a :class:`~htdviz.models.Recommender`'s representations."""
     users, items = model.representations()
     return full_ranking(users, items, dataset, split, ks)
+
+
+@torch.no_grad()
+def ranking_agreement(teacher_users, teacher_items, student_users, student_items,
+                      exclude=None, ks=(10, 50), batch_size: int = 1024):
+    """Per user, how well the student's top-k items agree with the teacher's top-k.
+
+    Recommendation uses one relation of the topology: each user's scores of the items.
+    This measures it directly: both models rank all items by score (dot product) with
+    ``exclude`` (the user's training items) removed, and the student's top-k list is
+    compared with the teacher's.
+
+    Parameters
+    ----------
+    teacher_users : array or tensor of shape (n_users, d_t)
+    teacher_items : array or tensor of shape (n_items, d_t)
+    student_users : array or tensor of shape (n_users, d_s)
+    student_items : array or tensor of shape (n_items, d_s)
+    exclude : scipy.sparse matrix of shape (n_users, n_items), optional
+        Nonzero entries are left out of both rankings (e.g. ``dataset.train``).
+    ks : sequence of int, default (10, 50)
+    batch_size : int, default 1024
+        Users scored at a time (memory: two ``batch_size x n_items`` score blocks).
+
+    Returns
+    -------
+    pandas.DataFrame
+        One row per user: ``overlap@k`` = |S_k ∩ T_k| / k and ``ndcg@k``, the NDCG of the
+        student's list when the teacher's top-k items are the relevant ones (1 when the
+        student's top k are the teacher's, in any order; about k / n_items by chance).
+        ``.mean()`` gives the averages over users.
+    """
+    import pandas as pd
+    import scipy.sparse as sp
+
+    ks = tuple(int(k) for k in np.atleast_1d(ks))
+    tu, ti = _as_tensor(teacher_users).float(), _as_tensor(teacher_items).float()
+    su, si = _as_tensor(student_users).float(), _as_tensor(student_items).float()
+    n_users, n_items = tu.shape[0], ti.shape[0]
+    for name, x, n in (("student_users", su, n_users), ("student_items", si, n_items)):
+        if x.ndim != 2 or x.shape[0] != n:
+            raise ValueError(f"{name} must have {n} rows like the teacher's, got shape "
+                             f"{tuple(x.shape)}")
+    if tu.shape[1] != ti.shape[1] or su.shape[1] != si.shape[1]:
+        raise ValueError("users and items of each model must have the same dim")
+    if not ks or min(ks) < 1 or max(ks) > n_items:
+        raise ValueError(f"ks must be integers in [1, n_items={n_items}], got {ks}")
+    if exclude is not None:
+        exclude = sp.csr_matrix(exclude)
+        if exclude.shape != (n_users, n_items):
+            raise ValueError(f"exclude must have shape ({n_users}, {n_items}), got "
+                             f"{exclude.shape}")
+    max_k = max(ks)
+    discount = 1.0 / torch.log2(torch.arange(max_k, dtype=torch.float64) + 2.0)  # (max_k,)
+    out = {f"{m}@{k}": np.empty(n_users) for k in ks for m in ("overlap", "ndcg")}
+    for start in range(0, n_users, batch_size):
+        stop = min(start + batch_size, n_users)
+        t_scores, s_scores = tu[start:stop] @ ti.T, su[start:stop] @ si.T    # (B, n_items)
+        if exclude is not None:
+            block = exclude[start:stop].tocoo()
+            rows, cols = torch.from_numpy(block.row).long(), torch.from_numpy(block.col).long()
+            t_scores[rows, cols] = -torch.inf
+            s_scores[rows, cols] = -torch.inf
+        t_top = t_scores.topk(max_k, dim=1).indices                          # (B, max_k)
+        s_top = s_scores.topk(max_k, dim=1).indices
+        for k in ks:
+            hit = (s_top[:, :k, None] == t_top[:, None, :k]).any(2).double()  # (B, k)
+            out[f"overlap@{k}"][start:stop] = (hit.sum(1) / k).numpy()
+            out[f"ndcg@{k}"][start:stop] = ((hit @ discount[:k]) / discount[:k].sum()).numpy()
+    return pd.DataFrame(out)

@@ -166,6 +166,28 @@ def group_sizes(labels, n_groups: int | None = None) -> pd.Series:
                      index=pd.RangeIndex(n_groups, name="group"), name="size")
 
 
+def group_usage(labels, n_groups: int | None = None) -> dict[str, float]:
+    """How many groups an assignment uses, and how evenly.
+
+    Parameters
+    ----------
+    labels : int array of shape (n_entities,)
+    n_groups : int, optional
+        K, the groups on offer (default ``labels.max() + 1``).
+
+    Returns
+    -------
+    dict
+        ``used``: groups with at least one member; ``entropy``: entropy of the group
+        sizes in bits (0 = everyone in one group, log2(K) = all K groups equally full);
+        ``effective``: 2 ** entropy, the number of equally full groups with that entropy.
+    """
+    sizes = group_sizes(labels, n_groups).to_numpy()
+    share = sizes[sizes > 0] / sizes.sum()
+    entropy = float(-(share * np.log2(share)).sum()) + 0.0
+    return {"used": int(share.size), "entropy": entropy, "effective": float(2.0 ** entropy)}
+
+
 def agreement(a, b) -> dict[str, float]:
     """How much two assignments of the same entities agree, up to renaming the groups.
 

@@ -33,6 +33,10 @@ import scipy.sparse as sp
 import torch
 from scipy import stats
 
+from ._validation import check_int as _check_positive_int
+from ._validation import check_labels as _as_labels
+from ._validation import check_matrix as _as_matrix
+
 #: Neighbourhood size of :func:`preservation_kl` (the paper does not publish its choice).
 DEFAULT_N_NEIGHBORS = 10
 #: Softmax temperature of :func:`preservation_kl` (the paper does not publish its choice).
@@ -51,23 +55,6 @@ HIGHER_IS_BETTER = ("knn_overlap", "spearman", "cka")
 # Input validation (public boundary) and small private helpers
 # --------------------------------------------------------------------------------------
 
-def _as_matrix(x, name: str) -> np.ndarray:
-    """A validated 2-D float array; float64 stays float64, every other dtype -> float32."""
-    if isinstance(x, torch.Tensor):
-        x = x.detach().cpu().numpy()
-    x = np.asarray(x)
-    if x.ndim != 2 or x.shape[0] == 0 or x.shape[1] == 0:
-        raise ValueError(f"{name} must be a 2-D array of shape (n_entities, dim) with both "
-                         f"sizes >= 1, got shape {x.shape}")
-    if not (np.issubdtype(x.dtype, np.number) or x.dtype == bool):
-        raise ValueError(f"{name} must hold numbers, got dtype {x.dtype}")
-    if x.dtype != np.float64:
-        x = x.astype(np.float32)
-    if not np.isfinite(x).all():
-        raise ValueError(f"{name} holds non-finite values (NaN or inf)")
-    return x
-
-
 def _as_pair(teacher, student, teacher_name="teacher", student_name="student"):
     """Teacher and student as torch tensors of one compute dtype, same number of rows."""
     t = _as_matrix(teacher, teacher_name)
@@ -78,41 +65,6 @@ def _as_pair(teacher, student, teacher_name="teacher", student_name="student"):
     dtype = np.float64 if (t.dtype == np.float64 and s.dtype == np.float64) else np.float32
     return torch.from_numpy(t.astype(dtype, copy=False)), torch.from_numpy(s.astype(dtype,
                                                                                     copy=False))
-
-
-def _as_labels(labels, n_entities: int | None, name: str = "labels",
-               n_groups: int | None = None) -> tuple[np.ndarray, int]:
-    """Validated int64 group labels of shape (n_entities,) and the number of groups.
-
-    ``n_entities=None`` accepts any length.
-    """
-    if isinstance(labels, torch.Tensor):
-        labels = labels.detach().cpu().numpy()
-    labels = np.asarray(labels)
-    if labels.ndim != 1 or (n_entities is not None and labels.shape[0] != n_entities):
-        expected = f"({n_entities},)" if n_entities is not None else "(n_entities,)"
-        raise ValueError(f"{name} must have shape {expected} (one group per entity), got "
-                         f"shape {labels.shape}")
-    if not np.issubdtype(labels.dtype, np.integer):
-        raise ValueError(f"{name} must hold integer group ids, got dtype {labels.dtype}; map "
-                         f"other labels with htdviz.groups.groups_from_labels")
-    labels = labels.astype(np.int64)
-    if labels.size and labels.min() < 0:
-        raise ValueError(f"{name} must be >= 0, got {labels.min()}")
-    top = int(labels.max()) + 1 if labels.size else 0
-    if n_groups is None:
-        n_groups = top
-    elif int(n_groups) < top:
-        raise ValueError(f"n_groups must exceed the largest label {top - 1}, got {n_groups}")
-    return labels, int(n_groups)
-
-
-def _check_positive_int(value, name: str, low: int = 1, high: int | None = None) -> int:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < low or \
-            (high is not None and value > high):
-        bound = f"an integer in [{low}, {high}]" if high is not None else f"an integer >= {low}"
-        raise ValueError(f"{name} must be {bound}, got {value!r}")
-    return int(value)
 
 
 def _unit(x: torch.Tensor) -> torch.Tensor:
@@ -779,3 +731,181 @@ def group_errors(teacher, student, labels, n_groups: int | None = None,
             "group_error": sse_pe / n,
             "ftd_error": np.where(size > 0, full_sse / (size * n), np.nan),
         })
+
+
+# --------------------------------------------------------------------------------------
+# Where the error lives: by teacher-similarity band
+# --------------------------------------------------------------------------------------
+
+#: Nearest-neighbour rank bands of :func:`band_errors`: ranks 1-10, 11-100, 101-1000, rest.
+DEFAULT_BANDS = (10, 100, 1000)
+
+
+def band_errors(teacher, student, teacher_cols=None, student_cols=None,
+                bands=DEFAULT_BANDS, rows=None, chunk_size: int = 1024):
+    """The squared cosine error, split by how near each pair is in the teacher's topology.
+
+    For every row entity a, the column entities are ranked by their teacher cosine to a
+    (rank 1 = the nearest); the pairs (a, b) are then grouped into rank bands (by default
+    ranks 1-10, 11-100, 101-1000 and the rest) and the error (cos_t(a, b) - cos_s(a, b))^2
+    is summed per band. It says whether a student keeps an entity's near relations and
+    gives up the far ones, or the reverse: the FTD loss weighs every pair alike, and almost
+    all pairs are far.
+
+    Parameters
+    ----------
+    teacher : array or tensor of shape (n_entities, d_t)
+    student : array or tensor of shape (n_entities, d_s)
+        The row entities (e.g. users) in the two spaces.
+    teacher_cols : array or tensor of shape (n_cols, d_t), optional
+    student_cols : array or tensor of shape (n_cols, d_s), optional
+        The column entities (e.g. items, for user-item pairs); give both or neither.
+        Default: the row entities themselves (user-user or item-item pairs), each entity's
+        pair with itself left out.
+    bands : sequence of int, default (10, 100, 1000)
+        Increasing upper ranks of the near bands; the last band holds every rank beyond.
+        Bounds at or above the number of columns are dropped.
+    rows : int array, optional
+        Rank the neighbours of these row entities only (e.g. a seeded sample); the columns
+        stay complete, so the ranks are exact. Default: every row entity.
+    chunk_size : int, default 1024
+        Rows ranked at a time.
+
+    Returns
+    -------
+    pandas.DataFrame
+        One row per band, nearest first: ``band`` ("1-10", ..., "1001-25180"),
+        ``rank_from``, ``rank_to``, ``n_pairs``, ``mean_sq_error`` (mean of the squared
+        difference over the band's pairs), ``error_share`` (the band's share of the total
+        squared error), ``teacher_cos`` and ``student_cos`` (mean cosines over the band).
+
+    Notes
+    -----
+    Only the near bands need ranks: per block of rows, one ``topk(max(bands))`` of the
+    teacher cosines; the last band is the row's total minus the near bands. Memory: a
+    ``chunk_size x n_cols`` block of each topology in float32 (about 200 MB for 25,181
+    columns at the default chunk size) and the top-k indices of one block.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> t = np.random.default_rng(0).normal(size=(50, 8))
+    >>> band_errors(t, t, bands=(5,))["mean_sq_error"].tolist()
+    [0.0, 0.0]
+    """
+    import pandas as pd
+
+    if (teacher_cols is None) != (student_cols is None):
+        raise ValueError("give both teacher_cols and student_cols, or neither")
+    square = teacher_cols is None
+    t, s = _as_pair(teacher, student)
+    if square:
+        tc, sc = t, s
+    else:
+        tc, sc = _as_pair(teacher_cols, student_cols, "teacher_cols", "student_cols")
+        if tc.shape[1] != t.shape[1] or sc.shape[1] != s.shape[1]:
+            raise ValueError(f"teacher_cols / student_cols must have the dims of teacher / "
+                             f"student ({t.shape[1]}, {s.shape[1]}), got {tc.shape[1]}, "
+                             f"{sc.shape[1]}")
+        tc, sc = tc.to(t.dtype), sc.to(s.dtype)
+    if rows is None:
+        rows = np.arange(t.shape[0])
+    else:
+        rows = np.asarray(rows)
+        if rows.ndim != 1 or not np.issubdtype(rows.dtype, np.integer) or rows.size == 0 or \
+                rows.min() < 0 or rows.max() >= t.shape[0]:
+            raise ValueError(f"rows must be a non-empty 1-D array of ints in [0, "
+                             f"{t.shape[0]}), got {rows!r:.80}")
+    n_cols = tc.shape[0] - (1 if square else 0)
+    if n_cols < 1:
+        raise ValueError("band_errors needs at least two entities (or one column)")
+    chunk_size = _check_positive_int(chunk_size, "chunk_size")
+    bands = [int(b) for b in np.atleast_1d(bands)]
+    if not bands or bands[0] < 1 or sorted(set(bands)) != bands:
+        raise ValueError(f"bands must be increasing positive ranks, got {bands}")
+    edges = [0] + [b for b in bands if b < n_cols] + [n_cols]
+    n_near, n_bands = edges[-2], len(edges) - 1
+    t_unit, s_unit = _unit(t), _unit(s)
+    tc_unit, sc_unit = (t_unit, s_unit) if square else (_unit(tc), _unit(sc))
+    rows_t = torch.from_numpy(rows.astype(np.int64))
+
+    sums = np.zeros((3, n_bands))              # squared error, teacher cosine, student cosine
+    for start, stop in _blocks(rows.size, chunk_size):
+        ids = rows_t[start:stop]
+        cos_t = t_unit[ids] @ tc_unit.T                                   # (B, M)
+        cos_s = s_unit[ids] @ sc_unit.T
+        if square:                                          # the pair (a, a) is not a pair
+            block = torch.arange(stop - start)
+            cos_t[block, ids] = torch.nan
+            cos_s[block, ids] = torch.nan
+        err = (cos_t - cos_s).square()
+        totals = [x.nansum(dtype=torch.float64) for x in (err, cos_t, cos_s)]
+        near = [0.0, 0.0, 0.0]
+        if n_near:
+            top = cos_t.nan_to_num(nan=-torch.inf).topk(n_near, dim=1).indices  # (B, near)
+            gathered = [x.gather(1, top) for x in (err, cos_t, cos_s)]
+            for b in range(n_bands - 1):
+                for m, x in enumerate(gathered):
+                    sums[m, b] += float(x[:, edges[b]:edges[b + 1]].sum(dtype=torch.float64))
+            near = [float(x.sum(dtype=torch.float64)) for x in gathered]
+        for m in range(3):
+            sums[m, -1] += float(totals[m]) - near[m]
+    n_pairs = np.diff(edges) * rows.size
+    sse = np.maximum(sums[0], 0.0)
+    return pd.DataFrame({
+        "band": [f"{lo + 1}-{hi}" for lo, hi in zip(edges[:-1], edges[1:])],
+        "rank_from": np.array(edges[:-1]) + 1, "rank_to": edges[1:], "n_pairs": n_pairs,
+        "mean_sq_error": sse / n_pairs,
+        "error_share": sse / sse.sum() if sse.sum() > 0 else np.zeros(n_bands),
+        "teacher_cos": sums[1] / n_pairs, "student_cos": sums[2] / n_pairs,
+    })
+
+
+def band_error_table(teacher_users, teacher_items, student_users, student_items,
+                     bands=DEFAULT_BANDS, max_rows: int | None = None, random_state=0,
+                     chunk_size: int = 1024):
+    """:func:`band_errors` for user-user, item-item and user-item pairs, in one table.
+
+    Parameters
+    ----------
+    teacher_users : array or tensor of shape (n_users, d_t)
+    teacher_items : array or tensor of shape (n_items, d_t)
+    student_users : array or tensor of shape (n_users, d_s)
+    student_items : array or tensor of shape (n_items, d_s)
+    bands : sequence of int, default (10, 100, 1000)
+    max_rows : int, optional
+        Rank the neighbours of a seeded uniform sample of at most this many row entities
+        (users; items for item-item pairs); the columns stay complete, so the ranks are
+        exact. Default: every entity.
+    random_state : int, default 0
+    chunk_size : int, default 1024
+
+    Returns
+    -------
+    pandas.DataFrame
+        The columns of :func:`band_errors` after a first column ``pairs``
+        ("user-user", "item-item", "user-item"; the user-item bands rank each user's
+        items by teacher cosine).
+    """
+    import pandas as pd
+
+    if max_rows is not None:
+        max_rows = _check_positive_int(max_rows, "max_rows")
+
+    def sample(n):
+        if max_rows is None or max_rows >= n:
+            return None
+        return np.sort(_rng(random_state).choice(n, max_rows, replace=False))
+
+    tu, ti = _as_matrix(teacher_users, "teacher_users"), _as_matrix(teacher_items,
+                                                                   "teacher_items")
+    su, si = _as_matrix(student_users, "student_users"), _as_matrix(student_items,
+                                                                   "student_items")
+    users, items = sample(tu.shape[0]), sample(ti.shape[0])
+    parts = []
+    for pairs, args, rows in (("user-user", (tu, su), users), ("item-item", (ti, si), items),
+                              ("user-item", (tu, su, ti, si), users)):
+        table = band_errors(*args, bands=bands, rows=rows, chunk_size=chunk_size)
+        table.insert(0, "pairs", pairs)
+        parts.append(table)
+    return pd.concat(parts, ignore_index=True)

@@ -118,7 +118,9 @@ def fit(model, dataset: Dataset, config: TrainConfig | None = None, distiller=No
     -------
     FitResult
         ``history`` has one row per evaluated epoch (epoch 0 = before training) with the
-        mean losses of the epoch, valid_* and test_* metrics and seconds of training.
+        mean losses of the epoch, valid_* and test_* metrics and seconds of training; for a
+        distiller with groups (DE, HTD) also ``{user,item}_groups_used`` and
+        ``{user,item}_group_entropy`` (bits) of its hard assignment at that epoch.
         With early stopping, the model keeps the weights of its best-validation epoch.
     """
     # Tiny gradients of a trained teacher's topology underflow into subnormal floats, which
@@ -150,7 +152,8 @@ def _fit(model, dataset, config, distiller, device, progress) -> FitResult:
     n = train_users.size
     n_batches = math.ceil(n / config.batch_size)
 
-    rows = [{"epoch": 0, **evaluate_both(model, dataset, config.ks), "seconds": 0.0}]
+    rows = [{"epoch": 0, **evaluate_both(model, dataset, config.ks), **_group_usage(distiller),
+             "seconds": 0.0}]
     best = (rows[0][f"valid_{config.monitor}"], 0, _snapshot(model))
     since_best, seconds = 0, 0.0
     bar = tqdm(range(1, config.epochs + 1), desc="epochs", disable=not progress)
@@ -194,7 +197,7 @@ def _fit(model, dataset, config, distiller, device, progress) -> FitResult:
         if epoch % config.eval_every == 0 or epoch == config.epochs:
             model.eval()
             row = {"epoch": epoch, **sums, **evaluate_both(model, dataset, config.ks),
-                   "seconds": seconds}
+                   **_group_usage(distiller), "seconds": seconds}
             rows.append(row)
             score = row[f"valid_{config.monitor}"]
             if score > best[0]:
@@ -210,6 +213,20 @@ def _fit(model, dataset, config, distiller, device, progress) -> FitResult:
     model.eval()
     history = pd.DataFrame(rows)
     return FitResult(history=history, best_epoch=best[1], seconds=seconds)
+
+
+def _group_usage(distiller) -> dict[str, float]:
+    """Groups in use and the entropy of their sizes (bits), for distillers with groups."""
+    if distiller is None or not hasattr(distiller, "hard_groups"):
+        return {}
+    from .groups import group_usage
+
+    out = {}
+    for kind in ("user", "item"):
+        usage = group_usage(distiller.hard_groups(kind).cpu().numpy(), distiller.n_groups)
+        out[f"{kind}_groups_used"] = usage["used"]
+        out[f"{kind}_group_entropy"] = usage["entropy"]
+    return out
 
 
 def _adam(params, config: TrainConfig) -> torch.optim.Adam:
