@@ -2,12 +2,12 @@
 
     python benchmarks/bench_distill.py [--teacher runs/<teacher run>] [--device cuda]
 
-d_t = 200, d_s = 20, K = 30, batch 1024 (REFERENCE.md §5). HTD is timed twice: at the
+d_t = 200, d_s = 20, K = 30, batch 1024 (docs/method.md §10.5). HTD is timed twice: at the
 first epoch (tau = 1: every Gumbel-softmax weight vector dense, all 30 experts evaluated)
 and in the annealed regime (tau = 1e-5, reached at epoch 50 of 100: weights one-hot to
 float precision, only the selected expert evaluated). Without --teacher the teacher is
 random N(0, 0.1^2) (the cost does not depend on the teacher's values).
-Prints each figure beside the authors' code (REFERENCE.md §5) and the ratio.
+Prints each figure beside the authors' code (docs/method.md §10.5) and the ratio.
 """
 from __future__ import annotations
 

@@ -1,6 +1,6 @@
 """Speed of the foundation: one BPR teacher epoch and one full-ranking evaluation.
 
-Settings of REFERENCE.md §5: CiteULike-t reference split, BPR-MF with d = 200, batch 1024.
+Settings of docs/method.md §10.5: CiteULike-t reference split, BPR-MF with d = 200, batch 1024.
 
 * teacher epoch: :func:`htdviz.train.fit` for 3 epochs (evaluating only before and after),
   ``FitResult.seconds / 3``, which counts training time only (sampling, batches, Adam);
@@ -34,7 +34,7 @@ from htdviz.models import BPRMF
 
 DIM = 200
 EPOCHS = 3
-# Authors' implementation, REFERENCE.md §5: seconds on a 2-core CPU / one H100.
+# Authors' implementation, docs/method.md §10.5: seconds on a 2-core CPU / one H100.
 REFERENCE = {"cpu": {"teacher epoch": 3.0, "evaluation": 14.0},
              "cuda": {"teacher epoch": 0.5, "evaluation": 9.4}}
 GOAL = {"cpu": {"teacher epoch": 1.5, "evaluation": 0.5}}

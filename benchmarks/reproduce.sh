@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Reproduce REFERENCE.md §4 on CiteULike (reference split, BPR-MF, d_t = 200, 100 epochs,
+# Reproduce docs/method.md §10.1 on CiteULike (reference split, BPR-MF, d_t = 200, 100 epochs,
 # reference hyper-parameters, seed 0), plus the LightGCN teacher and HTD student at d_s = 20.
 #
 #   JOBS=3 RUNS=runs bash benchmarks/reproduce.sh         # GPU: 3 runs at a time (~15 min)

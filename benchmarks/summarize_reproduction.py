@@ -1,4 +1,4 @@
-"""Tables of the reproduction (docs/results.md) from finished runs beside REFERENCE.md §4.
+"""Tables of the reproduction (docs/results.md) from finished runs beside docs/method.md §10.1.
 
     python benchmarks/summarize_reproduction.py [runs]
 

@@ -1,6 +1,6 @@
 """Capacity-gap diagnostics: why FTD wins at phi = 1 and loses at phi = 0.1.
 
-The paper's finding (REFERENCE.md §2): distilling the full topology (FTD) helps a student
+The paper's finding (docs/method.md §4): distilling the full topology (FTD) helps a student
 as large as its teacher, but overwhelms a small one; HTD's hierarchical target (group-level
 relations plus the relations within each group) suits a small student better. This module
 puts numbers on that:
@@ -92,7 +92,7 @@ def _gram_eigenvalues(x: torch.Tensor) -> np.ndarray:
 def parameter_count(n_users: int, n_items: int, dim: int) -> int:
     """Trainable parameters of a BPR-MF or LightGCN model: (n_users + n_items) * dim.
 
-    Both keep one embedding table per entity type and nothing else (REFERENCE.md §4c:
+    Both keep one embedding table per entity type and nothing else (docs/method.md §10.4:
     BPR on CiteULike, 5,219 users and 25,181 items: 0.61 M at dim 20, 6.08 M at dim 200).
     The distiller's own parameters (selection networks, experts) train only alongside the
     student and are not counted, as in the paper.
@@ -164,7 +164,7 @@ def topology_error_bounds(teacher, dims, labels=None, n_groups: int | None = Non
     means) must serve both parts at once; the true minima can be larger. (2) It bounds
     the topology error only, not ranking accuracy: a trained student also fits its own
     BPR loss, and its optimiser does not reach the minimum. (3) Prototypes here are means
-    over the whole set, while HTD trains with per-batch prototypes (REFERENCE.md §2).
+    over the whole set, while HTD trains with per-batch prototypes (docs/method.md §5.3).
     (4) It does not model HTD's ``positive_pairs_only`` quirk.
 
     The comparison that matters is the relative column: at small d the full topology keeps

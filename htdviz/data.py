@@ -1,7 +1,7 @@
 """Data sets for htdviz: CiteULike-t, any users.dat-style file, pandas pairs, planted groups.
 
-Every loader ends in the same leave-one-out preprocessing (REFERENCE.md §1, §3 and the
-data README): keep users with at least ``min_items`` items, re-index users in input order
+Every loader ends in the same leave-one-out preprocessing (docs/method.md §2, §8): keep
+users with at least ``min_items`` items, re-index users in input order
 and items in order of first appearance, hold out one validation and one test item per user.
 
 CiteULike files are resolved in this order:

@@ -1,4 +1,4 @@
-"""Full-ranking leave-one-out evaluation (REFERENCE.md §3).
+"""Full-ranking leave-one-out evaluation (docs/method.md §8).
 
 Each user's held-out item is ranked against ALL items; the user's training items and the
 other held-out item (the validation item when testing, the test item when validating) are

@@ -1,6 +1,6 @@
 """Preference groups: where they come from, how they agree, what they mean.
 
-HTD (REFERENCE.md §2, step 1) splits users and items into K preference groups with a
+HTD (docs/method.md §5.1) splits users and items into K preference groups with a
 selection network that reads the teacher representation. This module produces group
 assignments three ways — from a trained HTD selection network, from k-means on the teacher
 representations, from labels a user supplies — and describes them: sizes, agreement
@@ -25,7 +25,7 @@ from .topology import _as_labels, _as_matrix, _check_positive_int
 # --------------------------------------------------------------------------------------
 
 def selection_groups(teacher_repr, weight, bias) -> np.ndarray:
-    """Hard groups of an HTD selection network: argmax_k (W t + b)_k (§2, step 1).
+    """Hard groups of an HTD selection network: argmax_k (W t + b)_k (docs/method.md §5.1).
 
     The softmax of the selection network does not change the argmax, so it is skipped.
 

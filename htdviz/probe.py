@@ -1,4 +1,4 @@
-"""Tag-retrieval probe: how much item semantics a frozen representation keeps (§4c).
+"""Tag-retrieval probe: how much item semantics a frozen representation keeps (docs/method.md §9).
 
 The paper freezes the item representations of a teacher or student and trains a linear
 and a small non-linear probe to predict each CiteULike item's tags, reporting Recall@10

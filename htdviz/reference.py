@@ -1,8 +1,9 @@
-"""The paper's numbers (REFERENCE.md §4-4c) as data, for tables and figures that compare.
+"""The paper's numbers (docs/method.md §10) as data, for tables and figures that compare.
 
-CiteULike-t, teacher d_t = 200. §4: reference split, BPR-MF, test Recall@50 at epoch 100
-from the authors' published logs (one run each; expect a seed-to-seed spread of about
-+-0.005 to 0.01). §4b/4c: the paper's own figures (another random split, early stopping).
+CiteULike-t, teacher d_t = 200. docs/method.md §10.1, §10.2: reference split, BPR-MF, test
+Recall@50 at epoch 100 from the authors' published logs (one run each; expect a
+seed-to-seed spread of about +-0.005 to 0.01). docs/method.md §10.3, §10.4: the paper's
+own figures (another random split, early stopping) and analyses.
 """
 from __future__ import annotations
 
@@ -25,7 +26,7 @@ CURVES_D20 = {name: pd.Series(values, index=pd.Index(range(0, 101, 10), name="ep
 }.items()}
 
 
-#: §4b, the paper's figure: test Recall@50 by base model; index phi = d_s / d_t.
+#: docs/method.md §10.3, the paper's figure: test Recall@50 by base model; index phi.
 FIGURE_RECALL50 = {
     model: pd.DataFrame(values, index=pd.Index([0.1, 0.5, 1.0], name="phi"))
     for model, values in {
@@ -35,10 +36,12 @@ FIGURE_RECALL50 = {
                      "ftd": [.2542, .3303, .3356], "htd": [.2847, .3326, .3328]},
     }.items()}
 
-#: §4c, BPR-MF, phi = 0.1: topology-preservation KL(teacher || student), (most similar, random).
+#: docs/method.md §10.4, BPR-MF, phi = 0.1: topology-preservation KL(teacher || student),
+#: (most similar, random).
 PRESERVATION_KL = {"student": (.0458, .0564), "de": (.0435, .0511), "htd": (.0393, .0405)}
 
-#: §4c, BPR-MF, phi = 0.1: tag retrieval Recall@10, (linear, non-linear probe).
+#: docs/method.md §10.4, BPR-MF, phi = 0.1: tag retrieval Recall@10, (linear, non-linear
+#: probe).
 TAG_RECALL10 = {"teacher": (.312, None), "student": (.242, .270), "de": (.254, .281),
                 "htd": (.264, .291)}
 

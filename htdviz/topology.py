@@ -1,7 +1,7 @@
 """The topology of representations and how well a student preserves its teacher's.
 
-Kang et al., "Topology Distillation for Recommender System", KDD 2021 (REFERENCE.md §2,
-§4c). The *topology* of a set of entities (users, items, or both stacked) is the matrix of
+Kang et al., "Topology Distillation for Recommender System", KDD 2021 (docs/method.md §3, §9).
+The *topology* of a set of entities (users, items, or both stacked) is the matrix of
 pairwise cosine similarities of their representations. This module computes it, splits it
 the way HTD does (prototypes, prototype-prototype and prototype-entity similarities,
 within-group blocks), and measures the discrepancy between a teacher's topology and a
@@ -146,7 +146,7 @@ def cosine_similarity(a, b=None, chunk_size: int = 4096, dtype=np.float32) -> np
 
 
 def prototypes(repr, labels, n_groups: int | None = None) -> np.ndarray:
-    """The prototype (mean representation) of each group, REFERENCE.md §2 step 3.
+    """The prototype (mean representation) of each group, docs/method.md §5.3.
 
     Parameters
     ----------
@@ -179,7 +179,7 @@ def _prototypes(x: np.ndarray, labels: np.ndarray, n_groups: int) -> np.ndarray:
 
 @dataclass
 class HTDTopology:
-    """The topology of one entity set split the way HTD distils it (REFERENCE.md §2).
+    """The topology of one entity set split the way HTD distils it (docs/method.md §5).
 
     Attributes
     ----------
@@ -247,7 +247,7 @@ def htd_decomposition(repr, labels, n_groups: int | None = None) -> HTDTopology:
 
 
 def stack_entities(user_repr, item_repr, user_labels=None, item_labels=None):
-    """Users and items as one entity set, the way a distillation batch sees them (§2).
+    """Users and items as one entity set, the way a distillation batch sees them (docs/method.md §3).
 
     Parameters
     ----------
@@ -325,7 +325,7 @@ def _row_pass(t_unit, s_unit, k_teacher: int, k_student: int, labels=None,
     Returns the teacher's and the student's ``k_teacher`` / ``k_student`` nearest
     neighbours of every entity, itself excluded (or None where k is 0), and, given labels,
     per row the squared error and the number of same-group pairs whose TEACHER cosine is
-    > 0 (the reference implementation's quirk, REFERENCE.md §2), which only an
+    > 0 (the reference implementation's quirk, docs/method.md §6.1), which only an
     elementwise mask can give. ``s_unit`` may be None when only the teacher is searched.
     """
     n = t_unit.shape[0]
@@ -483,7 +483,7 @@ def preservation_kl_per_entity(teacher, student, n_neighbors: int = DEFAULT_N_NE
 def preservation_kl(teacher, student, n_neighbors: int = DEFAULT_N_NEIGHBORS,
                     temperature: float = DEFAULT_TEMPERATURE, mode: str = "most_similar",
                     random_state=0, chunk_size: int = 1024) -> float:
-    """Topology preservation, the paper's KL analysis (REFERENCE.md §4c). Lower is better.
+    """Topology preservation, the paper's KL analysis (docs/method.md §9). Lower is better.
 
     For each entity e take a neighbour set N(e): its ``n_neighbors`` most similar other
     entities in the TEACHER space (``mode="most_similar"``), or ``n_neighbors`` distinct
@@ -544,7 +544,7 @@ def discrepancy(teacher, student, labels=None, k: int = 10,
         this many, else a seeded uniform sample of this many.
     positive_pairs_only : bool, default False
         Count only same-group pairs whose teacher cosine is > 0 in the entity-level error
-        (the reference implementation's quirk, REFERENCE.md §2); the paper keeps all.
+        (the reference implementation's quirk, docs/method.md §6.1); the paper keeps all.
     measures : iterable of str, optional
         A subset of :data:`MEASURES`; default all (the HTD measures only with labels).
         The nearest-neighbour searches ("knn_overlap", "kl_most_similar") cost the most.
@@ -559,7 +559,7 @@ def discrepancy(teacher, student, labels=None, k: int = 10,
     -------
     dict of str to float
         ``ftd_error``: mean over all ordered pairs (a, b), diagonal included, of
-        (cos_t(a, b) - cos_s(a, b))^2: the FTD loss (§2) per entry, over the whole set.
+        (cos_t(a, b) - cos_s(a, b))^2: the FTD loss (docs/method.md §4) per entry, over the whole set.
         With labels: ``htd_entity_error``, the same mean over same-group pairs (diagonal
         included; see ``positive_pairs_only``); ``htd_group_error``, mean over non-empty
         groups g and entities e of (cos(Pt_g, t_e) - cos(Ps_g, s_e))^2 (Group(P,e), the

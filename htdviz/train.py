@@ -1,4 +1,4 @@
-"""Training: the BPR recipe of REFERENCE.md §1, for teachers and (with a distiller) students.
+"""Training: the BPR recipe of docs/method.md §2, for teachers and (with a distiller) students.
 
 One epoch visits every training interaction once in a seeded random order, in batches of
 ``batch_size`` triples (user, positive item, one fresh uniform negative). The loss is the
@@ -36,7 +36,7 @@ def default_device() -> torch.device:
 
 @dataclass
 class TrainConfig:
-    """The reference recipe (REFERENCE.md §1) as defaults."""
+    """The reference recipe (docs/method.md §2) as defaults."""
 
     epochs: int = 100
     batch_size: int = 1024

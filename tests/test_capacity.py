@@ -73,7 +73,7 @@ def test_spectrum_matches_pca_and_cosine_eigenvalues():
 
 
 def test_parameter_counts_of_the_paper():
-    # BPR on CiteULike: 5,219 users and 25,181 items (REFERENCE.md §4c)
+    # BPR on CiteULike: 5,219 users and 25,181 items (docs/method.md §10.4)
     assert capacity.parameter_count(5219, 25181, 20) == 608_000
     assert capacity.parameter_count(5219, 25181, 200) == 6_080_000
     with pytest.raises(ValueError, match="dim"):

@@ -1,4 +1,4 @@
-"""Every fast distillation loss against a dense, literal transcription of REFERENCE.md §2.
+"""Every fast distillation loss against a dense, literal transcription of docs/method.md §4, §5 and §6.
 
 The transcriptions below build N x N matrices and one-hot masks, loop over the K experts
 one nn.Linear pair at a time, and follow the text step by step. Both sides get the same

@@ -16,7 +16,7 @@ KS = (1, 5, 10, 20, 50)
 
 def oracle_metrics(user_emb: np.ndarray, item_emb: np.ndarray, ds: data.Dataset, split: str,
                    ks=KS) -> dict[str, float]:
-    """The protocol of REFERENCE.md §3, one user at a time with np.argsort over all items."""
+    """The protocol of docs/method.md §8, one user at a time with np.argsort over all items."""
     target = ds.held_out(split)
     other = ds.held_out("valid" if split == "test" else "test")
     train = ds.train.tocsr()

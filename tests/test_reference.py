@@ -142,7 +142,7 @@ def test_citations_name_existing_sections():
                 or parts[0].endswith(".egg-info")):
             continue
         text = path.read_text(encoding="utf-8", errors="replace")
-        for run in re.findall(r"docs/method\.md((?:(?:,| and|-| to)? ?§\d+(?:\.\d+)?)+)",
+        for run in re.findall(r"docs/method\.md((?:(?:,| and|-| to)?\s?§\d+(?:\.\d+)?)+)",
                               text):
             for number in re.findall(r"§(\d+(?:\.\d+)?)", run):
                 cited.setdefault(number, []).append(str(path.relative_to(ROOT)))

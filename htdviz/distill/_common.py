@@ -12,7 +12,7 @@ def unit(x: torch.Tensor) -> torch.Tensor:
 
 def annealed_temperature(epoch: int, n_epochs: int, start: float = 1.0,
                          end: float = 1e-10) -> float:
-    """tau(e) = start * (end / start) ** (e / E), floored at ``end`` (REFERENCE.md §2, step 2)."""
+    """tau(e) = start * (end / start) ** (e / E), floored at ``end`` (docs/method.md §5.2)."""
     return max(start * (end / start) ** (epoch / n_epochs), end)
 
 

@@ -1,7 +1,7 @@
 """DE: Distillation Experts with adaptive group assignment.
 
 Kang et al., "DE-RRD: A Knowledge Distillation Framework for Recommender System", CIKM
-2020; used as the group-assignment step of HTD (REFERENCE.md §2, steps 1-2).
+2020; used as the group-assignment step of HTD (docs/method.md §5.1, §5.2).
 
 Per entity type (users, items): a selection network v(t) = softmax(W t + b) over K groups
 reads the teacher representation; K experts f_k (MLP d_s -> (d_s + d_t) // 2 -> d_t)

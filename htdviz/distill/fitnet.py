@@ -1,4 +1,4 @@
-"""FitNet: hint regression through a projector (Romero et al., ICLR 2015; REFERENCE.md §2).
+"""FitNet: hint regression through a projector (Romero et al., ICLR 2015; docs/method.md §7).
 
 One projector f (MLP d_s -> (d_s + d_t) // 2 -> d_t) maps every student representation to
 the teacher space; L = sum_e ||t_e - f(s_e)||^2 over the batch's unique users and items.

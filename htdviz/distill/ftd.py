@@ -1,4 +1,4 @@
-"""FTD: full topology distillation (Kang et al., KDD 2021, REFERENCE.md §2).
+"""FTD: full topology distillation (Kang et al., KDD 2021, docs/method.md §4).
 
 L_FTD = sum over all ordered pairs (a, b) of the batch set (users and items in one matrix,
 diagonal included) of (cos(t_a, t_b) - cos(s_a, s_b))^2.

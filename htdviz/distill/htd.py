@@ -1,4 +1,4 @@
-"""HTD: hierarchical topology distillation (Kang et al., KDD 2021; REFERENCE.md §2).
+"""HTD: hierarchical topology distillation (Kang et al., KDD 2021; docs/method.md §5).
 
 Per batch set (unique users + unique items, one matrix):
 1. hard groups: argmax of the selection networks on the teacher representations (no
@@ -97,7 +97,7 @@ def group_prototypes(repr_: torch.Tensor, labels: torch.Tensor,
 def group_level_error(teacher: torch.Tensor, student: torch.Tensor, labels: torch.Tensor,
                       design: str = "P,e", detach_student_prototypes: bool = True,
                       n_groups: int | None = None):
-    """Group-level topology error: Group(P,e) or Group(P,P) (REFERENCE.md §2, step 4).
+    """Group-level topology error: Group(P,e) or Group(P,P) (docs/method.md §5.4).
 
     Sums over the groups present in ``labels`` (ids 0..n_groups-1)."""
     proto_t = group_prototypes(teacher, labels, n_groups)

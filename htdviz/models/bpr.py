@@ -1,7 +1,7 @@
 """BPR-MF: matrix factorisation trained with Bayesian Personalized Ranking.
 
 Rendle et al., "BPR: Bayesian Personalized Ranking from Implicit Feedback", UAI 2009.
-The base model of the topology distillation paper's reference numbers (REFERENCE.md §1).
+The base model of the topology distillation paper's reference numbers (docs/method.md §2).
 """
 from __future__ import annotations
 

@@ -5,7 +5,7 @@ Every function takes plain arrays or the tables of the analysis layer
 ``plotly.graph_objects.Figure``. Entity ids travel in ``customdata`` (maps) or as the axis
 categories (heatmaps), so hover and selection name the entities.
 
-Maps (REFERENCE.md §2: the topology is the cosine geometry of the representations)
+Maps (docs/method.md §3: the topology is the cosine geometry of the representations)
     :func:`projection_figure` projects a teacher and a student (UMAP or PCA, the student's
     map aligned to the teacher's) and draws them side by side with :func:`map_figure`.
 Heatmaps
@@ -317,7 +317,7 @@ def group_heatmaps(teacher, student, groups, group: int, ids=None, max_entities:
 def prototype_heatmaps(teacher, student, groups, n_groups: int | None = None,
                        group_names=None, highlight=None,
                        titles=("teacher", "student", "student − teacher")) -> "go.Figure":
-    """The group-level topology: cosines among group prototypes (Group(P,P), §2 step 4).
+    """The group-level topology: cosines among group prototypes (Group(P,P), docs/method.md §5.4).
 
     Parameters
     ----------
@@ -516,7 +516,7 @@ def _apportion(sizes: np.ndarray, total: int) -> np.ndarray:
 
 def learning_curves(histories, metric: str = "test_recall@50", reference=None,
                     x: str = "epoch") -> "go.Figure":
-    """A metric against epochs, one line per method (REFERENCE.md §4 learning curves).
+    """A metric against epochs, one line per method (docs/method.md §10.2: learning curves).
 
     Parameters
     ----------
@@ -674,7 +674,7 @@ def group_sizes_figure(groups, top_tags=None, n_tags: int = 3, group_names=None,
 
 
 def preservation_bars(results, value: str = "kl") -> "go.Figure":
-    """Topology-preservation KL per method and neighbour set (REFERENCE.md §4c), as bars.
+    """Topology-preservation KL per method and neighbour set (docs/method.md §9), as bars.
 
     Parameters
     ----------

@@ -1,6 +1,6 @@
 """2-D maps of representations: UMAP or PCA, teacher and student aligned, cached on disk.
 
-Topology distillation is about cosine similarities (REFERENCE.md §2), so every projection
+Topology distillation is about cosine similarities (docs/method.md §3), so every projection
 here starts from unit-length rows: the map shows the geometry the distillation losses see,
 not the norms of the embeddings.
 
