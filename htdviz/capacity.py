@@ -18,15 +18,14 @@ mean squared difference per matrix entry.
 """
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import torch
 
 from . import topology
+from .runs import as_run
 from .topology import (_as_labels, _as_matrix, _check_positive_int, _members,
                        _torch_threads, _unit)
 
@@ -221,52 +220,13 @@ def _bounds(x: np.ndarray, dims: np.ndarray, labels, n_groups):
 # Runs and the capacity table
 # --------------------------------------------------------------------------------------
 
-def _read_run_folder(path) -> dict:
-    """Read a run folder (the layout of :mod:`htdviz.runs`): ``embeddings.npz`` (arrays
-    ``users`` and ``items``) and, if present, ``metrics.json`` (a JSON object).
-
-    Returns
-    -------
-    dict with ``users`` (n_users, d), ``items`` (n_items, d) and ``metrics`` (dict)
-    """
-    path = Path(path)
-    file = path / "embeddings.npz"
-    if not file.is_file():
-        raise ValueError(f"run folder {path} has no embeddings.npz (arrays 'users' and "
-                         f"'items')")
-    with np.load(file, allow_pickle=False) as npz:
-        missing = {"users", "items"} - set(npz.files)
-        if missing:
-            raise ValueError(f"{file} lacks the arrays {sorted(missing)} (has {npz.files})")
-        users, items = npz["users"], npz["items"]
-    metrics_file = path / "metrics.json"
-    metrics = json.loads(metrics_file.read_text()) if metrics_file.is_file() else {}
-    if not isinstance(metrics, dict):
-        raise ValueError(f"{metrics_file} must hold a JSON object, got "
-                         f"{type(metrics).__name__}")
-    return {"users": users, "items": items, "metrics": metrics}
-
-
 def _as_run(name, run) -> dict:
-    """Any accepted form of a run as {users, items, metrics}."""
-    if isinstance(run, (str, Path)):
-        return _read_run_folder(run)
-    if hasattr(run, "users") and hasattr(run, "items"):          # e.g. htdviz.runs.Run
-        if run.users is None or run.items is None:
-            raise ValueError(f"run {name!r} lacks user or item representations")
-        return {"users": run.users, "items": run.items,
-                "metrics": dict(getattr(run, "metrics", None) or {})}
-    if isinstance(run, Mapping):
-        if "users" not in run or "items" not in run:
-            raise ValueError(f"run {name!r}: a mapping must have 'users' and 'items' "
-                             f"(and optionally 'metrics'), got keys {sorted(run)}")
-        return {"users": run["users"], "items": run["items"],
-                "metrics": dict(run.get("metrics") or {})}
-    if isinstance(run, (tuple, list)) and len(run) in (2, 3):
-        return {"users": run[0], "items": run[1],
-                "metrics": dict(run[2]) if len(run) == 3 else {}}
-    raise ValueError(f"run {name!r} must be a folder path, a (users, items[, metrics]) "
-                     f"tuple or a mapping with 'users' and 'items'; got {type(run).__name__}")
+    """A run in any form :func:`htdviz.runs.as_run` accepts, as {users, items, metrics}."""
+    run = as_run(name, run)
+    if run.users is None or run.items is None:
+        raise ValueError(f"run {name!r} lacks user or item representations (a run folder "
+                         f"needs embeddings.npz with arrays 'users' and 'items')")
+    return {"users": run.users, "items": run.items, "metrics": dict(run.metrics)}
 
 
 def _scalar_metrics(metrics: dict, prefix: str = "") -> dict:

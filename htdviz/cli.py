@@ -1,119 +1,231 @@
-"""Command line: ``python -m htdviz {teacher,distill,sweep,demo} ...`` (see ``--help``)."""
+"""Command line: ``python -m htdviz {teacher,distill,sweep,demo} ...`` (see ``--help``).
+
+Each run shows a progress bar named after it ("teacher bpr d200", "htd d20 s0"); a finished
+run prints a summary line (test Recall@50) on stderr and its folder as the last line of
+stdout. Expected errors (data missing offline, a bad option value, a missing teacher run, a
+bad data file or column) print one line ``htdviz: error: ...`` and exit with status 2;
+``--debug`` shows the traceback instead.
+"""
 from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
 
-from . import experiment
+from . import experiment, runs
+
+#: Errors a user can cause: one line, no traceback (``--debug`` re-raises).
+EXPECTED_ERRORS = (ValueError, FileNotFoundError, NotADirectoryError, ImportError)
+
+
+class _Parser(argparse.ArgumentParser):
+    """An argument error is one line (and a pointer to --help), not the usage block."""
+
+    def error(self, message):
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
+class _HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
+    """Defaults in every option's help; switches (store_true) without "(default: False)"."""
+
+    def _get_help_string(self, action):
+        if isinstance(action, (argparse._StoreTrueAction, argparse._StoreFalseAction)) or \
+                action.default is None:
+            return action.help
+        return super()._get_help_string(action)
 
 
 def _common(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--epochs", type=int, default=100)
-    p.add_argument("--eval-every", type=int, default=10)
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--runs", default="runs", help="folder of run folders (default: runs)")
-    p.add_argument("--device", default=None, help="cpu, cuda, ... (default: auto)")
-    p.add_argument("--no-progress", action="store_true", help="no progress bars")
+    g = p.add_argument_group("where and how")
+    g.add_argument("--runs", default="runs", help="folder of run folders")
+    g.add_argument("--device", default=None, help="cpu, cuda, ... (default: CUDA if present)")
+    g.add_argument("--no-progress", action="store_true", help="no progress bars")
+    g.add_argument("--debug", action="store_true",
+                   help="show the traceback of an error instead of one line")
 
 
-def _student_options(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--distill-weight", type=float, default=1e-3, help="lambda (default 1e-3)")
-    p.add_argument("--n-groups", type=int, default=30, help="K for DE / HTD (default 30)")
-    p.add_argument("--alpha", type=float, default=0.5, help="HTD alpha (default 0.5)")
-    p.add_argument("--group-design", choices=["P,e", "P,P"], default="P,e")
-    p.add_argument("--all-pairs", action="store_true",
-                   help="HTD: keep same-group pairs with teacher cosine <= 0 (quirk a off)")
-    p.add_argument("--live-prototypes", action="store_true",
-                   help="HTD: student prototypes carry gradient (quirk b off)")
+def _teacher_options(p: argparse.ArgumentParser, command: str) -> None:
+    """The teacher's options (destinations ``teacher_<field>``); `teacher` itself takes
+    its epochs, seed and schedule from --epochs, --seed and --schedule."""
+    g = p.add_argument_group("teacher and data options")
+    if command == "teacher":
+        runs.add_options(g, runs.TeacherConfig, skip=("epochs", "seed", "schedule"),
+                         prefix="teacher_")
+    else:
+        runs.add_options(g, runs.TeacherConfig, defaults={"epochs": None}, prefix="teacher_")
 
 
-def _teacher_options(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--model", choices=["bpr", "lightgcn"], default="bpr")
-    p.add_argument("--teacher-dim", type=int, default=200)
-    p.add_argument("--layers", type=int, default=2, help="LightGCN layers (default 2)")
-    p.add_argument("--dataset", choices=["citeulike", "synthetic"], default="citeulike")
-    p.add_argument("--split", choices=["reference", "random"], default="reference")
-    p.add_argument("--weight-decay", type=float, default=1e-3,
-                   help="the teacher's Adam weight decay, inherited by its students "
-                        "(default 1e-3)")
+def _student_options(p: argparse.ArgumentParser, skip=()) -> None:
+    g = p.add_argument_group("student options")
+    runs.add_options(g, runs.StudentConfig, skip=skip)
+
+
+def _teacher_options_of(args) -> dict:
+    """teacher_run keyword arguments from the parsed options."""
+    options = runs.options_from_args(runs.TeacherConfig, args, prefix="teacher_")
+    options["eval_every"] = args.eval_every
+    if args.command == "teacher":
+        options.update(epochs=args.epochs, seed=args.seed, schedule=args.schedule)
+    elif options["epochs"] is None:
+        options["epochs"] = args.epochs
+    return options
+
+
+def _teacher(args, announce: bool) -> Path:
+    """Train or reuse the teacher the options describe (saying which, for distil/sweep)."""
+    options = _teacher_options_of(args)
+    if announce:
+        config = experiment.teacher_config(**options)
+        path = Path(args.runs) / config.folder_name()
+        epochs = f"{config.epochs} epochs" + ("" if args.teacher_epochs else
+                                              " (from --epochs; --teacher-epochs sets it)")
+        action = "reusing" if runs.finished(path) else "not trained yet, training it into"
+        print(f"teacher: {config.dataset} {config.model} d{config.dim} seed {config.seed}, "
+              f"{epochs}: {action} {path}", file=sys.stderr)
+    return experiment.teacher_run(**options, runs_dir=args.runs, device=args.device,
+                                  progress=not args.no_progress)
+
+
+def _summary(path: Path) -> str:
+    run = runs.load_run(path, embeddings=False)
+    final = run.metrics.get("final", {})
+    return (f"{path.name}: test Recall@50 {final.get('test_recall@50', float('nan')):.4f} "
+            f"(epoch {final.get('epoch')}, {run.metrics.get('train_seconds', 0):.0f} s of "
+            f"training)")
+
+
+def _finished(path: Path, print_path_only: bool = False) -> None:
+    if not print_path_only:
+        print(_summary(path), file=sys.stderr)
+    print(path)
 
 
 def _student_kwargs(args) -> dict:
-    return dict(epochs=args.epochs, eval_every=args.eval_every, seed=args.seed,
-                distill_weight=args.distill_weight, n_groups=args.n_groups, alpha=args.alpha,
-                group_design=args.group_design, positive_pairs_only=not args.all_pairs,
-                detach_student_prototypes=not args.live_prototypes, device=args.device)
+    options = runs.options_from_args(runs.StudentConfig, args)
+    for name in ("method", "dim"):         # given separately (sweep: --methods, --dims)
+        options.pop(name, None)
+    return dict(options, device=args.device)
 
 
-def _teacher(args):
-    seed = args.seed if args.command == "teacher" else args.teacher_seed
-    return experiment.teacher_run(model=args.model, dim=args.teacher_dim, n_layers=args.layers,
-                                  dataset=args.dataset, split=args.split,
-                                  epochs=args.teacher_epochs or args.epochs,
-                                  eval_every=args.eval_every, seed=seed,
-                                  weight_decay=args.weight_decay, runs_dir=args.runs,
-                                  device=args.device, progress=not args.no_progress)
+def build_parser() -> argparse.ArgumentParser:
+    """The parser of ``python -m htdviz``."""
+    parser = _Parser(prog="python -m htdviz", description=__doc__,
+                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+
+    def command(name, help):
+        return sub.add_parser(name, help=help, description=help,
+                              formatter_class=_HelpFormatter)
+
+    p = command("teacher", "train (or reuse) a teacher")
+    p.add_argument("--epochs", type=int, default=100, help="teacher epochs")
+    p.add_argument("--eval-every", dest="eval_every", type=int, default=10,
+                   help="evaluate every this many epochs (and after the last)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the teacher (and its split)")
+    p.add_argument("--schedule", choices=runs.SCHEDULES, default="default",
+                   help=runs.StudentConfig.__dataclass_fields__["schedule"].metadata["help"])
+    _teacher_options(p, "teacher")
+    _common(p)
+
+    p = command("distill", "distil one student from a teacher")
+    p.add_argument("--teacher", default=None,
+                   help="teacher run folder (default: train or reuse the teacher that the "
+                        "teacher options describe)")
+    p.add_argument("--print-path", action="store_true",
+                   help="print only the run folder (no summary line)")
+    _student_options(p)
+    _teacher_options(p, "distill")
+    _common(p)
+
+    p = command("sweep", "student dims x methods from one teacher")
+    p.add_argument("--dims", type=int, nargs="+", default=[10, 20, 100, 200],
+                   help="student dims d_s")
+    p.add_argument("--methods", nargs="+", choices=runs.METHODS,
+                   default=["student", "ftd", "htd"], help="methods")
+    p.add_argument("--jobs", type=int, default=1, help="parallel runs")
+    p.add_argument("--out", default=None, help="also write the table to this CSV file")
+    _student_options(p, skip=("method", "dim"))
+    _teacher_options(p, "sweep")
+    _common(p)
+
+    p = command("demo", "the main job: the quickstart pipeline and its HTML report")
+    p.add_argument("--epochs", type=int, default=30, help="student epochs")
+    p.add_argument("--teacher-epochs", type=int, default=100, help="teacher epochs")
+    p.add_argument("--student-dim", type=int, default=20, help="student dim d_s")
+    p.add_argument("--seed", type=int, default=0, help="seed of the teacher and students")
+    p.add_argument("--projection", choices=["umap", "pca"], default="umap",
+                   help="how the maps are drawn")
+    p.add_argument("--report", default="reports/htdviz_report.html",
+                   help="the HTML file to write")
+    g = p.add_argument_group("data options")
+    runs.add_options(g, runs.TeacherConfig, prefix="teacher_",
+                     skip=[f for f in runs.TeacherConfig.__dataclass_fields__
+                           if f not in ("dataset", "min_items", "user_col", "item_col")])
+    _common(p)
+    return parser
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m htdviz", description=__doc__)
-    sub = parser.add_subparsers(dest="command", required=True)
-
-    p = sub.add_parser("teacher", help="train (or reuse) a teacher")
-    _common(p)
-    _teacher_options(p)
-
-    p = sub.add_parser("distill", help="distil one student from a teacher")
-    _common(p)
-    _teacher_options(p)
-    _student_options(p)
-    p.add_argument("--teacher", default=None, help="teacher run folder (default: train/reuse "
-                                                    "the teacher given by the teacher options)")
-    p.add_argument("--method", choices=experiment.METHODS, default="htd")
-    p.add_argument("--dim", type=int, default=20, help="student dim d_s (default 20)")
-    p.add_argument("--print-path", action="store_true", help="print the run folder at the end")
-
-    p = sub.add_parser("sweep", help="student dims x methods from one teacher")
-    _common(p)
-    _teacher_options(p)
-    _student_options(p)
-    p.add_argument("--dims", type=int, nargs="+", default=[10, 20, 100, 200])
-    p.add_argument("--methods", nargs="+", choices=experiment.METHODS,
-                   default=["student", "ftd", "htd"])
-    p.add_argument("--jobs", type=int, default=1, help="parallel runs (default 1)")
-    p.add_argument("--out", default=None, help="also write the table to this CSV")
-
-    p = sub.add_parser("demo", help="the main job: the quickstart pipeline and HTML report")
-    _common(p)
-    p.set_defaults(epochs=30)
-    p.add_argument("--teacher-epochs", type=int, default=100)
-    p.add_argument("--student-dim", type=int, default=20)
-    p.add_argument("--projection", choices=["umap", "pca"], default="umap")
-    p.add_argument("--report", default="reports/htdviz_report.html")
-
-    for name in ("teacher", "distill", "sweep"):
-        sub.choices[name].add_argument("--teacher-epochs", type=int, default=None,
-                                       help="teacher epochs (default: --epochs)")
-    for name in ("distill", "sweep"):      # `teacher` takes its seed from --seed
-        sub.choices[name].add_argument("--teacher-seed", type=int, default=0,
-                                       help="seed of the teacher run (default 0); --seed "
-                                            "seeds the students")
-
+    parser = build_parser()
+    for name, sub in parser._subparsers._group_actions[0].choices.items():
+        _PARSER_ACTIONS[name] = sub._actions
     args = parser.parse_args(argv)
+    try:
+        return _run(args)
+    except EXPECTED_ERRORS as exc:
+        if args.debug:
+            raise
+        print(f"python -m htdviz {args.command}: error: {exc}", file=sys.stderr)
+        return 2
+
+
+def _check_options(args) -> None:
+    """Build the configurations the options describe before any training starts, so that
+    a bad value fails at once; errors name the option (``--dim``), not the field."""
+    checks = []
+    if args.command in ("distill", "sweep"):
+        student = _student_kwargs(args)
+        student.pop("device")
+        for method in getattr(args, "methods", [getattr(args, "method", "htd")]):
+            for dim in getattr(args, "dims", [getattr(args, "dim", 20)]):
+                checks.append((runs.StudentConfig, dict(student, method=method, dim=dim), ""))
+    # the data file is checked when it is read
+    checks.append((runs.TeacherConfig, dict(_teacher_options_of(args), dataset="synthetic"),
+                   "teacher_"))
+    for config_class, options, prefix in checks:
+        try:
+            config_class(**options)
+        except ValueError as exc:
+            flags = {"dim": "--dims", "method": "--methods"} if args.command == "sweep" else \
+                {"epochs": "--epochs", "seed": "--seed", "eval_every": "--eval-every"} \
+                if args.command == "teacher" else {}
+            for action in _PARSER_ACTIONS.get(args.command, ()):
+                if action.dest.startswith(prefix) and action.option_strings:
+                    flags.setdefault(action.dest[len(prefix):], action.option_strings[0])
+            name, _, rest = str(exc).partition(" must ")
+            if name in flags:
+                raise ValueError(f"{flags[name]} must {rest}") from None
+            raise
+
+
+_PARSER_ACTIONS: dict = {}
+
+
+def _run(args) -> int:
+    if args.command != "demo":
+        _check_options(args)
     progress = not args.no_progress
     if args.command == "teacher":
-        print(_teacher(args))
+        _finished(_teacher(args, announce=False))
     elif args.command == "distill":
-        teacher = args.teacher or _teacher(args)
+        teacher = args.teacher or _teacher(args, announce=True)
         path = experiment.student_run(teacher, args.method, args.dim, runs_dir=args.runs,
                                       progress=progress, **_student_kwargs(args))
-        if args.print_path:
-            print(path)
-        else:
-            print(experiment.load_metrics(path))
+        _finished(path, print_path_only=args.print_path)
     elif args.command == "sweep":
-        table = experiment.sweep(args.dims, args.methods, teacher_dir=_teacher(args),
-                                 jobs=args.jobs, runs_dir=args.runs, progress=progress,
+        table = experiment.sweep(args.dims, args.methods,
+                                 teacher_dir=_teacher(args, announce=True), jobs=args.jobs,
+                                 runs_dir=args.runs, progress=progress,
                                  **_student_kwargs(args))
         if args.out:
             table.to_csv(args.out, index=False)
@@ -125,7 +237,9 @@ def main(argv=None) -> int:
         print(run_demo(student_dim=args.student_dim, epochs=args.epochs,
                        teacher_epochs=args.teacher_epochs, runs_dir=args.runs,
                        report=args.report, device=args.device, progress=progress,
-                       projection=args.projection, seed=args.seed))
+                       projection=args.projection, seed=args.seed,
+                       dataset=args.teacher_dataset, min_items=args.teacher_min_items,
+                       user_col=args.teacher_user_col, item_col=args.teacher_item_col))
     return 0
 
 

@@ -141,6 +141,11 @@ def default_data_dir() -> Path:
     return Path.home() / ".cache" / "htdviz"
 
 
+def file_sha256(path: str | Path) -> str:
+    """The sha256 of a file's bytes (hex), read in 1 MiB blocks."""
+    return _sha256(Path(path))
+
+
 def _sha256(path: Path) -> str:
     digest = hashlib.sha256()
     with open(path, "rb") as f:
@@ -344,17 +349,23 @@ def from_pairs(pairs, user_col: str = "user", item_col: str = "item", min_items:
 
     Users are re-indexed in order of first appearance; duplicate pairs raise ValueError.
     """
+    return _from_pairs(pairs, user_col, item_col, min_items, seed, name, source="pairs")
+
+
+def _from_pairs(pairs, user_col, item_col, min_items, seed, name, source) -> Dataset:
+    """:func:`from_pairs`, with errors naming ``source`` (the DataFrame or the file)."""
     for col in (user_col, item_col):
         if col not in pairs.columns:
-            raise ValueError(f"pairs has no column {col!r} (columns: {list(pairs.columns)})")
+            raise ValueError(f"{source} has no column {col!r} (columns: "
+                             f"{list(pairs.columns)})")
     if len(pairs) == 0:
-        raise ValueError("pairs is empty")
+        raise ValueError(f"{source} is empty")
     dup = pairs.duplicated([user_col, item_col])
     if dup.any():
         row = pairs[dup].iloc[0]
         user, item = (v.item() if isinstance(v, np.generic) else v
                       for v in (row[user_col], row[item_col]))
-        raise ValueError(f"pairs: duplicate interaction user={user!r}, "
+        raise ValueError(f"{source}: duplicate interaction user={user!r}, "
                          f"item={item!r} (row {pairs.index[dup][0]})")
     users = pairs[user_col].to_numpy()
     raw_user_ids, first = np.unique(users, return_index=True)
@@ -364,10 +375,82 @@ def from_pairs(pairs, user_col: str = "user", item_col: str = "item", min_items:
     order = np.argsort(user_codes, kind="stable")
     bounds = np.cumsum(np.bincount(user_codes, minlength=raw_user_ids.size))[:-1]
     user_rows = np.split(item_codes[order], bounds)
-    rows, kept, raw_items, report = _reindex(user_rows, min_items, name,
+    rows, kept, raw_items, report = _reindex(user_rows, min_items, source,
                                              where=[f"user {u!r}" for u in raw_user_ids])
     return _build(name, rows, raw_user_ids[kept], raw_item_table[raw_items], report,
                   "random", seed)
+
+
+#: Suffixes of the (user, item) pair tables :func:`load_file` reads with pandas.
+PAIR_TABLE_SUFFIXES = {".csv": "csv", ".tsv": "tsv", ".tab": "tsv", ".parquet": "parquet",
+                       ".pq": "parquet"}
+
+
+def load_file(path: str | Path, user_col: str = "user", item_col: str = "item",
+              min_items: int = 5, seed: int = 0, name: str | None = None) -> Dataset:
+    """Load a data set from a file: a table of (user, item) pairs or the users.dat format.
+
+    Parameters
+    ----------
+    path : str or Path
+        ``.csv``, ``.tsv`` / ``.tab`` or ``.parquet`` / ``.pq``: one interaction per row,
+        read with pandas (parquet needs pyarrow); any other suffix (``.dat``, ``.txt``):
+        the users.dat format, line u ``n item_1 ... item_n`` (:func:`load_users_file`).
+    user_col, item_col : str, default "user", "item"
+        The columns of a table holding user and item ids (any hashable values).
+    min_items : int, default 5
+        Users with fewer items are dropped (at least 3: two are held out).
+    seed : int, default 0
+        Seed of the random leave-one-out split.
+    name : str, optional
+        Default: the file's stem.
+
+    Returns
+    -------
+    Dataset
+        Without tags (``item_tags`` None). ``info`` records the file and its sha256.
+
+    Examples
+    --------
+    >>> import pandas as pd, tempfile, os
+    >>> path = os.path.join(tempfile.mkdtemp(), "clicks.csv")
+    >>> pd.DataFrame({"user": [1] * 5 + [2] * 5, "item": list("abcde") * 2}).to_csv(path)
+    >>> load_file(path).n_users
+    2
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"data file {path} does not exist")
+    kind = PAIR_TABLE_SUFFIXES.get(path.suffix.lower())
+    if kind is None:
+        dataset = load_users_file(path, min_items=min_items, seed=seed, name=name)
+    else:
+        import pandas as pd
+
+        try:
+            if kind == "parquet":
+                pairs = pd.read_parquet(path, columns=[user_col, item_col])
+            else:
+                pairs = pd.read_csv(path, sep="\t" if kind == "tsv" else ",",
+                                    usecols=lambda c: c in (user_col, item_col))
+        except ImportError as exc:
+            raise ImportError(f"reading {path} needs a parquet engine: pip install pyarrow "
+                              f"({exc})") from None
+        except (ValueError, pd.errors.ParserError, OSError) as exc:
+            raise ValueError(f"data file {path}: cannot read the columns "
+                             f"user_col={user_col!r}, item_col={item_col!r} ({exc})") from None
+        missing = [c for c in (user_col, item_col) if c not in pairs.columns]
+        if missing:
+            header = pd.read_csv(path, sep="\t" if kind == "tsv" else ",", nrows=0).columns \
+                if kind != "parquet" else pd.read_parquet(path).columns
+            what = " and ".join(f"{'user_col' if c == user_col else 'item_col'}={c!r}"
+                                for c in missing)
+            raise ValueError(f"data file {path} has no column {what} (columns: "
+                             f"{list(header)}); pass --user-col / --item-col")
+        dataset = _from_pairs(pairs, user_col, item_col, min_items, seed,
+                              name or path.stem, source=f"data file {path}")
+    dataset.info.update(file=str(path.resolve()), sha256=file_sha256(path))
+    return dataset
 
 
 def _factorize(values: np.ndarray):

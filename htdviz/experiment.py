@@ -1,29 +1,20 @@
 """Headless runs: train a teacher, distil a student, sweep student dims x methods.
 
-Every run writes its own folder under ``runs/`` (name = readable summary + a hash of its
-full configuration), holding:
+Every run writes its own folder under ``runs/`` through :func:`htdviz.runs.write_run`
+(the folder format, and the configurations that name the folders, are defined in
+:mod:`htdviz.runs`). A finished run with the same configuration is reused, not retrained.
 
-- ``config.json``   everything that defines the run (reused runs are matched on it);
-- ``history.csv``   one row per evaluation (losses, valid_* and test_* metrics, seconds);
-- ``metrics.json``  final and best-validation metrics, seconds, parameter count, device;
-- ``embeddings.npz`` arrays ``users`` (n_users, d) and ``items`` (n_items, d);
-- ``model.safetensors`` the model (no pickle); for DE / HTD also ``distiller.safetensors``
-  and ``groups.npz`` (arrays ``users``, ``items``: each entity's hard group).
-
-A run is built in a hidden temporary folder and renamed into place only when complete, so
-an interrupted run never leaves a folder that looks finished. A finished run with the same
-configuration is reused, not retrained.
+A data set is given as a name ("citeulike", "synthetic") or as a file (see
+:func:`htdviz.data.load_file`); a file's sha256 and split options are part of the teacher's
+configuration, so a changed file trains a new teacher instead of reusing a stale one.
 """
 from __future__ import annotations
 
-import hashlib
-import json
 import os
-import shutil
+import re
 import subprocess
 import sys
 import time
-from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -31,27 +22,77 @@ import pandas as pd
 import torch
 
 from . import data, distill, models
+from .runs import (DATASET_NAMES, METHODS, Run, StudentConfig, TeacherConfig, cli_args,
+                   finished, load_run, write_run)
 from .train import TrainConfig, default_device, fit
 
-METHODS = ("student", "fitnet", "de", "ftd", "htd")
 
+def load_dataset(name: str | Path = "citeulike", split: str = "reference", seed: int = 0,
+                 min_items: int = 5, user_col: str = "user", item_col: str = "item",
+                 sha256: str | None = None):
+    """A data set by name or file.
 
-def load_dataset(name: str = "citeulike", split: str = "reference", seed: int = 0):
-    """``"citeulike"`` (split "reference" or "random") or ``"synthetic"`` (planted groups)."""
-    if name == "citeulike":
-        return data.load_citeulike(split=split, seed=seed)
-    if name == "synthetic":
+    Parameters
+    ----------
+    name : str or Path, default "citeulike"
+        "citeulike" (split "reference" or "random"), "synthetic" (planted groups, seeded
+        by ``seed``), or a data file (:func:`htdviz.data.load_file`; always a random split).
+    split : {"reference", "random"}, default "reference"
+        CiteULike only.
+    seed : int, default 0
+        Seed of a random split (and of the synthetic set).
+    min_items : int, default 5
+        Users with fewer items are dropped (not for "synthetic").
+    user_col, item_col : str, default "user", "item"
+        Columns of a pair table.
+    sha256 : str, optional
+        For a file: its expected sha256 (ValueError if the file has changed).
+    """
+    if str(name) == "citeulike":
+        return data.load_citeulike(split=split, seed=seed, min_items=min_items)
+    if str(name) == "synthetic":
         return data.synthetic(seed=seed)
-    raise ValueError(f"dataset must be 'citeulike' or 'synthetic', got {name!r}")
+    path = Path(name)
+    if not path.is_file():
+        raise FileNotFoundError(f"dataset {str(name)!r} is neither one of {DATASET_NAMES} "
+                                f"nor an existing file")
+    if sha256 is not None and data.file_sha256(path) != sha256:
+        raise ValueError(f"data file {path} has changed since the run was made (its sha256 "
+                         f"is no longer {sha256[:12]}...); train a new teacher on it")
+    return data.load_file(path, user_col, item_col, min_items=min_items, seed=seed)
 
 
-def _run_dir(runs_dir, prefix: str, config: dict) -> Path:
-    digest = hashlib.sha256(json.dumps(config, sort_keys=True).encode()).hexdigest()[:8]
-    return Path(runs_dir) / f"{prefix}-{digest}"
+def teacher_config(model: str = "bpr", dim: int = 200, n_layers: int = 2,
+                   dataset: str | Path = "citeulike", split: str = "reference",
+                   epochs: int = 100, eval_every: int = 10, seed: int = 0, lr: float = 1e-3,
+                   weight_decay: float = 1e-3, schedule: str = "default", min_items: int = 5,
+                   split_seed: int | None = None, user_col: str = "user",
+                   item_col: str = "item") -> TeacherConfig:
+    """The :class:`~htdviz.runs.TeacherConfig` of these options; a data file is recorded
+    by its stem, absolute path and sha256 (and always split at random)."""
+    data_file = data_sha256 = None
+    if str(dataset) not in DATASET_NAMES:
+        path = Path(dataset)
+        if not path.is_file():
+            raise FileNotFoundError(f"dataset {str(dataset)!r} is neither one of "
+                                    f"{DATASET_NAMES} nor an existing file")
+        data_file, data_sha256 = str(path.resolve()), data.file_sha256(path)
+        dataset, split = re.sub(r"[^A-Za-z0-9_.-]+", "_", path.stem), "random"
+    return TeacherConfig(model=model, dim=dim, n_layers=n_layers, dataset=str(dataset),
+                         split=split, epochs=epochs, eval_every=eval_every, seed=seed, lr=lr,
+                         weight_decay=weight_decay, schedule=schedule, min_items=min_items,
+                         split_seed=split_seed, user_col=user_col, item_col=item_col,
+                         data_file=data_file, data_sha256=data_sha256)
 
 
-def _finished(path: Path) -> bool:
-    return (path / "metrics.json").exists()
+def dataset_of(config: TeacherConfig | dict):
+    """The data set a teacher run was trained on (from its configuration)."""
+    if not isinstance(config, TeacherConfig):
+        config = TeacherConfig.from_dict(config)
+    seed = config.seed if config.split_seed is None else config.split_seed
+    return load_dataset(config.data_file or config.dataset, config.split, seed,
+                        config.min_items, config.user_col, config.item_col,
+                        sha256=config.data_sha256)
 
 
 def _build_model(kind: str, dataset, dim: int, n_layers: int, seed: int):
@@ -63,96 +104,116 @@ def _build_model(kind: str, dataset, dim: int, n_layers: int, seed: int):
     raise ValueError(f"model must be 'bpr' or 'lightgcn', got {kind!r}")
 
 
-def _write_run(path: Path, config: dict, model, result, device, distiller=None) -> Path:
-    """Write every artifact into a temporary folder, then rename it to ``path``."""
+def _save_run(path: Path, config, model, result, device, distiller=None) -> Path:
+    """The run's files, through :func:`htdviz.runs.write_run`."""
     from safetensors.torch import save_file
 
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.parent / f".{path.name}.partial-{os.getpid()}"
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir()
-    try:
-        (tmp / "config.json").write_text(json.dumps(config, indent=2, sort_keys=True))
-        result.history.to_csv(tmp / "history.csv", index=False)
-        users, items = (x.cpu().numpy() for x in model.representations())
-        np.savez(tmp / "embeddings.npz", users=users, items=items)
-        models.save(model, tmp / "model.safetensors")
-        if distiller is not None and hasattr(distiller, "hard_groups"):
-            np.savez(tmp / "groups.npz", users=distiller.hard_groups("user").cpu().numpy(),
-                     items=distiller.hard_groups("item").cpu().numpy())
-        if distiller is not None:
-            state = {k: v.detach().cpu().contiguous() for k, v in distiller.state_dict().items()
-                     if "teacher" not in k}
-            if state:
-                save_file(state, str(tmp / "distiller.safetensors"))
-        history = result.history
-        final = history.iloc[-1]
-        best = history.loc[history["epoch"] == result.best_epoch].iloc[0]
-        metric_cols = [c for c in history.columns if c.startswith(("valid_", "test_"))]
-        metrics = {
-            "final": {"epoch": int(final["epoch"]), **{c: float(final[c]) for c in metric_cols}},
-            "best_valid": {"epoch": int(best["epoch"]), **{c: float(best[c]) for c in metric_cols}},
-            "train_seconds": result.seconds,
-            "n_parameters": int(sum(p.numel() for p in model.parameters())),
-            "device": str(device),
-        }
-        (tmp / "metrics.json").write_text(json.dumps(metrics, indent=2))
-        try:
-            os.rename(tmp, path)
-        except OSError:
-            if not _finished(path):
-                raise
-            shutil.rmtree(tmp)       # a concurrent run of the same configuration finished first
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-    return path
+    history = result.history
+    final = history.iloc[-1]
+    best = history.loc[history["epoch"] == result.best_epoch].iloc[0]
+    metric_cols = [c for c in history.columns if c.startswith(("valid_", "test_"))]
+    metrics = {
+        "final": {"epoch": int(final["epoch"]), **{c: float(final[c]) for c in metric_cols}},
+        "best_valid": {"epoch": int(best["epoch"]), **{c: float(best[c]) for c in metric_cols}},
+        "train_seconds": result.seconds,
+        "n_parameters": int(sum(p.numel() for p in model.parameters())),
+        "device": str(device),
+    }
+    users, items = (x.cpu().numpy() for x in model.representations())
+    groups = {}
+    if distiller is not None and hasattr(distiller, "hard_groups"):
+        groups = {f"{kind}_groups": distiller.hard_groups(kind).cpu().numpy()
+                  for kind in ("user", "item")}
+    run = Run.from_arrays(path.name, users=users, items=items, config=config.to_dict(),
+                          history=history, metrics=metrics, **groups)
+    extra = {"model.safetensors": lambda file: models.save(model, file)}
+    if distiller is not None:
+        state = {k: v.detach().cpu().contiguous() for k, v in distiller.state_dict().items()
+                 if "teacher" not in k}
+        if state:
+            extra["distiller.safetensors"] = lambda file: save_file(state, str(file))
+    return write_run(path, run, extra)
 
 
-def _train_config(epochs, eval_every, seed, **overrides) -> TrainConfig:
-    return TrainConfig(epochs=epochs, eval_every=eval_every, random_state=seed, **overrides)
+def _train_config(config, **overrides) -> TrainConfig:
+    return TrainConfig(epochs=config.epochs, eval_every=config.eval_every,
+                       random_state=config.seed, lr=config.lr,
+                       weight_decay=config.weight_decay, schedule=config.schedule,
+                       **overrides)
 
 
 def teacher_run(model: str = "bpr", dim: int = 200, n_layers: int = 2,
-                dataset: str = "citeulike", split: str = "reference", epochs: int = 100,
-                eval_every: int = 10, seed: int = 0, lr: float = 1e-3,
+                dataset: str | Path = "citeulike", split: str = "reference",
+                epochs: int = 100, eval_every: int = 10, seed: int = 0, lr: float = 1e-3,
                 weight_decay: float = 1e-3, runs_dir: str | Path = "runs", device=None,
-                progress: bool = True) -> Path:
-    """Train (or reuse) a teacher; returns its run folder."""
-    config = {"role": "teacher", "model": model, "dim": dim, "dataset": dataset, "split": split,
-              "epochs": epochs, "eval_every": eval_every, "seed": seed, "lr": lr,
-              "weight_decay": weight_decay}
-    if model == "lightgcn":
-        config["n_layers"] = n_layers
-    path = _run_dir(runs_dir, f"{dataset}-{model}-d{dim}-teacher-s{seed}", config)
-    if _finished(path):
+                progress: bool = True, schedule: str = "default", min_items: int = 5,
+                split_seed: int | None = None, user_col: str = "user",
+                item_col: str = "item") -> Path:
+    """Train (or reuse) a teacher; returns its run folder.
+
+    Parameters
+    ----------
+    model : {"bpr", "lightgcn"}, default "bpr"
+    dim : int, default 200
+    n_layers : int, default 2
+        LightGCN only.
+    dataset : str or Path, default "citeulike"
+        A name or a data file (see :func:`load_dataset`).
+    split : {"reference", "random"}, default "reference"
+    epochs, eval_every, seed, lr, weight_decay
+        The recipe (:class:`htdviz.train.TrainConfig`).
+    schedule : {"default", "reference"}, default "default"
+        See :class:`htdviz.train.TrainConfig`.
+    min_items, split_seed, user_col, item_col
+        Data options (:func:`load_dataset`; ``split_seed`` None: ``seed``).
+    runs_dir : path, default "runs"
+    device : str, optional
+        Default: CUDA when present.
+    progress : bool, default True
+        A progress bar named after the run ("teacher bpr d200").
+
+    Examples
+    --------
+    >>> path = teacher_run(dim=8, dataset="synthetic", epochs=1,
+    ...                    runs_dir=tempfile.mkdtemp(), progress=False)  # doctest: +SKIP
+    """
+    config = teacher_config(model, dim, n_layers, dataset, split, epochs, eval_every, seed,
+                            lr, weight_decay, schedule, min_items, split_seed, user_col,
+                            item_col)
+    path = Path(runs_dir) / config.folder_name()
+    if finished(path):
         return path
-    ds = load_dataset(dataset, split, seed)
+    ds = dataset_of(config)
     net = _build_model(model, ds, dim, n_layers, seed)
     device = torch.device(device) if device else default_device()
-    result = fit(net, ds, _train_config(epochs, eval_every, seed, lr=lr,
-                                        weight_decay=weight_decay), device=device,
-                 progress=progress)
-    return _write_run(path, config, net, result, device)
+    result = fit(net, ds, _train_config(config), device=device,
+                 progress=f"teacher {model} d{dim}" if progress else False)
+    return _save_run(path, config, net, result, device)
 
 
 def make_distiller(method: str, teacher_users, teacher_items, student_dim: int,
                    n_groups: int = 30, alpha: float = 0.5, group_design: str = "P,e",
-                   positive_pairs_only: bool = True, detach_student_prototypes: bool = True):
-    """The distiller of ``method`` ("student" gives None: the student trains alone)."""
+                   positive_pairs_only: bool = True, detach_student_prototypes: bool = True,
+                   generator: torch.Generator | None = None):
+    """The distiller of ``method`` ("student" gives None: the student trains alone).
+
+    ``generator`` draws the distiller's initialisation and Gumbel noise (default: the
+    global torch RNG)."""
     if method == "student":
         return None
     if method == "ftd":
         return distill.FTD(teacher_users, teacher_items)
     if method == "fitnet":
-        return distill.FitNet(teacher_users, teacher_items, student_dim)
+        return distill.FitNet(teacher_users, teacher_items, student_dim, generator=generator)
     if method == "de":
-        return distill.DE(teacher_users, teacher_items, student_dim, n_groups=n_groups)
+        return distill.DE(teacher_users, teacher_items, student_dim, n_groups=n_groups,
+                          generator=generator)
     if method == "htd":
         return distill.HTD(teacher_users, teacher_items, student_dim, n_groups=n_groups,
                            alpha=alpha, group_design=group_design,
                            positive_pairs_only=positive_pairs_only,
-                           detach_student_prototypes=detach_student_prototypes)
+                           detach_student_prototypes=detach_student_prototypes,
+                           generator=generator)
     raise ValueError(f"method must be one of {METHODS}, got {method!r}")
 
 
@@ -161,59 +222,50 @@ def student_run(teacher_dir: str | Path, method: str = "htd", dim: int = 20,
                 distill_weight: float = 1e-3, n_groups: int = 30, alpha: float = 0.5,
                 group_design: str = "P,e", positive_pairs_only: bool = True,
                 detach_student_prototypes: bool = True, runs_dir: str | Path | None = None,
-                device=None, progress: bool = True) -> Path:
-    """Distil (or reuse) a student of ``dim`` from a finished teacher run; returns its folder."""
+                device=None, progress: bool = True, schedule: str = "default") -> Path:
+    """Distil (or reuse) a student of ``dim`` from a finished teacher run; returns its folder.
+
+    The student is trained on its teacher's data set (for a data file: the same file,
+    checked against the sha256 the teacher recorded) with the teacher's lr and weight
+    decay. The options are those of :class:`htdviz.runs.StudentConfig`; ``runs_dir``
+    defaults to the teacher's parent folder; ``progress`` shows a bar named after the run
+    ("htd d20 s0").
+    """
     teacher_dir = Path(teacher_dir)
-    if not _finished(teacher_dir):
-        raise FileNotFoundError(f"teacher run {teacher_dir} is missing or unfinished")
-    if method not in METHODS:
-        raise ValueError(f"method must be one of {METHODS}, got {method!r}")
-    teacher_config = json.loads((teacher_dir / "config.json").read_text())
-    config = {"role": "student", "method": method, "dim": dim, "teacher": teacher_dir.name,
-              "model": teacher_config["model"], "dataset": teacher_config["dataset"],
-              "split": teacher_config["split"], "epochs": epochs, "eval_every": eval_every,
-              "seed": seed, "lr": teacher_config["lr"],
-              "weight_decay": teacher_config["weight_decay"]}
-    if "n_layers" in teacher_config:
-        config["n_layers"] = teacher_config["n_layers"]
-    if method != "student":
-        config["distill_weight"] = distill_weight
-    if method in ("de", "htd"):
-        config["n_groups"] = n_groups
-    if method == "htd":
-        config.update(alpha=alpha, group_design=group_design,
-                      positive_pairs_only=positive_pairs_only,
-                      detach_student_prototypes=detach_student_prototypes)
-    label = method
-    if method == "htd":
-        label += "" if group_design == "P,e" else "-PP"
-        label += "" if positive_pairs_only else "-allpairs"
-        label += "" if detach_student_prototypes else "-liveproto"
-    path = _run_dir(runs_dir or teacher_dir.parent,
-                    f"{config['dataset']}-{config['model']}-d{dim}-{label}-s{seed}", config)
-    if _finished(path):
+    if not finished(teacher_dir):
+        raise FileNotFoundError(f"teacher run {teacher_dir} is missing or unfinished (no "
+                                f"metrics.json)")
+    teacher = TeacherConfig.from_dict(load_run(teacher_dir, embeddings=False).config)
+    config = StudentConfig(method=method, dim=dim, epochs=epochs, eval_every=eval_every,
+                           seed=seed, distill_weight=distill_weight, n_groups=n_groups,
+                           alpha=alpha, group_design=group_design,
+                           positive_pairs_only=positive_pairs_only,
+                           detach_student_prototypes=detach_student_prototypes,
+                           schedule=schedule).inherit(teacher_dir.name, teacher)
+    path = Path(runs_dir or teacher_dir.parent) / config.folder_name()
+    if finished(path):
         return path
-    ds = load_dataset(config["dataset"], config["split"], teacher_config["seed"])
-    with np.load(teacher_dir / "embeddings.npz") as z:
+    ds = dataset_of(teacher)
+    with np.load(teacher_dir / "embeddings.npz", allow_pickle=False) as z:
         teacher_users, teacher_items = z["users"], z["items"]
-    net = _build_model(config["model"], ds, dim, config.get("n_layers", 2), seed)
-    torch.manual_seed(seed)      # the distiller's own initialisation
+    net = _build_model(config.model, ds, dim, config.n_layers, seed)
+    # the distiller's own initialisation and Gumbel noise: a stream of its own
+    generator = torch.Generator().manual_seed(seed + 1)
     distiller = make_distiller(method, teacher_users, teacher_items, dim, n_groups, alpha,
-                               group_design, positive_pairs_only, detach_student_prototypes)
+                               group_design, positive_pairs_only, detach_student_prototypes,
+                               generator=generator)
     device = torch.device(device) if device else default_device()
-    train_config = _train_config(epochs, eval_every, seed, lr=config["lr"],
-                                 weight_decay=config["weight_decay"],
-                                 distill_weight=distill_weight)
-    result = fit(net, ds, train_config, distiller=distiller, device=device, progress=progress)
-    return _write_run(path, config, net, result, device, distiller)
+    result = fit(net, ds, _train_config(config, distill_weight=distill_weight),
+                 distiller=distiller, device=device,
+                 progress=f"{method} d{dim} s{seed}" if progress else False)
+    return _save_run(path, config, net, result, device, distiller)
 
 
 def load_metrics(run_dir: str | Path) -> dict:
     """config.json and metrics.json of a finished run, flattened into one row."""
-    run_dir = Path(run_dir)
-    config = json.loads((run_dir / "config.json").read_text())
-    metrics = json.loads((run_dir / "metrics.json").read_text())
-    row = {"run": run_dir.name, "path": str(run_dir), **config}
+    run = load_run(run_dir, embeddings=False)
+    config, metrics = run.config, run.metrics
+    row = {"run": run.name, "path": str(run_dir), **config}
     for phase in ("final", "best_valid"):
         for key, value in metrics[phase].items():
             row[f"{phase}_{key}"] = value
@@ -224,14 +276,27 @@ def load_metrics(run_dir: str | Path) -> dict:
 
 def sweep(dims=(10, 20, 100, 200), methods=("student", "ftd", "htd"), teacher_dir=None,
           jobs: int = 1, runs_dir: str | Path = "runs", progress: bool = True,
+          dataset: str | Path = "citeulike", teacher_options: dict | None = None,
           **student_kwargs) -> pd.DataFrame:
     """Every student dim x method from one teacher; returns the tidy table of their metrics.
 
-    With ``jobs > 1`` the runs go to that many parallel processes of ``python -m htdviz``
-    (useful on a GPU, where one run leaves most of the device idle).
+    Parameters
+    ----------
+    dims, methods : sequences
+        The grid.
+    teacher_dir : path, optional
+        A finished teacher run; default: train (or reuse) the teacher of ``dataset`` and
+        ``teacher_options`` (keyword arguments of :func:`teacher_run`).
+    jobs : int, default 1
+        With ``jobs > 1`` the runs go to that many parallel processes of
+        ``python -m htdviz distill`` (useful on a GPU, where one run leaves most of the
+        device idle).
+    **student_kwargs
+        Options of :func:`student_run`.
     """
     if teacher_dir is None:
-        teacher_dir = teacher_run(runs_dir=runs_dir, progress=progress)
+        teacher_dir = teacher_run(dataset=dataset, runs_dir=runs_dir, progress=progress,
+                                  **(teacher_options or {}))
     grid = [(dim, method) for dim in dims for method in methods]
     if jobs <= 1:
         paths = [student_run(teacher_dir, method, dim, runs_dir=runs_dir, progress=progress,
@@ -241,23 +306,9 @@ def sweep(dims=(10, 20, 100, 200), methods=("student", "ftd", "htd"), teacher_di
     return pd.DataFrame([load_metrics(p) for p in paths])
 
 
-def _cli_args(student_kwargs: dict) -> list[str]:
-    """student_run keyword arguments as the options of ``python -m htdviz distill``."""
-    args = []
-    for key, value in student_kwargs.items():
-        if key == "positive_pairs_only":
-            args += [] if value else ["--all-pairs"]
-        elif key == "detach_student_prototypes":
-            args += [] if value else ["--live-prototypes"]
-        elif key == "device":
-            args += ["--device", str(value)] if value else []
-        else:
-            args += [f"--{key.replace('_', '-')}", str(value)]
-    return args
-
-
 def _parallel_students(teacher_dir, grid, jobs, runs_dir, student_kwargs) -> list[Path]:
-    extra_args = _cli_args(student_kwargs)
+    student_kwargs = dict(student_kwargs)
+    device = student_kwargs.pop("device", None)
     pending = list(enumerate(grid))
     running: dict[int, subprocess.Popen] = {}
     paths: dict[int, Path] = {}
@@ -267,9 +318,11 @@ def _parallel_students(teacher_dir, grid, jobs, runs_dir, student_kwargs) -> lis
         while pending or running:
             while pending and len(running) < jobs:
                 index, (dim, method) = pending.pop(0)
+                config = StudentConfig(method=method, dim=dim, **student_kwargs)
                 cmd = [sys.executable, "-m", "htdviz", "distill", "--teacher", str(teacher_dir),
-                       "--method", method, "--dim", str(dim), "--runs", str(runs_dir),
-                       "--no-progress", "--print-path", *extra_args]
+                       "--runs", str(runs_dir), "--no-progress", "--print-path",
+                       *(["--device", str(device)] if device else []),
+                       *cli_args(config)]
                 running[index] = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE,
                                                   text=True)
             for index, proc in list(running.items()):

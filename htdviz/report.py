@@ -10,6 +10,7 @@ file opens offline.
 from __future__ import annotations
 
 import html
+import sys
 import time
 from pathlib import Path
 
@@ -27,7 +28,8 @@ METHODS = ("student", "ftd", "htd")
 def run_demo(student_dim: int = 20, epochs: int = 30, teacher_epochs: int = 100,
              runs_dir: str | Path = "runs", report: str | Path = "reports/htdviz_report.html",
              device=None, progress: bool = True, max_heatmap: int = 400,
-             projection: str = "umap", seed: int = 0) -> Path:
+             projection: str = "umap", seed: int = 0, dataset: str | Path = "citeulike",
+             min_items: int = 5, user_col: str = "user", item_col: str = "item") -> Path:
     """Run the pipeline (reusing finished runs) and write the report; returns its path.
 
     Parameters
@@ -40,29 +42,51 @@ def run_demo(student_dim: int = 20, epochs: int = 30, teacher_epochs: int = 100,
     runs_dir, report : path
     device : str, optional
         Default: CUDA when present.
+    progress : bool, default True
+        Progress bars of the runs, and one line per phase of the report on stderr.
     max_heatmap : int, default 400
         Entities shown in the similarity heatmaps.
     projection : {"umap", "pca"}, default "umap"
+    seed : int, default 0
+    dataset : str or Path, default "citeulike"
+        A name or a data file (:func:`htdviz.experiment.load_dataset`); CiteULike uses the
+        authors' reference split, a file a random one seeded by ``seed``.
+    min_items, user_col, item_col
+        Data-file options (:func:`htdviz.data.load_file`).
     """
+    def say(message):
+        if progress:
+            print(f"[report {time.perf_counter() - tic:6.0f} s] {message}", file=sys.stderr,
+                  flush=True)
+
     tic = time.perf_counter()
     teacher_dir = experiment.teacher_run(epochs=teacher_epochs, runs_dir=runs_dir,
-                                         device=device, progress=progress, seed=seed)
+                                         device=device, progress=progress, seed=seed,
+                                         dataset=dataset, min_items=min_items,
+                                         user_col=user_col, item_col=item_col)
     student_dirs = {m: experiment.student_run(teacher_dir, m, student_dim, epochs=epochs,
                                               runs_dir=runs_dir, device=device,
                                               progress=progress, seed=seed)
                     for m in METHODS}
     seconds_training = time.perf_counter() - tic
-    dataset = experiment.load_dataset("citeulike", "reference")
+    say("runs ready; loading the data set and the runs")
     teacher = load_run(teacher_dir)
+    data_set = experiment.dataset_of(teacher.config)
     students = {m: load_run(p) for m, p in student_dirs.items()}
-    sections = _sections(dataset, teacher, students, max_heatmap, projection, seed)
+    say(f"drawing the report ({projection.upper()} maps, heatmaps, discrepancies, capacity "
+        f"diagnostics of {data_set.n_items:,} items)")
+    sections = _sections(data_set, teacher, students, max_heatmap, projection, seed)
     seconds_total = time.perf_counter() - tic
-    settings = (f"CiteULike-t, reference split ({dataset.n_users:,} users, "
-                f"{dataset.n_items:,} items); BPR-MF teacher d_t = 200, {teacher_epochs} epochs; "
+    split = data_set.info.get("split")
+    settings = (f"{data_set.name}, {split} split ({data_set.n_users:,} users, "
+                f"{data_set.n_items:,} items, {data_set.n_train:,} training interactions); "
+                f"BPR-MF teacher d_t = 200, {teacher_epochs} epochs; "
                 f"students d_s = {student_dim} (phi = {student_dim / 200:g}), {epochs} epochs; "
                 f"seed {seed}. Pipeline time {seconds_total / 60:.1f} min "
                 f"(training {seconds_training / 60:.1f} min, finished runs reused).")
-    return _write_html(Path(report), settings, sections)
+    path = _write_html(Path(report), settings, sections)
+    say(f"report written: {path}")
+    return path
 
 
 def _sections(dataset, teacher, students, max_heatmap, projection, seed):

@@ -1,30 +1,365 @@
-"""Read run folders: what a training run left on disk, as plain arrays and tables.
+"""Run folders: the one place that writes them, reads them and says what a run is.
 
 A run folder ``runs/<name>/`` holds
 
-- ``config.json``: how the run was made (method, dimension, ...);
+- ``config.json``: the run's configuration (:class:`TeacherConfig` or
+  :class:`StudentConfig` as :meth:`~TeacherConfig.to_dict` records it; a finished run with
+  the same configuration is reused, so it holds everything that defines the run: for a data
+  file also its sha256 and the split options);
 - ``history.csv``: one row per evaluated epoch (``epoch``, losses, ``valid_recall@50``,
   ``test_recall@50``, ...);
-- ``metrics.json``: the final metrics;
+- ``metrics.json``: final and best-validation metrics, seconds, parameter count, device;
 - ``embeddings.npz``: arrays ``users`` of shape (n_users, dim) and ``items`` of shape
   (n_items, dim), the final representations;
 - optionally ``groups.npz``: int arrays ``users`` and ``items``, the hard preference group
-  of every user and item (HTD runs).
+  of every user and item (DE and HTD runs);
+- ``model.safetensors`` and, for distillers with parameters, ``distiller.safetensors``
+  (written by :mod:`htdviz.experiment` through :func:`write_run`; not read here).
 
-This module only reads them (no pickle: ``np.load(allow_pickle=False)``), so that views and
-notebooks can use finished runs without importing the training code. :meth:`Run.from_arrays`
-wraps embeddings from anywhere else in the same shape.
+The folder name is a readable summary plus a hash of ``config.json``
+(:meth:`TeacherConfig.folder_name`). A run is written into a hidden temporary folder and
+renamed into place only when complete (:func:`write_run`), so an interrupted run never
+leaves a folder that looks finished (:func:`finished`).
+
+Reading needs no training code (no torch import; no pickle: ``np.load(allow_pickle=False)``),
+so views and notebooks can use finished runs. :func:`as_run` turns every accepted form of a
+run (a :class:`Run`, a folder, a mapping or tuple of arrays) into a :class:`Run`.
 """
 from __future__ import annotations
 
+import hashlib
 import json
-from dataclasses import dataclass, field
+import os
+import shutil
+from collections.abc import Mapping
+from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
+from typing import Callable, ClassVar
 
 import numpy as np
 import pandas as pd
 
+from ._validation import check_labels, check_matrix
+
 ENTITIES = ("users", "items")
+#: The methods a student can be trained with ("student": alone, no distiller).
+METHODS = ("student", "fitnet", "de", "ftd", "htd")
+#: Training schedules (see :class:`htdviz.train.TrainConfig`).
+SCHEDULES = ("default", "reference")
+#: Data sets known by name; anything else is a file (see :func:`htdviz.data.load_file`).
+DATASET_NAMES = ("citeulike", "synthetic")
+
+
+# --------------------------------------------------------------------------------------
+# Configurations: one dataclass per role
+# --------------------------------------------------------------------------------------
+
+def _option(default, help: str, flag: str | None = None, record="always", choices=None,
+            invert: bool = False, metavar: str | None = None):
+    """A configuration field and how it is recorded and spelled on the command line.
+
+    ``record``: "always"; "changed" (recorded only when not the default: fields added after
+    runs were first written, so that older folders keep their names); or a predicate on
+    the configuration (recorded only where it means something, e.g. LightGCN's layers).
+    ``flag``: its option of ``python -m htdviz distill`` (None: not an option there);
+    ``invert``: a True-by-default switch whose flag turns it off.
+    """
+    return field(default=default, metadata=dict(help=help, flag=flag, record=record,
+                                                 choices=choices, invert=invert,
+                                                 metavar=metavar))
+
+
+class _Config:
+    """What the two configurations share: the recorded dict, its hash, the folder name."""
+
+    role: ClassVar[str]
+
+    def __post_init__(self):
+        for f in fields(self):
+            choices = f.metadata.get("choices")
+            if choices and getattr(self, f.name) not in choices:
+                raise ValueError(f"{f.name} must be one of {tuple(choices)}, got "
+                                 f"{getattr(self, f.name)!r}")
+        for name in ("dim", "epochs", "eval_every"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or \
+                    value < 1:
+                raise ValueError(f"{name} must be an integer >= 1, got {value!r}")
+
+    def to_dict(self) -> dict:
+        """The configuration as recorded in config.json and hashed into the folder name."""
+        out = {"role": self.role}
+        for f in fields(self):
+            value, record = getattr(self, f.name), f.metadata.get("record", "always")
+            if record == "changed" and value == f.default:
+                continue
+            if callable(record) and not record(self):
+                continue
+            out[f.name] = value
+        return out
+
+    @classmethod
+    def from_dict(cls, config: Mapping):
+        """The configuration recorded in ``config`` (fields it lacks take their defaults)."""
+        names = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in config.items() if k in names})
+
+    def digest(self) -> str:
+        """8 hex digits of the sha256 of :meth:`to_dict` (keys sorted)."""
+        text = json.dumps(self.to_dict(), sort_keys=True)
+        return hashlib.sha256(text.encode()).hexdigest()[:8]
+
+    def folder_name(self) -> str:
+        """``<readable summary>-<digest>``, the run folder's name."""
+        return f"{self._summary()}-{self.digest()}"
+
+    def _summary(self) -> str:
+        raise NotImplementedError
+
+
+def _is_lightgcn(config) -> bool:
+    return config.model == "lightgcn"
+
+
+def _is_table_file(config) -> bool:
+    return config.data_file is not None and \
+        Path(config.data_file).suffix.lower() in (".csv", ".tsv", ".tab", ".parquet", ".pq")
+
+
+@dataclass(frozen=True)
+class TeacherConfig(_Config):
+    """Everything that defines a teacher run (BPR-MF or LightGCN on one data set).
+
+    ``dataset`` is a name (:data:`DATASET_NAMES`) or, for a data file, the file's stem, with
+    ``data_file`` its absolute path and ``data_sha256`` its hash (so that a changed file
+    gives a new run). ``split_seed`` None splits with ``seed`` (as runs always did).
+    """
+
+    role: ClassVar[str] = "teacher"
+
+    model: str = _option("bpr", "teacher model", "--model", choices=("bpr", "lightgcn"))
+    dim: int = _option(200, "teacher dim d_t", "--teacher-dim")
+    n_layers: int = _option(2, "LightGCN propagation layers", "--layers", record=_is_lightgcn)
+    dataset: str = _option("citeulike", "'citeulike', 'synthetic', or a data file: "
+                           "users.dat format (.dat/.txt) or (user, item) pairs "
+                           "(.csv/.tsv/.parquet)", "--dataset", metavar="NAME_OR_FILE")
+    split: str = _option("reference", "CiteULike split: the authors' 'reference' or a "
+                         "seeded 'random' leave-one-out (data files: always random)",
+                         "--split", choices=("reference", "random"))
+    epochs: int = _option(100, "teacher epochs (distill, sweep: default --epochs)",
+                          "--teacher-epochs")
+    eval_every: int = _option(10, "evaluate every this many epochs")
+    seed: int = _option(0, "seed of the teacher run", "--teacher-seed")
+    lr: float = _option(1e-3, "Adam learning rate of the teacher (and its students)", "--lr")
+    weight_decay: float = _option(1e-3, "Adam weight decay of the teacher (and its students)",
+                                  "--weight-decay")
+    schedule: str = _option("default", "the teacher's schedule: 'default' trains E epochs "
+                            "(label e = after e epochs); 'reference' the authors' loop, E + 1 "
+                            "epochs (label e = after e + 1)", "--teacher-schedule",
+                            record="changed", choices=SCHEDULES)
+    min_items: int = _option(5, "users with fewer items are dropped", "--min-items",
+                             record="changed")
+    split_seed: int | None = _option(None, "seed of a random split (default: the run's "
+                                     "seed)", "--split-seed", record="changed")
+    user_col: str = _option("user", "user column of a .csv/.tsv/.parquet data file",
+                            "--user-col", record=_is_table_file)
+    item_col: str = _option("item", "item column of a .csv/.tsv/.parquet data file",
+                            "--item-col", record=_is_table_file)
+    data_file: str | None = _option(None, "absolute path of the data file",
+                                    record="changed")
+    data_sha256: str | None = _option(None, "sha256 of the data file", record="changed")
+
+    def _summary(self) -> str:
+        schedule = "" if self.schedule == "default" else f"-{self.schedule}"
+        return f"{self.dataset}-{self.model}-d{self.dim}-teacher{schedule}-s{self.seed}"
+
+
+def _distils(config) -> bool:
+    return config.method != "student"
+
+
+def _has_groups(config) -> bool:
+    return config.method in ("de", "htd")
+
+
+def _is_htd(config) -> bool:
+    return config.method == "htd"
+
+
+@dataclass(frozen=True)
+class StudentConfig(_Config):
+    """Everything that defines a student run: its own options and what it inherits from its
+    teacher (``teacher`` folder name, ``model``, ``dataset``, ``split``, ``lr``,
+    ``weight_decay``, ``n_layers``; see :meth:`inherit`).
+    """
+
+    role: ClassVar[str] = "student"
+
+    method: str = _option("htd", "distillation method ('student': trained alone)",
+                          "--method", choices=METHODS)
+    dim: int = _option(20, "student dim d_s", "--dim")
+    teacher: str = _option("", "folder name of the teacher run")
+    epochs: int = _option(100, "student epochs", "--epochs")
+    eval_every: int = _option(10, "evaluate every this many epochs", "--eval-every")
+    seed: int = _option(0, "seed of the student (model, distiller, batches)", "--seed")
+    distill_weight: float = _option(1e-3, "lambda, the weight of the distillation loss",
+                                    "--distill-weight", record=_distils)
+    n_groups: int = _option(30, "K, groups per entity type (DE, HTD)", "--n-groups",
+                            record=_has_groups)
+    alpha: float = _option(0.5, "HTD: weight of the topology terms against group "
+                           "assignment", "--alpha", record=_is_htd)
+    group_design: str = _option("P,e", "HTD group-level topology: 'P,e' "
+                                "(prototype-to-entity, the paper's) or 'P,P' "
+                                "(prototype-to-prototype)", "--group-design",
+                                record=_is_htd, choices=("P,e", "P,P"), metavar="{P,e | P,P}")
+    positive_pairs_only: bool = _option(True, "HTD: also keep same-group pairs whose teacher "
+                                        "cosine is <= 0 (quirk a of the authors' code off)",
+                                        "--all-pairs", record=_is_htd, invert=True)
+    detach_student_prototypes: bool = _option(True, "HTD: student prototypes carry gradient "
+                                              "(quirk b of the authors' code off)",
+                                              "--live-prototypes", record=_is_htd,
+                                              invert=True)
+    schedule: str = _option("default", "'default' trains E epochs (label e = after e "
+                            "epochs); 'reference' the authors' loop: E + 1 epochs (label e = "
+                            "after e + 1) and tau = 1 for the first two", "--schedule",
+                            record="changed", choices=SCHEDULES)
+    model: str = _option("bpr", "the teacher's model")
+    dataset: str = _option("citeulike", "the teacher's data set")
+    split: str = _option("reference", "the teacher's split")
+    lr: float = _option(1e-3, "the teacher's learning rate")
+    weight_decay: float = _option(1e-3, "the teacher's weight decay")
+    n_layers: int = _option(2, "the teacher's LightGCN layers", record=_is_lightgcn)
+
+    def inherit(self, teacher_name: str, teacher: TeacherConfig) -> "StudentConfig":
+        """This configuration with what a student takes from its teacher run."""
+        return replace(self, teacher=teacher_name, model=teacher.model,
+                       dataset=teacher.dataset, split=teacher.split, lr=teacher.lr,
+                       weight_decay=teacher.weight_decay, n_layers=teacher.n_layers)
+
+    def _summary(self) -> str:
+        label = self.method
+        if self.method == "htd":
+            label += "" if self.group_design == "P,e" else "-PP"
+            label += "" if self.positive_pairs_only else "-allpairs"
+            label += "" if self.detach_student_prototypes else "-liveproto"
+        label += "" if self.schedule == "default" else f"-{self.schedule}"
+        return f"{self.dataset}-{self.model}-d{self.dim}-{label}-s{self.seed}"
+
+
+def config_from_dict(config: Mapping) -> TeacherConfig | StudentConfig:
+    """The configuration recorded in a run's config.json (by its ``role``)."""
+    role = config.get("role")
+    if role == "teacher":
+        return TeacherConfig.from_dict(config)
+    if role == "student":
+        return StudentConfig.from_dict(config)
+    raise ValueError(f"config role must be 'teacher' or 'student', got {role!r}")
+
+
+def add_options(parser, config_class, skip=(), defaults: Mapping | None = None,
+                prefix: str = "") -> None:
+    """Add the command-line options of ``config_class``'s fields to an argparse parser.
+
+    Fields without a flag, and those named in ``skip``, are left out; ``defaults``
+    overrides a field's default (by field name). Each option's destination is ``prefix``
+    plus the field name (read them back with :func:`options_from_args`).
+    """
+    defaults = dict(defaults or {})
+    for f in fields(config_class):
+        flag = f.metadata.get("flag")
+        if flag is None or f.name in skip:
+            continue
+        if f.metadata["invert"]:
+            parser.add_argument(flag, dest=prefix + f.name, action="store_false",
+                                help=f.metadata["help"])
+            continue
+        kind = str if f.name == "dataset" else type(f.default) if f.default is not None \
+            else int
+        parser.add_argument(flag, dest=prefix + f.name, type=kind,
+                            default=defaults.get(f.name, f.default),
+                            choices=f.metadata["choices"],
+                            metavar=f.metadata["metavar"] or (None if f.metadata["choices"]
+                                                              else f.name.upper()),
+                            help=f.metadata["help"])
+
+
+def options_from_args(config_class, args, prefix: str = "") -> dict:
+    """field name -> value of the options :func:`add_options` added to a parser, from the
+    parsed ``args`` (fields without an option are left out)."""
+    return {f.name: getattr(args, prefix + f.name) for f in fields(config_class)
+            if f.metadata.get("flag") and hasattr(args, prefix + f.name)}
+
+
+def cli_args(config: TeacherConfig | StudentConfig, skip=()) -> list[str]:
+    """The options of ``python -m htdviz distill`` that give ``config`` (its flagged fields
+    that differ from their defaults); the inverse of :func:`add_options`."""
+    args = []
+    for f in fields(config):
+        flag, value = f.metadata.get("flag"), getattr(config, f.name)
+        if flag is None or f.name in skip or value == f.default:
+            continue
+        if f.metadata["invert"]:
+            args.append(flag)
+        else:
+            args += [flag, str(value)]
+    return args
+
+
+# --------------------------------------------------------------------------------------
+# Writing a run
+# --------------------------------------------------------------------------------------
+
+def finished(path: str | Path) -> bool:
+    """Whether ``path`` is a complete run folder (its metrics.json is written last)."""
+    return (Path(path) / "metrics.json").is_file()
+
+
+def write_run(path: str | Path, run: "Run",
+              extra_files: Mapping[str, Callable[[Path], None]] | None = None) -> Path:
+    """Write ``run`` as the folder ``path``, atomically; returns ``path``.
+
+    Every file goes into a hidden temporary folder beside ``path`` that is renamed into
+    place only when complete. If a concurrent run of the same configuration finished first,
+    its folder is kept and this one dropped.
+
+    Parameters
+    ----------
+    path : str or Path
+    run : Run
+        Its config, history, metrics, representations and groups are written.
+    extra_files : mapping, optional
+        file name -> ``write(path)``, for files this module does not read (the model).
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.parent / f".{path.name}.partial-{os.getpid()}"
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir()
+    try:
+        (tmp / "config.json").write_text(json.dumps(run.config, indent=2, sort_keys=True))
+        run.history.to_csv(tmp / "history.csv", index=False)
+        if run.users is not None:
+            np.savez(tmp / "embeddings.npz", users=run.users, items=run.items)
+        if run.user_groups is not None:
+            np.savez(tmp / "groups.npz", users=run.user_groups, items=run.item_groups)
+        for name, write in (extra_files or {}).items():
+            write(tmp / name)
+        (tmp / "metrics.json").write_text(json.dumps(run.metrics, indent=2))  # last: finished
+        try:
+            os.rename(tmp, path)
+        except OSError:
+            if not finished(path):
+                raise
+            shutil.rmtree(tmp)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return path
+
+
+# --------------------------------------------------------------------------------------
+# Reading a run
+# --------------------------------------------------------------------------------------
 
 
 @dataclass
@@ -139,16 +474,18 @@ def load_run(path: str | Path, embeddings: bool = True) -> Run:
     -------
     Run
         Missing optional files leave their attribute empty (``{}``, an empty DataFrame or
-        None); a folder without ``config.json`` is not a run (FileNotFoundError).
+        None); a folder with neither ``config.json`` nor ``embeddings.npz`` is not a run
+        (FileNotFoundError). Folders of every earlier htdviz version read the same way.
     """
     path = Path(path)
-    if not (path / "config.json").is_file():
-        raise FileNotFoundError(f"{path} is not a run folder: it has no config.json")
-    config = json.loads((path / "config.json").read_text())
+    has_config = (path / "config.json").is_file()
+    if not has_config and not (path / "embeddings.npz").is_file():
+        raise FileNotFoundError(f"{path} is not a run folder: it has neither config.json nor "
+                                f"embeddings.npz")
+    config = _read_json(path / "config.json") if has_config else {}
     history = pd.read_csv(path / "history.csv") if (path / "history.csv").is_file() \
         else pd.DataFrame()
-    metrics = json.loads((path / "metrics.json").read_text()) \
-        if (path / "metrics.json").is_file() else {}
+    metrics = _read_json(path / "metrics.json") if (path / "metrics.json").is_file() else {}
     arrays = {}
     if embeddings:
         arrays.update(_read_npz(path / "embeddings.npz", ("users", "items"), ""))
@@ -159,6 +496,45 @@ def load_run(path: str | Path, embeddings: bool = True) -> Run:
                           history=history, metrics=metrics)
     run.path = path
     return run
+
+
+def as_run(name, run) -> Run:
+    """Any accepted form of a run as a :class:`Run` (the one place that accepts them).
+
+    Parameters
+    ----------
+    name : hashable
+        The run's name (``str(name)`` becomes ``Run.name``).
+    run : Run, str, Path, mapping or tuple
+        A :class:`Run`; a run folder (:func:`load_run`); a mapping with ``users``
+        (n_users, dim) and ``items`` (n_items, dim) and optionally ``user_groups``,
+        ``item_groups``, ``method``, ``config``, ``history``, ``metrics``; or a tuple
+        ``(users, items)`` or ``(users, items, metrics)``.
+
+    Returns
+    -------
+    Run
+    """
+    if isinstance(run, Run):
+        return run
+    if isinstance(run, (str, Path)):
+        return load_run(run)
+    if isinstance(run, Mapping):
+        if "users" not in run or "items" not in run:
+            raise ValueError(f"run {name!r}: a mapping must have 'users' and 'items', got "
+                             f"keys {sorted(map(str, run))}")
+        config = dict(run.get("config") or {})
+        if "method" in run:
+            config["method"] = run["method"]
+        return Run.from_arrays(str(name), users=run["users"], items=run["items"],
+                               user_groups=run.get("user_groups"),
+                               item_groups=run.get("item_groups"), config=config,
+                               history=run.get("history"), metrics=run.get("metrics"))
+    if isinstance(run, (tuple, list)) and len(run) in (2, 3):
+        return Run.from_arrays(str(name), users=run[0], items=run[1],
+                               metrics=dict(run[2]) if len(run) == 3 else None)
+    raise ValueError(f"run {name!r} must be a Run, a run folder, a mapping with 'users' and "
+                     f"'items' or a (users, items[, metrics]) tuple; got {type(run).__name__}")
 
 
 def list_runs(root: str | Path = "runs") -> pd.DataFrame:
@@ -205,6 +581,17 @@ def _check_entity(entity: str) -> str:
     return entity
 
 
+def _read_json(path: Path) -> dict:
+    """A JSON object from ``path``; ValueError naming the file otherwise."""
+    try:
+        value = json.loads(path.read_text())
+    except json.JSONDecodeError as exc:
+        raise ValueError(f"{path} is not valid JSON: {exc}") from None
+    if not isinstance(value, dict):
+        raise ValueError(f"{path} must hold a JSON object, got {type(value).__name__}")
+    return value
+
+
 def _read_npz(path: Path, keys, suffix: str) -> dict:
     """Arrays ``keys`` of an npz file (those present), renamed ``user_groups`` etc."""
     if not path.is_file():
@@ -219,24 +606,8 @@ def _read_npz(path: Path, keys, suffix: str) -> dict:
 
 
 def _as_repr(x, name: str) -> np.ndarray | None:
-    if x is None:
-        return None
-    if hasattr(x, "detach"):                      # a torch tensor, without importing torch
-        x = x.detach().cpu().numpy()
-    x = np.asarray(x)
-    if x.ndim != 2 or not np.issubdtype(x.dtype, np.number):
-        raise ValueError(f"{name} must be a 2-D numeric array (n, dim), got shape {x.shape} "
-                         f"and dtype {x.dtype}")
-    return x
+    return None if x is None else check_matrix(x, name)
 
 
 def _as_groups(x, name: str) -> np.ndarray | None:
-    if x is None:
-        return None
-    if hasattr(x, "detach"):
-        x = x.detach().cpu().numpy()
-    x = np.asarray(x)
-    if x.ndim != 1 or not np.issubdtype(x.dtype, np.integer) or (x.size and x.min() < 0):
-        raise ValueError(f"{name} must be a 1-D array of int group ids >= 0, got shape "
-                         f"{x.shape} and dtype {x.dtype}")
-    return x.astype(np.int64)
+    return None if x is None else check_labels(x, None, name)[0]

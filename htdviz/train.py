@@ -48,6 +48,12 @@ class TrainConfig:
     early_stopping_patience: int | None = None   # in evaluations without a better valid metric
     monitor: str = "recall@50"
     random_state: int = 0
+    #: "default": ``epochs`` epochs; history epoch e = after e epochs (0 = untrained); the
+    #: temperature of a distiller anneals from its first epoch. "reference": the authors'
+    #: loop (docs/method.md §6.3): ``epochs + 1`` epochs, history epoch e = after e + 1
+    #: epochs (-1 = untrained), and a distiller's temperature is held at its start for the
+    #: first two epochs, ending at tau(E - 1).
+    schedule: str = "default"
 
     def __post_init__(self):
         for name in ("epochs", "batch_size", "eval_every"):
@@ -59,6 +65,8 @@ class TrainConfig:
         if self.early_stopping_patience is not None and self.early_stopping_patience < 1:
             raise ValueError(f"early_stopping_patience must be None or >= 1, "
                              f"got {self.early_stopping_patience}")
+        if self.schedule not in ("default", "reference"):
+            raise ValueError(f"schedule must be 'default' or 'reference', got {self.schedule!r}")
         if not self.ks or min(self.ks) < 1:
             raise ValueError(f"ks must be positive integers, got {self.ks}")
         metric, _, k = self.monitor.partition("@")
@@ -111,13 +119,15 @@ def fit(model, dataset: Dataset, config: TrainConfig | None = None, distiller=No
         A distillation loss (see the module docstring); trained jointly with the model.
     device : str or torch.device, optional
         Default :func:`default_device`.
-    progress : bool, default True
-        Show a tqdm progress bar.
+    progress : bool or str, default True
+        Show a tqdm progress bar; a string names it (e.g. "htd d20 s0").
 
     Returns
     -------
     FitResult
-        ``history`` has one row per evaluated epoch (epoch 0 = before training) with the
+        ``history`` has one row per evaluated epoch (epoch 0 = before training; with
+        ``config.schedule == "reference"``, the authors' labels: epoch e = after e + 1
+        epochs, -1 = before training), its ``epochs_trained``, the ``schedule``, the
         mean losses of the epoch, valid_* and test_* metrics and seconds of training; for a
         distiller with groups (DE, HTD) also ``{user,item}_groups_used`` and
         ``{user,item}_group_entropy`` (bits) of its hard assignment at that epoch.
@@ -152,14 +162,22 @@ def _fit(model, dataset, config, distiller, device, progress) -> FitResult:
     n = train_users.size
     n_batches = math.ceil(n / config.batch_size)
 
-    rows = [{"epoch": 0, **evaluate_both(model, dataset, config.ks), **_group_usage(distiller),
+    # The reference loop trains epochs 0..E and logs "epoch e" after e + 1 of them; it
+    # anneals after each epoch, so tau stays at its start for two epochs (docs/method.md §6.3).
+    reference = config.schedule == "reference"
+    n_epochs = config.epochs + 1 if reference else config.epochs
+    label_offset = 1 if reference else 0
+    rows = [{"epoch": -label_offset, "epochs_trained": 0,
+             **evaluate_both(model, dataset, config.ks), **_group_usage(distiller),
              "seconds": 0.0}]
-    best = (rows[0][f"valid_{config.monitor}"], 0, _snapshot(model))
+    best = (rows[0][f"valid_{config.monitor}"], -label_offset, _snapshot(model))
     since_best, seconds = 0, 0.0
-    bar = tqdm(range(1, config.epochs + 1), desc="epochs", disable=not progress)
-    for epoch in bar:
+    bar = tqdm(range(1, n_epochs + 1), desc=progress if isinstance(progress, str) else "epochs",
+               disable=not progress)
+    for trained in bar:
+        epoch = trained - label_offset                     # the epoch's label in the history
         if distiller is not None and hasattr(distiller, "start_epoch"):
-            distiller.start_epoch(epoch - 1, config.epochs)
+            distiller.start_epoch(max(trained - 1 - label_offset, 0), config.epochs)
         tic = time.perf_counter()
         order = rng.permutation(n)
         users_np = train_users[order]
@@ -194,9 +212,9 @@ def _fit(model, dataset, config, distiller, device, progress) -> FitResult:
         sums = {k: float(v) / n_batches for k, v in sums.items()}
         seconds += time.perf_counter() - tic
         bar.set_postfix(loss=f"{sums['bpr_loss']:.2f}")
-        if epoch % config.eval_every == 0 or epoch == config.epochs:
+        if epoch % config.eval_every == 0 or trained == n_epochs:
             model.eval()
-            row = {"epoch": epoch, **sums, **evaluate_both(model, dataset, config.ks),
+            row = {"epoch": epoch, "epochs_trained": trained, **sums, **evaluate_both(model, dataset, config.ks),
                    **_group_usage(distiller), "seconds": seconds}
             rows.append(row)
             score = row[f"valid_{config.monitor}"]
@@ -212,6 +230,7 @@ def _fit(model, dataset, config, distiller, device, progress) -> FitResult:
         model.load_state_dict(best[2])
     model.eval()
     history = pd.DataFrame(rows)
+    history["schedule"] = config.schedule
     return FitResult(history=history, best_epoch=best[1], seconds=seconds)
 
 

@@ -136,7 +136,7 @@ def test_bad_input():
         capacity.topology_error_bounds(np.eye(4), [0])
     with pytest.raises(ValueError, match="entities"):
         capacity.capacity_table(np.eye(4), np.eye(4), entities="all")
-    with pytest.raises(ValueError, match="embeddings.npz"):
+    with pytest.raises(FileNotFoundError, match="embeddings.npz"):
         capacity.capacity_table(np.eye(4), np.eye(4), runs={"x": "/nonexistent/folder"})
     with pytest.raises(ValueError, match="has 3 users"):
-        capacity.capacity_table(np.eye(4), np.eye(4), runs={"x": (np.eye(3), np.eye(4))})
+        capacity.capacity_table(np.eye(4), np.eye(4), runs={"x": (np.ones((3, 4)), np.eye(4))})

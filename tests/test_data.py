@@ -2,6 +2,7 @@
 negative sampling."""
 from __future__ import annotations
 
+import hashlib
 import os
 import pickle
 import shutil
@@ -365,6 +366,50 @@ def test_from_pairs_errors():
     dup = pd.DataFrame({"user": [0, 0, 0, 0], "item": [1, 2, 2, 3]})
     with pytest.raises(ValueError, match="duplicate interaction user=0, item=2"):
         data.from_pairs(dup, min_items=3)
+
+
+@pytest.mark.parametrize("suffix", [".csv", ".tsv", ".dat", ".parquet"])
+def test_load_file_reads_every_format_to_the_same_data_set(tmp_path, suffix):
+    """users.dat, CSV, TSV and Parquet files of the same interactions give one data set;
+    the file and its sha256 are recorded."""
+    rows = random_rows(n_users=40, n_items=70, low=3, high=12, seed=2)
+    expected = data.load_users_file(write_users_file(tmp_path / "ref.dat", rows), seed=3)
+    pairs = pd.DataFrame([(u, i) for u, r in enumerate(rows) for i in r],
+                         columns=["uid", "iid"])
+    path = tmp_path / f"clicks{suffix}"
+    if suffix == ".dat":
+        write_users_file(path, rows)
+    elif suffix == ".parquet":
+        pytest.importorskip("pyarrow")
+        pairs.to_parquet(path)
+    else:
+        pairs.to_csv(path, sep="\t" if suffix == ".tsv" else ",", index=False)
+    ds = data.load_file(path, user_col="uid", item_col="iid", seed=3)
+    assert_same_dataset(expected, ds)
+    assert ds.name == "clicks" and ds.item_tags is None
+    assert ds.info["file"] == str(path.resolve())
+    assert ds.info["sha256"] == hashlib.sha256(path.read_bytes()).hexdigest()
+    assert ds.info["sha256"] == data.file_sha256(path)
+
+
+def test_load_file_errors_name_the_file_and_the_parameter(tmp_path):
+    with pytest.raises(FileNotFoundError, match="nothing.csv does not exist"):
+        data.load_file(tmp_path / "nothing.csv")
+    path = tmp_path / "pairs.csv"
+    pd.DataFrame({"uid": [1, 1, 1], "item": [1, 2, 3]}).to_csv(path, index=False)
+    with pytest.raises(ValueError, match=r"pairs.csv has no column user_col='user' \(columns: "
+                                         r"\['uid', 'item'\]\)"):
+        data.load_file(path)
+    with pytest.raises(ValueError, match="pairs.csv: no user has at least min_items=5"):
+        data.load_file(path, user_col="uid")
+    dup = tmp_path / "dup.tsv"
+    dup.write_text("user\titem\n1\t2\n1\t2\n")
+    with pytest.raises(ValueError, match="dup.tsv: duplicate interaction user=1, item=2"):
+        data.load_file(dup)
+    dat = tmp_path / "users.txt"
+    dat.write_text("2 1 2\n3 1 x 2\n")
+    with pytest.raises(ValueError, match="users.txt, line 2: 'x' is not an integer"):
+        data.load_file(dat)
 
 
 # --------------------------------------------------------------------------------------

@@ -285,3 +285,41 @@ def test_experts_one_hot_paths_match_literal(uneven):
     wrt = [s] + list(experts.parameters())
     for i, (a, b) in enumerate(zip(grads(fast.square().sum(), wrt), grads(slow.square().sum(), wrt))):
         assert_close(a, b, f"one-hot experts grad #{i}")
+
+
+@pytest.mark.parametrize("make", [
+    lambda tu, ti, g: HTD(tu, ti, 4, n_groups=3, generator=g),
+    lambda tu, ti, g: DE(tu, ti, 4, n_groups=3, generator=g),
+    lambda tu, ti, g: FitNet(tu, ti, 4, generator=g),
+])
+def test_distillers_draw_from_their_generator(make):
+    """Initialisation and Gumbel noise come from the generator given, never from the global
+    torch RNG: the same seed gives the same values, whatever the global state, and the
+    global state is left untouched."""
+    tu, ti, users, items, su, si = make_problem(2)
+
+    def build_and_run(global_seed):
+        torch.manual_seed(global_seed)
+        before = torch.get_rng_state()
+        distiller = make(tu, ti, torch.Generator().manual_seed(9))
+        loss = distiller(users, items, su, si)["loss"]
+        assert torch.equal(torch.get_rng_state(), before)
+        return [p.detach().clone() for p in distiller.parameters()], loss.detach()
+
+    params_a, loss_a = build_and_run(1)
+    params_b, loss_b = build_and_run(2)
+    for a, b in zip(params_a, params_b):
+        assert torch.equal(a, b)
+    assert torch.equal(loss_a, loss_b)
+    params_c, _ = (lambda: (list(make(tu, ti, torch.Generator().manual_seed(10)).parameters()),
+                            None))()
+    assert not all(torch.equal(a, c) for a, c in zip(params_a, params_c))
+
+
+def test_generator_init_has_torch_linear_distribution():
+    """linear(d_in, d_out, generator): uniform in +-1/sqrt(d_in), like torch.nn.Linear."""
+    from htdviz.distill._common import linear
+    layer = linear(400, 300, torch.Generator().manual_seed(0))
+    bound = 1 / 20
+    assert layer.weight.abs().max() <= bound and layer.weight.abs().max() > 0.99 * bound
+    assert abs(float(layer.weight.detach().std()) - bound / 3 ** 0.5) < 1e-3

@@ -4,8 +4,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 
-from htdviz import cli, experiment
+from htdviz import cli, experiment, runs
+from htdviz.distill import annealed_temperature
 
 FAST = dict(epochs=1, eval_every=1)
 
@@ -58,7 +60,7 @@ def test_cli_options_reach_the_same_configuration(teacher, capsys):
     expected = experiment.student_run(teacher, "htd", 3, progress=False, **kwargs)
     args = ["distill", "--teacher", str(teacher), "--method", "htd", "--dim", "3",
             "--runs", str(teacher.parent), "--no-progress", "--print-path",
-            *experiment._cli_args(kwargs)]
+            *runs.cli_args(runs.StudentConfig(method="htd", dim=3, **kwargs))]
     assert cli.main(args) == 0
     assert capsys.readouterr().out.strip().splitlines()[-1] == str(expected)
 
@@ -92,3 +94,59 @@ def test_parallel_sweep_equals_serial(teacher):
 def test_unknown_method_is_rejected(teacher):
     with pytest.raises(ValueError, match="method"):
         experiment.student_run(teacher, "rrd", 4, progress=False)
+
+
+class _Recorder(torch.nn.Module):
+    """A distiller that adds nothing and records the temperature HTD would use."""
+
+    def __init__(self):
+        super().__init__()
+        self.w = torch.nn.Parameter(torch.zeros(()))
+        self.calls = []
+
+    def start_epoch(self, epoch, n_epochs):
+        self.calls.append(annealed_temperature(epoch, n_epochs))
+
+    def forward(self, users, items, user_repr, item_repr):
+        return self.w * 0.0
+
+
+@pytest.mark.parametrize("schedule", ["default", "reference"])
+def test_schedules(schedule, small_synthetic):
+    """default: E epochs, labels 0..E, tau(0), ..., tau(E-1); reference (the authors'
+    loop): E + 1 epochs, labels -1..E (label e after e + 1 epochs), tau = 1 twice, then
+    tau(1), ..., tau(E-1)."""
+    from htdviz import models
+    from htdviz.train import TrainConfig, fit
+    epochs = 4
+    recorder = _Recorder()
+    model = models.BPRMF(small_synthetic.n_users, small_synthetic.n_items, 4,
+                         generator=torch.Generator().manual_seed(0))
+    result = fit(model, small_synthetic, TrainConfig(epochs=epochs, eval_every=2,
+                                                     schedule=schedule),
+                 distiller=recorder, device="cpu", progress=False)
+    history = result.history
+    tau = [annealed_temperature(e, epochs) for e in range(epochs)]
+    assert (history["schedule"] == schedule).all()
+    if schedule == "default":
+        assert recorder.calls == tau
+        assert list(history["epoch"]) == [0, 2, 4]
+        assert list(history["epochs_trained"]) == [0, 2, 4]
+    else:
+        assert recorder.calls == [1.0] + tau
+        assert recorder.calls[-1] == pytest.approx(1e-10 ** ((epochs - 1) / epochs))
+        assert list(history["epoch"]) == [-1, 0, 2, 4]
+        assert list(history["epochs_trained"]) == [0, 1, 3, 5]
+
+
+def test_reference_schedule_is_its_own_run(teacher):
+    path = experiment.student_run(teacher, "student", 2, schedule="reference", progress=False,
+                                  **FAST)
+    config = json.loads((path / "config.json").read_text())
+    assert config["schedule"] == "reference" and "-student-reference-" in path.name
+    history = runs.load_run(path, embeddings=False).history
+    assert list(history["epoch"]) == [-1, 0, 1] and list(history["epochs_trained"]) == [0, 1, 2]
+    default = experiment.student_run(teacher, "student", 2, progress=False, **FAST)
+    assert default != path and "schedule" not in json.loads(
+        (default / "config.json").read_text())
+

@@ -87,7 +87,7 @@ def test_errors_name_what_is_wrong(run_root, tmp_path):
     with pytest.raises(ValueError, match="3 users groups for 2 users"):
         runs.Run.from_arrays("x", users=np.zeros((2, 3)), items=np.zeros((4, 3)),
                              user_groups=np.zeros(3, int))
-    with pytest.raises(ValueError, match="int group ids"):
+    with pytest.raises(ValueError, match="integer group ids"):
         runs.Run.from_arrays("x", users=np.zeros((2, 3)), user_groups=np.array([0.5, 1.0]))
     with pytest.raises(ValueError, match="entity must be"):
         runs.Run.from_arrays("x", users=np.zeros((2, 3))).representations("tags")
@@ -111,3 +111,122 @@ def test_runs_does_not_import_the_training_code():
             "bad = [m for m in ('torch', 'htdviz.train', 'htdviz.models', 'htdviz.distill') "
             "if m in sys.modules]; print(bad); assert not bad")
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+# --------------------------------------------------------------------------------------
+# Configurations: recorded dict, folder name, command-line options
+# --------------------------------------------------------------------------------------
+
+#: config.json of runs written before the configuration dataclasses (kept verbatim): their
+#: folder names must not change, or finished runs would be retrained.
+OLD_TEACHER = {"dataset": "citeulike", "dim": 200, "epochs": 100, "eval_every": 10,
+               "lr": 0.001, "model": "bpr", "role": "teacher", "seed": 0,
+               "split": "reference", "weight_decay": 0.001}
+OLD_STUDENT = {"alpha": 0.5, "dataset": "citeulike", "detach_student_prototypes": True,
+               "dim": 20, "distill_weight": 0.001, "epochs": 30, "eval_every": 10,
+               "group_design": "P,e", "lr": 0.001, "method": "htd", "model": "bpr",
+               "n_groups": 30, "positive_pairs_only": False, "role": "student", "seed": 0,
+               "split": "reference", "teacher": "citeulike-bpr-d200-teacher-s0-4ffecace",
+               "weight_decay": 0.001}
+
+
+def old_digest(config):
+    """The folder hash as experiment.py computed it before runs.py owned it."""
+    import hashlib
+    return hashlib.sha256(json.dumps(config, sort_keys=True).encode()).hexdigest()[:8]
+
+
+@pytest.mark.parametrize("old", [OLD_TEACHER, OLD_STUDENT,
+                                 {**OLD_TEACHER, "model": "lightgcn", "n_layers": 3},
+                                 {**OLD_STUDENT, "method": "student", "dim": 10}])
+def test_old_configurations_keep_their_folder_names(old):
+    if old["role"] == "student" and old["method"] == "student":
+        old = {k: v for k, v in old.items() if k not in (
+            "alpha", "detach_student_prototypes", "distill_weight", "group_design",
+            "n_groups", "positive_pairs_only")}
+    config = runs.config_from_dict(old)
+    assert config.to_dict() == old
+    assert config.digest() == old_digest(old)
+    assert runs.TeacherConfig().folder_name() == "citeulike-bpr-d200-teacher-s0-4ffecace"
+
+
+def test_new_fields_are_recorded_only_when_they_change_something():
+    base = runs.TeacherConfig()
+    assert "schedule" not in base.to_dict() and "data_sha256" not in base.to_dict()
+    ref = runs.TeacherConfig(schedule="reference")
+    assert ref.to_dict()["schedule"] == "reference" and ref.digest() != base.digest()
+    assert "-teacher-reference-" in ref.folder_name()
+    table = runs.TeacherConfig(dataset="clicks", split="random", data_file="/d/clicks.csv",
+                               data_sha256="ab" * 32, user_col="uid")
+    assert table.to_dict()["user_col"] == "uid" and table.to_dict()["data_sha256"] == "ab" * 32
+    changed = runs.TeacherConfig(**{**table.__dict__, "data_sha256": "cd" * 32})
+    assert changed.folder_name() != table.folder_name()       # a changed file: a new run
+    users_dat = runs.TeacherConfig(dataset="u", data_file="/d/u.dat")
+    assert "user_col" not in users_dat.to_dict()               # no columns in users.dat
+    with pytest.raises(ValueError, match="schedule must be one of"):
+        runs.StudentConfig(schedule="paper")
+    with pytest.raises(ValueError, match="dim must be an integer >= 1, got 0"):
+        runs.StudentConfig(dim=0)
+
+
+@pytest.mark.parametrize("student", [
+    runs.StudentConfig(),
+    runs.StudentConfig(method="fitnet", dim=3, epochs=7, seed=2, distill_weight=0.5),
+    runs.StudentConfig(method="htd", positive_pairs_only=False, detach_student_prototypes=False,
+                       group_design="P,P", n_groups=5, alpha=0.25, schedule="reference"),
+])
+def test_cli_args_are_parsed_back_into_the_same_configuration(student):
+    """One spelling: the options cli_args writes, parsed by the options add_options makes,
+    give the configuration back."""
+    import argparse
+    parser = argparse.ArgumentParser()
+    runs.add_options(parser, runs.StudentConfig)
+    args = parser.parse_args(runs.cli_args(student))
+    assert runs.StudentConfig(**runs.options_from_args(runs.StudentConfig, args)) == student
+    if not student.positive_pairs_only:
+        assert "--all-pairs" in runs.cli_args(student)
+
+
+def test_write_run_then_load_run_round_trip(tmp_path):
+    rng = np.random.default_rng(0)
+    run = runs.Run.from_arrays("r", users=rng.standard_normal((4, 3)),
+                               items=rng.standard_normal((5, 3)),
+                               user_groups=np.array([0, 1, 0, 1]), item_groups=np.arange(5),
+                               config=runs.StudentConfig(dim=3).to_dict(),
+                               history=pd.DataFrame({"epoch": [0, 1], "test_recall@50": [0, .5]}),
+                               metrics={"final": {"epoch": 1}})
+    written = []
+    path = runs.write_run(tmp_path / "r", run, {"model.bin": lambda f: written.append(f.name)})
+    assert runs.finished(path) and written == ["model.bin"]
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]   # no leftovers
+    back = runs.load_run(path)
+    np.testing.assert_array_equal(back.users, run.users)
+    np.testing.assert_array_equal(back.item_groups, run.item_groups)
+    assert back.config == run.config and back.metrics == run.metrics
+    assert runs.config_from_dict(back.config) == runs.StudentConfig(dim=3)
+
+
+def test_write_run_leaves_nothing_when_interrupted(tmp_path):
+    run = runs.Run.from_arrays("r", users=np.ones((2, 2)), items=np.ones((3, 2)))
+
+    def boom(file):
+        raise KeyboardInterrupt
+    with pytest.raises(KeyboardInterrupt):
+        runs.write_run(tmp_path / "r", run, {"model.bin": boom})
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_as_run_accepts_each_form_once(run_root):
+    users, items = np.ones((5, 2)), np.zeros((7, 2))
+    folder = runs.as_run("s", run_root / "s")
+    assert folder.method == "htd" and folder.path == run_root / "s"
+    assert runs.as_run("x", folder) is folder
+    mapping = runs.as_run("m", {"users": users, "items": items, "method": "ftd",
+                                "metrics": {"a": 1}})
+    assert mapping.method == "ftd" and mapping.metrics == {"a": 1}
+    tup = runs.as_run(("htd", 2), (users, items, {"b": 2}))
+    assert tup.name == "('htd', 2)" and tup.metrics == {"b": 2} and tup.dim == 2
+    with pytest.raises(ValueError, match="must be a Run, a run folder"):
+        runs.as_run("z", 3)
+    with pytest.raises(ValueError, match="'users' and 'items'"):
+        runs.as_run("z", {"users": users})

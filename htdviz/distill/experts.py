@@ -26,23 +26,25 @@ import math
 import torch
 from torch import nn
 
-from ._common import annealed_temperature, as_teacher
+from ._common import annealed_temperature, as_teacher, gumbel_like, linear
 
 
 class Experts(nn.Module):
     """K two-layer MLP experts d_s -> (d_s + d_t) // 2 -> d_t, stored as stacked weights.
 
-    Each expert is initialised like ``torch.nn.Linear`` (uniform in +-1/sqrt(fan_in)).
+    Each expert is initialised like ``torch.nn.Linear`` (uniform in +-1/sqrt(fan_in)),
+    drawn from ``generator`` (default: the global torch RNG).
     """
 
-    def __init__(self, n_experts: int, student_dim: int, teacher_dim: int):
+    def __init__(self, n_experts: int, student_dim: int, teacher_dim: int,
+                 generator: torch.Generator | None = None):
         super().__init__()
         hidden = (student_dim + teacher_dim) // 2
         self.n_experts, self.hidden = n_experts, hidden
 
         def uniform(*shape, fan_in):
             bound = 1 / math.sqrt(fan_in)
-            return nn.Parameter(torch.empty(*shape).uniform_(-bound, bound))
+            return nn.Parameter(torch.empty(*shape).uniform_(-bound, bound, generator=generator))
 
         self.w1 = uniform(n_experts, student_dim, hidden, fan_in=student_dim)   # (K, d_s, h)
         self.b1 = uniform(n_experts, hidden, fan_in=student_dim)                # (K, h)
@@ -110,21 +112,17 @@ class Experts(nn.Module):
         return weight * out_sorted[torch.argsort(order)]
 
 
-def gumbel_like(x: torch.Tensor) -> torch.Tensor:
-    """Standard Gumbel noise of x's shape: -log(E) with E ~ Exp(1)."""
-    return -torch.empty_like(x).exponential_().log()
-
-
 def assignment_loss(teacher: torch.Tensor, student: torch.Tensor, selection: nn.Linear,
                     experts: Experts, temperature: float,
-                    noise: torch.Tensor | None = None) -> torch.Tensor:
+                    noise: torch.Tensor | None = None,
+                    generator: torch.Generator | None = None) -> torch.Tensor:
     """L_GA of one entity type: sum_e ||t_e - sum_k z_e,k f_k(s_e)||^2.
 
     teacher (N, d_t), student (N, d_s); ``noise`` (N, K) is the Gumbel noise (drawn here
-    when None).
+    from ``generator`` when None).
     """
     alpha = torch.softmax(selection(teacher), dim=1) + 1e-10                   # (N, K)
-    noise = gumbel_like(alpha) if noise is None else noise
+    noise = gumbel_like(alpha, generator) if noise is None else noise
     z = torch.softmax((alpha.log() + noise) / temperature, dim=1)              # (N, K)
     return (teacher - experts(student, z)).square().sum()
 
@@ -141,11 +139,14 @@ class GroupAssignment(nn.Module):
         K, the number of groups (and experts) per entity type.
     temperature_start, temperature_end : float, default 1.0, 1e-10
         The annealing schedule of the Gumbel-softmax temperature.
+    generator : torch.Generator, optional
+        Draws the initialisation and the Gumbel noise (default: the global torch RNG), as
+        the models draw theirs.
     """
 
     def __init__(self, teacher_user_repr, teacher_item_repr, student_dim: int,
                  n_groups: int = 30, temperature_start: float = 1.0,
-                 temperature_end: float = 1e-10):
+                 temperature_end: float = 1e-10, generator: torch.Generator | None = None):
         super().__init__()
         if int(n_groups) < 1:
             raise ValueError(f"n_groups must be >= 1, got {n_groups}")
@@ -163,9 +164,11 @@ class GroupAssignment(nn.Module):
         self.n_groups, self.student_dim = int(n_groups), int(student_dim)
         self.temperature_start, self.temperature_end = temperature_start, temperature_end
         self.temperature = temperature_start
-        self.selection = nn.ModuleDict({kind: nn.Linear(teacher_dim, n_groups)
+        self.generator = generator
+        self.selection = nn.ModuleDict({kind: linear(teacher_dim, n_groups, generator)
                                         for kind in ("user", "item")})
-        self.experts = nn.ModuleDict({kind: Experts(n_groups, student_dim, teacher_dim)
+        self.experts = nn.ModuleDict({kind: Experts(n_groups, student_dim, teacher_dim,
+                                                    generator)
                                       for kind in ("user", "item")})
 
     def start_epoch(self, epoch: int, n_epochs: int) -> None:
@@ -191,7 +194,8 @@ class GroupAssignment(nn.Module):
         """L_GA over the batch's unique users plus, separately, its unique items."""
         noise = noise or {}
         return sum(assignment_loss(self.teacher(kind, ids), student, self.selection[kind],
-                                   self.experts[kind], self.temperature, noise.get(kind))
+                                   self.experts[kind], self.temperature, noise.get(kind),
+                                   self.generator)
                    for kind, ids, student in (("user", users, student_users),
                                               ("item", items, student_items)))
 

@@ -19,13 +19,16 @@ class FitNet(nn.Module):
     teacher_user_repr : array or tensor of shape (n_users, d_t)
     teacher_item_repr : array or tensor of shape (n_items, d_t)
     student_dim : int
+    generator : torch.Generator, optional
+        Draws the projector's initialisation (default: the global torch RNG).
     """
 
-    def __init__(self, teacher_user_repr, teacher_item_repr, student_dim: int):
+    def __init__(self, teacher_user_repr, teacher_item_repr, student_dim: int,
+                 generator: torch.Generator | None = None):
         super().__init__()
         self.register_buffer("teacher_users", as_teacher(teacher_user_repr, "teacher_user_repr"))
         self.register_buffer("teacher_items", as_teacher(teacher_item_repr, "teacher_item_repr"))
-        self.projector = mlp(student_dim, self.teacher_users.shape[1])
+        self.projector = mlp(student_dim, self.teacher_users.shape[1], generator)
 
     def forward(self, users, items, student_users, student_items) -> dict[str, torch.Tensor]:
         teacher = torch.cat([self.teacher_users[users], self.teacher_items[items]])

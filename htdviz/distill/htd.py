@@ -130,19 +130,23 @@ class HTD(nn.Module):
     detach_student_prototypes : bool, default True
         Quirk (b) of the reference implementation.
     temperature_start, temperature_end : float, default 1.0, 1e-10
+    generator : torch.Generator, optional
+        Draws the initialisation and the Gumbel noise (default: the global torch RNG).
     """
 
     def __init__(self, teacher_user_repr, teacher_item_repr, student_dim: int,
                  n_groups: int = 30, alpha: float = 0.5, group_design: str = "P,e",
                  positive_pairs_only: bool = True, detach_student_prototypes: bool = True,
-                 temperature_start: float = 1.0, temperature_end: float = 1e-10):
+                 temperature_start: float = 1.0, temperature_end: float = 1e-10,
+                 generator: torch.Generator | None = None):
         super().__init__()
         if group_design not in GROUP_DESIGNS:
             raise ValueError(f"group_design must be one of {GROUP_DESIGNS}, got {group_design!r}")
         if not 0.0 <= alpha <= 1.0:
             raise ValueError(f"alpha must be in [0, 1], got {alpha}")
         self.assignment = GroupAssignment(teacher_user_repr, teacher_item_repr, student_dim,
-                                          n_groups, temperature_start, temperature_end)
+                                          n_groups, temperature_start, temperature_end,
+                                          generator)
         self.alpha, self.group_design = alpha, group_design
         self.positive_pairs_only = positive_pairs_only
         self.detach_student_prototypes = detach_student_prototypes

@@ -30,7 +30,7 @@ import pandas as pd
 
 from .. import groups as groups_module
 from .. import topology
-from ..runs import ENTITIES, Run, list_runs, load_run
+from ..runs import ENTITIES, as_run, list_runs, load_run
 from . import _require
 from . import figures
 from .projection import procrustes_align, project, project_pair
@@ -518,24 +518,9 @@ def _typical(errors: pd.DataFrame, key: str) -> str:
 
 def _as_runs(runs) -> dict:
     if not isinstance(runs, Mapping) or not runs:
-        raise ValueError("runs must be a non-empty mapping name -> Run (or mapping of "
-                         "arrays)")
-    out = {}
-    for name, run in runs.items():
-        if isinstance(run, Run):
-            out[name] = run
-        elif isinstance(run, Mapping):
-            config = dict(run.get("config") or {})
-            if "method" in run:
-                config["method"] = run["method"]
-            out[name] = Run.from_arrays(name, users=run.get("users"), items=run.get("items"),
-                                        user_groups=run.get("user_groups"),
-                                        item_groups=run.get("item_groups"), config=config,
-                                        history=run.get("history"))
-        else:
-            raise ValueError(f"runs[{name!r}] must be a Run or a mapping with 'users' and "
-                             f"'items', got {type(run).__name__}")
-    return out
+        raise ValueError("runs must be a non-empty mapping name -> Run (or a run folder, or "
+                         "a mapping of arrays)")
+    return {name: as_run(name, run) for name, run in runs.items()}
 
 
 def _pick_teacher(runs: dict, teacher):
