@@ -211,8 +211,19 @@ def _check_options(args) -> None:
 _PARSER_ACTIONS: dict = {}
 
 
+def _check_demo_options(args) -> None:
+    from ._validation import check_int
+
+    for flag in ("--epochs", "--teacher-epochs", "--student-dim", "--min-items"):
+        low = 3 if flag == "--min-items" else 1
+        check_int(getattr(args, flag[2:].replace("-", "_"), None) if flag != "--min-items"
+                  else args.teacher_min_items, flag, low=low)
+
+
 def _run(args) -> int:
-    if args.command != "demo":
+    if args.command == "demo":
+        _check_demo_options(args)
+    else:
         _check_options(args)
     progress = not args.no_progress
     if args.command == "teacher":

@@ -55,6 +55,7 @@ def test_every_option_has_help_and_shows_its_default():
     (["distill", "--dim", "0"], ["--dim must be an integer >= 1, got 0"]),
     (["sweep", "--dims", "4", "-1"], ["--dims", "-1"]),
     (["teacher", "--epochs", "0"], ["--epochs", "got 0"]),
+    (["demo", "--student-dim", "0"], ["--student-dim must be an integer >= 1, got 0"]),
     (["teacher", "--dataset", "{tmp}/nothing.csv"], ["nothing.csv", "neither"]),
     (["teacher", "--dataset", "{pairs}"], ["clicks.csv", "user_col='user'", "--user-col"]),
     (["teacher", "--dataset", "{pairs}", "--user-col", "uid", "--item-col", "iid",
