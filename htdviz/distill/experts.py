@@ -165,6 +165,7 @@ class GroupAssignment(nn.Module):
         self.temperature_start, self.temperature_end = temperature_start, temperature_end
         self.temperature = temperature_start
         self.generator = generator
+        self._noise_generators: dict[torch.device, torch.Generator] = {}
         self.selection = nn.ModuleDict({kind: linear(teacher_dim, n_groups, generator)
                                         for kind in ("user", "item")})
         self.experts = nn.ModuleDict({kind: Experts(n_groups, student_dim, teacher_dim,
@@ -190,12 +191,23 @@ class GroupAssignment(nn.Module):
                                        device=self.teacher_users.device)
         return self.selection[kind](teacher_repr).argmax(1)
 
+    def _noise_generator(self, device: torch.device) -> torch.Generator | None:
+        """The generator of the Gumbel noise on ``device``: the one given if it lives there,
+        else one made once for that device and seeded from it (drawing on the host and
+        copying would stall a GPU at every batch)."""
+        if self.generator is None or self.generator.device == device:
+            return self.generator
+        if device not in self._noise_generators:
+            seed = int(torch.randint(2 ** 62, (1,), generator=self.generator))
+            self._noise_generators[device] = torch.Generator(device).manual_seed(seed)
+        return self._noise_generators[device]
+
     def loss(self, users, items, student_users, student_items, noise=None) -> torch.Tensor:
         """L_GA over the batch's unique users plus, separately, its unique items."""
         noise = noise or {}
         return sum(assignment_loss(self.teacher(kind, ids), student, self.selection[kind],
                                    self.experts[kind], self.temperature, noise.get(kind),
-                                   self.generator)
+                                   self._noise_generator(student.device))
                    for kind, ids, student in (("user", users, student_users),
                                               ("item", items, student_items)))
 
