@@ -12,6 +12,7 @@ from __future__ import annotations
 import html
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -19,6 +20,7 @@ import pandas as pd
 
 from . import capacity, experiment, groups, topology
 from .data import _write_atomically
+from .evaluate import ranking_agreement
 from .reference import paper_recall
 from .runs import load_run
 
@@ -89,100 +91,374 @@ def run_demo(student_dim: int = 20, epochs: int = 30, teacher_epochs: int = 100,
     return path
 
 
-def _sections(dataset, teacher, students, max_heatmap, projection, seed):
+#: How methods are named on the page.
+DISPLAY = {"teacher": "teacher", "student": "student alone", "ftd": "FTD", "htd": "HTD",
+           "de": "DE", "fitnet": "FitNet"}
+#: Row entities sampled for the band errors (columns stay complete, so ranks are exact).
+BAND_ROWS = 1000
+#: Entities sampled for the discrepancy measures.
+DISCREPANCY_SAMPLE = 5000
+
+
+@dataclass
+class Section:
+    """One view of the report: a title, what it shows in general (``text``), what it shows
+    for this run (``finding``, one sentence built from the run's numbers), the content (a
+    figure, a table, or a list of them) and optionally the full table behind a curated one,
+    written as CSV beside the report under the name ``csv``."""
+
+    title: str
+    text: str
+    finding: str
+    content: object
+    csv: tuple[str, pd.DataFrame] | None = None
+
+
+def _sections(dataset, teacher, students, max_heatmap, projection, seed) -> list[Section]:
+    """The report's views, in reading order (the demo's students: student, ftd, htd)."""
     from .viz import figures
 
-    htd = students["htd"]
-    item_groups = htd.item_groups
+    htd, ftd, alone = students["htd"], students["ftd"], students["student"]
+    dim, d_t = htd.users.shape[1], teacher.users.shape[1]
+    epochs = int(htd.metrics["final"]["epoch"])
+    on_paper_data = dataset.name.startswith("citeulike") and \
+        dataset.info.get("split") == "reference" and teacher.config.get("model") == "bpr" \
+        and d_t == 200
+    recall = {name: run.metrics["final"]["test_recall@50"]
+              for name, run in [("teacher", teacher), *students.items()]}
     sections = []
 
-    rows = []
+    # -- accuracy ------------------------------------------------------------------------
+    rows, full = [], []
     for name, run in [("teacher", teacher), *students.items()]:
-        final = run.metrics["final"]
-        rows.append({"method": name, "dim": run.users.shape[1],
-                     "test Recall@50": final["test_recall@50"],
-                     "test NDCG@50": final["test_ndcg@50"],
-                     "paper Recall@50 (100 epochs)": paper_recall(name, run.users.shape[1]),
-                     "best-valid epoch": run.metrics["best_valid"]["epoch"],
-                     "train s": run.metrics["train_seconds"]})
-    sections.append(("Accuracy", "Full-ranking test metrics at the last epoch (REFERENCE.md "
-                     "§3). The paper's column is its 100-epoch log; fewer epochs give lower "
-                     "numbers.", pd.DataFrame(rows)))
+        d = run.users.shape[1]
+        rows.append({"method": DISPLAY[name], "dim": d,
+                     "test Recall@50": recall[name],
+                     "test NDCG@50": run.metrics["final"]["test_ndcg@50"],
+                     **({"paper Recall@50 (100 epochs)": paper_recall(name, d)}
+                        if on_paper_data else {}),
+                     "epochs": int(run.metrics["final"]["epoch"]),
+                     "best-valid epoch": int(run.metrics["best_valid"]["epoch"]),
+                     "training (s)": round(run.metrics["train_seconds"])})
+        full.append({"method": name, **_flat(run.metrics)})
+    order = sorted(students, key=lambda m: -recall[m])
+    finding = (f"After {epochs} epochs, test Recall@50: " + ", ".join(
+        f"{DISPLAY[m]} {recall[m]:.4f}" for m in order) +
+        f" (teacher {recall['teacher']:.4f}).")
+    if on_paper_data:
+        paper = {m: paper_recall(m, dim) for m in students}
+        if all(v is not None for v in paper.values()):
+            same = sorted(paper, key=lambda m: -paper[m]) == order
+            finding += (f" The paper's 100-epoch logs give " + " / ".join(
+                f"{paper[m]:.4f}" for m in order) + f" in that order; the ordering "
+                f"{'matches' if same else 'differs from'} the paper's.")
+    sections.append(Section(
+        "Accuracy",
+        "Full-ranking test metrics at the last epoch (leave-one-out, all items ranked, "
+        "training items excluded; docs/method.md §8)." + (
+            f" The paper's column is its authors' 100-epoch log; these students trained "
+            f"{epochs} epochs, and fewer epochs give lower numbers." if on_paper_data else ""),
+        finding, pd.DataFrame(rows), ("accuracy", pd.DataFrame(full))))
 
-    sections.append(("Learning curves", "Test Recall@50 against epochs.",
-                     figures.learning_curves({m: r.history for m, r in students.items()})))
+    # -- learning curves -----------------------------------------------------------------
+    gains = {m: _last_gain(run.history) for m, run in students.items()}
+    rising = {m: g for m, g in gains.items() if g is not None and g > 0.002}
+    finding = f"{DISPLAY[order[0]]} leads at the last epoch."
+    if rising:
+        finding += (" Over the last evaluation interval " + ", ".join(
+            f"{DISPLAY[m]} still gained {g:+.4f}" for m, g in rising.items()) +
+            f": {epochs} epochs are not the end of training (the paper trains 100).")
+    else:
+        finding += " The curves have levelled off (gains of at most .002 over the last " \
+                   "evaluation interval)."
+    sections.append(Section(
+        "Learning curves", "Test Recall@50 of each student, evaluated during training.",
+        finding, figures.learning_curves({DISPLAY[m]: r.history for m, r in students.items()})))
 
-    item_tags = groups.top_tags(item_groups, dataset.item_tags, dataset.tag_names, n_top=3)
-    sections.append(("HTD's item groups", "Item groups chosen by HTD's selection network "
-                     "(argmax over K = 30), labelled with their most characteristic tags "
-                     "(lift over the global tag frequency).",
-                     figures.group_sizes_figure(item_groups, top_tags=item_tags)))
+    # -- agreement with the teacher's ranking --------------------------------------------
+    agreement = {m: ranking_agreement(teacher.users, teacher.items, run.users, run.items,
+                                      dataset.train, ks=(10, 50)).mean()
+                 for m, run in students.items()}
+    table = pd.DataFrame([{"method": DISPLAY[m], "dim": run.users.shape[1],
+                           "top-10 overlap": agreement[m]["overlap@10"],
+                           "top-50 overlap": agreement[m]["overlap@50"],
+                           "top-50 NDCG": agreement[m]["ndcg@50"],
+                           "test Recall@50": recall[m]} for m, run in students.items()])
+    ranked = sorted(students, key=lambda m: -agreement[m]["overlap@50"])
+    finding = "Share of the teacher's top-50 items that a student also ranks in its top 50, " \
+        "averaged over users: " + ", ".join(
+            f"{DISPLAY[m]} {agreement[m]['overlap@50']:.0%}" for m in ranked) + \
+        f" (top 10: " + ", ".join(f"{DISPLAY[m]} {agreement[m]['overlap@10']:.0%}"
+                                  for m in ranked) + ")."
+    sections.append(Section(
+        "Agreement with the teacher's ranking",
+        "Recommendation uses one relation of the topology: how each user scores the items. "
+        "Both models rank all items for every user; the overlap is the share of the "
+        "teacher's top-k items that the student also puts in its top k, and the NDCG "
+        "weighs them by the student's positions (1 = the same top k).", finding, table))
 
-    sections.append(("Teacher and HTD student, mapped", f"{projection.upper()} of all items "
-                     "in the teacher space and in the student space (student aligned to the "
-                     "teacher by Procrustes), coloured by HTD group.",
-                     figures.projection_figure(teacher.items, htd.items, method=projection,
-                                               groups=item_groups, random_state=seed)))
+    # -- where the error lies: by teacher-similarity band --------------------------------
+    bands = pd.concat([topology.band_error_table(
+        teacher.users, teacher.items, run.users, run.items, max_rows=BAND_ROWS,
+        random_state=seed).assign(method=DISPLAY[m]) for m, run in students.items()],
+        ignore_index=True)
+    sections.append(Section(
+        "Where the topology error lies",
+        f"The squared difference between teacher and student cosines, averaged over the "
+        f"pairs of each band: for every entity, the other entities ranked by their teacher "
+        f"similarity to it, from its 10 nearest to the far rest ({BAND_ROWS:,} sampled users "
+        f"and items ranked against all; htdviz.topology.band_error_table). FTD's loss "
+        f"weighs every pair alike; almost all pairs are far.",
+        _band_finding(bands), figures.band_error_figure(bands), ("band_errors", bands)))
 
-    sections.append(("Similarity heatmaps", f"Cosine similarities among {max_heatmap} items "
-                     "sampled in proportion to group size and ordered by HTD group: teacher, "
-                     "HTD student and their difference.",
-                     figures.similarity_heatmaps(teacher.items, htd.items, groups=item_groups,
-                                                 max_entities=max_heatmap,
-                                                 random_state=seed)))
+    # -- HTD's groups ---------------------------------------------------------------------
+    k = int(htd.config.get("n_groups", 30))
+    usage = {kind: groups.group_usage(labels, k)
+             for kind, labels in (("user", htd.user_groups), ("item", htd.item_groups))}
+    has_tags = dataset.item_tags is not None
+    item_tags = groups.top_tags(htd.item_groups, dataset.item_tags, dataset.tag_names,
+                                n_top=3) if has_tags else None
+    start = htd.history.iloc[0] if "item_groups_used" in htd.history.columns else None
+    finding = (f"At the last epoch HTD's selection networks use {usage['user']['used']} of "
+               f"K = {k} user groups and {usage['item']['used']} of {k} item groups "
+               f"({usage['user']['effective']:.1f} and {usage['item']['effective']:.1f} "
+               f"equally full groups would have the same entropy)")
+    finding += (f"; before training they used {int(start['user_groups_used'])} and "
+                f"{int(start['item_groups_used'])}." if start is not None else ".")
+    contents = [figures.group_sizes_figure(htd.item_groups, top_tags=item_tags, n_groups=k)]
+    if start is not None:
+        contents.append(figures.group_usage_figure({"HTD": htd.history}, n_groups=k))
+    sections.append(Section(
+        "HTD's groups",
+        f"Each entity's group is the argmax of a selection network over K = {k} groups "
+        f"(docs/method.md §5.1). Nothing in HTD's loss spreads the entities over the "
+        f"groups: an expert that reconstructs its entities well can take more of them while "
+        f"others fall idle. Where few groups are in use, the hierarchy is coarser than K "
+        f"suggests: the entity level then covers large groups and the group level few "
+        f"prototypes. " + (
+            "Item groups are labelled with their most characteristic tags (lift over the "
+            "tag's overall frequency, tags on at least 3 items of the group)." if has_tags
+            else "This data set has no item tags, so the groups are shown by size only."),
+        finding, contents))
 
+    # -- maps and heatmaps ----------------------------------------------------------------
     rng = np.random.default_rng(seed)
-    sample = np.sort(rng.choice(dataset.n_items, size=min(5000, dataset.n_items),
+    sample = np.sort(rng.choice(dataset.n_items, size=min(DISCREPANCY_SAMPLE, dataset.n_items),
                                 replace=False))
     rows = []
     for name, run in students.items():
         measures = topology.discrepancy(teacher.items[sample], run.items[sample],
-                                        labels=item_groups[sample], random_state=seed)
+                                        labels=htd.item_groups[sample], random_state=seed)
         rows.append({"method": name, **measures})
-    table = pd.DataFrame(rows)
-    sections.append(("Topology discrepancy", "How far each student's item topology is from "
-                     "the teacher's, on 5,000 sampled items (htdviz.topology.discrepancy; "
-                     "lower error / KL and higher overlap, Spearman and CKA are better).",
-                     table))
-    kl = table.melt(id_vars="method", value_vars=["kl_most_similar", "kl_random"],
-                    var_name="mode", value_name="value")
-    kl["mode"] = kl["mode"].str.replace("kl_", "")
-    sections.append(("Topology preservation", "KL(teacher || student) of softmax similarity "
-                     "distributions over each item's most similar and random neighbours "
-                     "(REFERENCE.md §4c).", figures.preservation_bars(kl, value="value")))
+    measures = pd.DataFrame(rows).set_index("method")
+    overlap = measures["knn_overlap@10"]
+    sections.append(Section(
+        "Teacher and HTD student, mapped",
+        f"{projection.upper()} of all items in the teacher space and in the student space "
+        f"(the student's map aligned to the teacher's by Procrustes), coloured by HTD's "
+        f"item group. Nearby points are items with similar representations.",
+        f"Of each item's 10 nearest teacher neighbours, HTD's student keeps "
+        f"{overlap['htd']:.0%} among its own 10 nearest, FTD's {overlap['ftd']:.0%}, the "
+        f"student alone {overlap['student']:.0%} ({len(sample):,} sampled items).",
+        figures.projection_figure(teacher.items, htd.items, method=projection,
+                                  groups=htd.item_groups, random_state=seed)))
+    sections.append(Section(
+        "Similarity heatmaps",
+        f"Cosine similarities among {max_heatmap} items sampled in proportion to group size "
+        f"and ordered by HTD group: teacher, HTD student and their difference. Same-group "
+        f"blocks lie on the diagonal: HTD's entity level distils them.",
+        f"On {len(sample):,} sampled items, HTD's student misses same-group pairs by "
+        f"{measures.loc['htd', 'htd_entity_error']:.4f} (mean squared cosine difference) "
+        f"and all pairs by {measures.loc['htd', 'ftd_error']:.4f}; FTD's by "
+        f"{measures.loc['ftd', 'htd_entity_error']:.4f} and "
+        f"{measures.loc['ftd', 'ftd_error']:.4f}.",
+        figures.similarity_heatmaps(teacher.items, htd.items, groups=htd.item_groups,
+                                    max_entities=max_heatmap, random_state=seed)))
 
-    cap = capacity.capacity_table(teacher.users, teacher.items,
-                                  dims=(10, 20, 50, 100, 200),
-                                  runs={m: r for m, r in students.items()},
-                                  user_labels=htd.user_groups, item_labels=item_groups,
-                                  max_entities=5000, random_state=seed)
-    sections.append(("Capacity gap", "The smallest topology error any d-dimensional "
-                     "representation can reach on the full topology vs on HTD's hierarchical "
-                     "target (rank-d bounds, htdviz.capacity), beside the students' errors.",
-                     figures.capacity_curves(cap)))
-    sections.append(("Capacity table", "", cap))
+    # -- discrepancy ----------------------------------------------------------------------
+    curated = {"ftd_error": "full-topology error", "htd_error": "HTD-target error",
+               "knn_overlap@10": "kNN overlap@10", "spearman": "Spearman", "cka": "CKA",
+               "kl_most_similar": "KL most similar", "kl_random": "KL random"}
+    table = measures[list(curated)].rename(columns=curated)
+    table.insert(0, "test Recall@50", [recall[m] for m in table.index])
+    table.index = [DISPLAY[m] for m in table.index]
+    sections.append(Section(
+        "Topology discrepancy",
+        f"How far each student's item topology is from the teacher's on {len(sample):,} "
+        f"sampled items (htdviz.topology.discrepancy). Errors and KL: lower is closer; "
+        f"overlap, Spearman and CKA: higher is closer. The HTD target uses HTD's item "
+        f"groups.", _discrepancy_finding(measures, recall, bands, dim),
+        table.reset_index(names="method"),
+        ("discrepancy", measures.reset_index())))
+    kl = measures[["kl_most_similar", "kl_random"]].reset_index().melt(
+        id_vars="method", var_name="mode", value_name="value")
+    kl["method"] = kl["method"].map(DISPLAY)
+    kl["mode"] = kl["mode"].map({"kl_most_similar": "most similar", "kl_random": "random"})
+    most = measures["kl_most_similar"].sort_values()
+    sections.append(Section(
+        "Topology preservation",
+        "KL(teacher || student) of softmax distributions of each item's cosines to its 10 "
+        "most similar teacher neighbours, and to 10 random items (the paper's analysis, "
+        "docs/method.md §9; temperature 1). Lower = better preserved.",
+        "Most-similar neighbours, from best preserved: " + ", ".join(
+            f"{DISPLAY[m]} {v:.4f}" for m, v in most.items()) + "." +
+        (" The paper (100 epochs, phi = 0.1, its own neighbourhood size and temperature) "
+         "finds HTD < DE < student alone." if on_paper_data else ""),
+        figures.preservation_bars(kl, value="value")))
+
+    # -- capacity -------------------------------------------------------------------------
+    grid = sorted(set(np.unique(np.geomspace(1, d_t, 25).round().astype(int)).tolist()) |
+                  {dim, d_t})
+    cap = capacity.capacity_table(teacher.users, teacher.items, dims=grid,
+                                  runs={DISPLAY[m]: r for m, r in students.items()},
+                                  user_labels=htd.user_groups, item_labels=htd.item_groups,
+                                  max_entities=DISCREPANCY_SAMPLE, random_state=seed)
+    cap["test_recall@50"] = cap.pop("final_test_recall@50") \
+        if "final_test_recall@50" in cap.columns else np.nan
+    achieved = cap[cap["kind"] == "achieved"]
+    bound = cap[(cap["kind"] == "bound") & (cap["dim"] == dim)].iloc[0]
+    finding = (f"At d = {dim}, no student can get below {bound['full_error_relative']:.1%} "
+               f"of the full topology's energy, or {bound['hierarchical_error_relative']:.1%}"
+               f" of the hierarchical target's (dashed lines). The trained students sit at "
+               f"{achieved['full_error_relative'].min():.2f}-"
+               f"{achieved['full_error_relative'].max():.2f} times the full topology's "
+               f"energy and {achieved['hierarchical_error_relative'].min():.2f}-"
+               f"{achieved['hierarchical_error_relative'].max():.2f} times the "
+               f"hierarchical target's: far above either bound, so the bounds say what is "
+               f"reachable at this size, not what these students reach.")
+    curated = achieved[["method", "dim", "full_error_relative",
+                        "hierarchical_error_relative", "test_recall@50"]].rename(columns={
+                            "full_error_relative": "full error / energy",
+                            "hierarchical_error_relative": "HTD-target error / energy",
+                            "test_recall@50": "test Recall@50"})
+    sections.append(Section(
+        "Capacity gap",
+        "The smallest topology error any d-dimensional representation can reach (rank-d "
+        "bounds, htdviz.capacity) on the full topology and on HTD's hierarchical target "
+        "(HTD's groups; users and items together, 5,000 sampled), as a share of the "
+        "target's energy, beside what the students reached. A value of 1 is as far off as "
+        "a student whose cosines were all 0.", finding,
+        [figures.capacity_curves(cap), curated], ("capacity", cap)))
     return sections
 
 
-def _write_html(path: Path, settings: str, sections) -> Path:
-    parts, plotly_included = [], False
-    for title, text, content in sections:
-        parts.append(f"<h2>{html.escape(title)}</h2><p>{html.escape(text)}</p>")
-        if isinstance(content, pd.DataFrame):
-            parts.append(content.to_html(index=False, float_format=lambda v: f"{v:.4f}",
-                                         na_rep="", border=0, classes="table"))
+def _flat(metrics: dict, prefix: str = "") -> dict:
+    out = {}
+    for key, value in metrics.items():
+        if isinstance(value, dict):
+            out.update(_flat(value, f"{prefix}{key}_"))
         else:
-            parts.append(content.to_html(full_html=False,
-                                         include_plotlyjs=not plotly_included))
-            plotly_included = True
+            out[f"{prefix}{key}"] = value
+    return out
+
+
+def _last_gain(history: pd.DataFrame) -> float | None:
+    """Test Recall@50 gained between the last two evaluations."""
+    values = history.sort_values("epoch")["test_recall@50"].to_numpy()
+    return float(values[-1] - values[-2]) if values.size >= 2 else None
+
+
+def _band_finding(bands: pd.DataFrame) -> str:
+    """FTD's and HTD's item-item errors in the nearest and the farthest band, compared."""
+    items = bands[bands["pairs"] == "item-item"]
+    near, far = items["band"].iloc[0], items["band"].iloc[-1]
+    err = items.set_index(["method", "band"])["mean_sq_error"]
+    share = items[items["band"] == far]["n_pairs"].iloc[0] / \
+        items.groupby("method")["n_pairs"].sum().iloc[0]
+    htd_near, ftd_near = err[("HTD", near)], err[("FTD", near)]
+    htd_far, ftd_far = err[("HTD", far)], err[("FTD", far)]
+    text = (f"Item-item pairs: among each item's nearest teacher neighbours (ranks {near}) "
+            f"HTD's student errs by {htd_near:.4f} and FTD's by {ftd_near:.4f}; among the "
+            f"far ones (ranks {far}, {share:.0%} of all pairs) HTD's by {htd_far:.4f} and "
+            f"FTD's by {ftd_far:.4f}")
+    if htd_near < ftd_near and ftd_far < htd_far:
+        return text + ": HTD keeps the near relations better and gives up far ones, which " \
+                      "dominate every all-pairs measure."
+    if htd_near < ftd_near and htd_far <= ftd_far:
+        return text + ": HTD is closer in both."
+    if htd_near >= ftd_near and ftd_far < htd_far:
+        return text + ": FTD is closer in both, HTD's advantage is not in these cosines."
+    return text + ": HTD is closer among the far pairs, FTD among the near ones."
+
+
+def _discrepancy_finding(measures: pd.DataFrame, recall: dict, bands: pd.DataFrame,
+                         dim: int) -> str:
+    """How many measures put FTD's student closer than HTD's, and what that means."""
+    from .topology import HIGHER_IS_BETTER
+
+    keys = ["ftd_error", "htd_error", "knn_overlap@10", "spearman", "cka",
+            "kl_most_similar", "kl_random"]
+    closer = sum((measures.loc["ftd", k] > measures.loc["htd", k])
+                 if k.startswith(HIGHER_IS_BETTER) else
+                 (measures.loc["ftd", k] < measures.loc["htd", k]) for k in keys)
+    text = f"FTD's student is closer to the teacher than HTD's on {closer} of {len(keys)} " \
+           f"measures"
+    if recall["htd"] > recall["ftd"] and closer > len(keys) / 2:
+        items = bands[(bands["pairs"] == "item-item") & (bands["method"] == "HTD")]
+        far_share = items["n_pairs"].iloc[-1] / items["n_pairs"].sum()
+        return (text + f", yet HTD's ranks better (test Recall@50 {recall['htd']:.4f} vs "
+                f"{recall['ftd']:.4f}). These measures average over all pairs, "
+                f"{far_share:.0%} of which lie beyond each item's 1,000 nearest; a "
+                f"{dim}-dimensional student cannot hold them all, and ranking depends on "
+                f"the near ones (see the agreement and band views above).")
+    return text + f"; test Recall@50: HTD {recall['htd']:.4f}, FTD {recall['ftd']:.4f}."
+
+
+_STYLE = """
+body{font-family:system-ui,sans-serif;max-width:1180px;margin:auto;padding:1em;color:#222}
+h2{margin-top:2em;border-bottom:1px solid #ddd}
+p.finding{background:#f4f7fb;border-left:4px solid #4a78b5;padding:.5em .8em}
+.table-wrap{overflow-x:auto;max-width:100%}
+.table{border-collapse:collapse;font-size:14px}
+.table td,.table th{padding:3px 10px;border-bottom:1px solid #ddd;text-align:right}
+.table td:first-child,.table th:first-child{text-align:left}
+.plotly-graph-div{max-width:100%}
+"""
+
+
+def _write_html(path: Path, settings: str, sections: list[Section]) -> Path:
+    """The report as one self-contained page (plotly.js embedded once), and each section's
+    full table as ``<report stem>.<name>.csv`` beside it, linked from the section."""
+    path = Path(path)
+    parts, plotly_included = [], False
+    for section in sections:
+        parts.append(f"<h2>{html.escape(section.title)}</h2>"
+                     f"<p>{html.escape(section.text)}</p>"
+                     f"<p class='finding'>{html.escape(section.finding)}</p>")
+        contents = section.content if isinstance(section.content, list) else [section.content]
+        for content in contents:
+            if isinstance(content, pd.DataFrame):
+                parts.append("<div class='table-wrap'>" + content.to_html(
+                    index=False, float_format=_number, na_rep="", border=0,
+                    classes="table") + "</div>")
+            else:
+                parts.append(content.to_html(full_html=False,
+                                             include_plotlyjs=not plotly_included,
+                                             default_width="100%",
+                                             config={"responsive": True}))
+                plotly_included = True
+        if section.csv is not None:
+            name, table = section.csv
+            csv = path.with_name(f"{path.stem}.{name}.csv")
+            _write_atomically(csv, lambda f, t=table: f.write(
+                t.to_csv(index=False).encode("utf-8")))
+            parts.append(f"<p><a href='{html.escape(csv.name)}'>The full table "
+                         f"({html.escape(csv.name)})</a></p>")
     page = f"""<!DOCTYPE html>
 <html><head><meta charset="utf-8"><title>htdviz report</title>
-<style>body{{font-family:sans-serif;max-width:1200px;margin:auto;padding:1em}}
-.table{{border-collapse:collapse}} .table td,.table th{{padding:2px 8px;border-bottom:1px solid #ddd;text-align:right}}</style>
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<style>{_STYLE}</style>
 </head><body>
-<h1>htdviz: topology distillation on CiteULike</h1>
+<h1>htdviz: what topology distillation transferred</h1>
 <p>{html.escape(settings)}</p>
 {''.join(parts)}
 </body></html>"""
     _write_atomically(path, lambda f: f.write(page.encode("utf-8")))
     return path
+
+
+def _number(value: float) -> str:
+    """Four significant decimals for metrics; integers stay integers."""
+    if float(value).is_integer() and abs(value) >= 1:
+        return f"{value:.0f}"
+    return f"{value:.4f}"

@@ -396,20 +396,76 @@ def test_capacity_curves_from_the_capacity_table():
                           "items": rng.standard_normal((60, d)),
                           "metrics": {"test_recall@50": 0.1 * d + (method == "HTD")}}
             for method in ("student", "HTD") for d in (6, 3)}
-    table = capacity.capacity_table(tu, ti, runs=runs, n_groups=3)
+    table = capacity.capacity_table(tu, ti, dims=range(1, 13), runs=runs, n_groups=3)
     fig = figures.capacity_curves(table)
-    assert [t.name for t in fig.data] == ["student", "HTD"] * 2 + ["rank-d bound"]
-    assert [t.xaxis for t in fig.data] == ["x", "x", "x2", "x2", "x2"]
-    assert list(fig.data[0].x) == [0.25, 0.5]                   # phi, ascending
-    assert list(fig.data[1].y) == pytest.approx([1.3, 1.6])     # HTD recall
-    bound = table[table["kind"] == "bound"].sort_values("phi")
-    np.testing.assert_allclose(fig.data[4].y, bound["full_error_relative"])
-    assert fig.data[4].line.dash == "dash" and fig.layout.xaxis.type == "log"
-    assert len(figures.capacity_curves(table, recall=None).data) == 3
+    names = ["rank-d bound", "student", "HTD"]
+    assert [t.name for t in fig.data] == names * 2 + ["student", "HTD"]
+    assert [t.xaxis for t in fig.data] == ["x"] * 3 + ["x2"] * 3 + ["x3"] * 2
+    # the bounds over the whole grid of dims, the runs at theirs, on one relative scale
+    bound = table[table["kind"] == "bound"].sort_values("dim")
+    assert list(fig.data[0].x) == list(range(1, 13))
+    np.testing.assert_allclose(fig.data[0].y, bound["full_error_relative"])
+    np.testing.assert_allclose(fig.data[3].y, bound["hierarchical_error_relative"])
+    assert fig.data[0].line.dash == "dash"
+    assert list(fig.data[1].x) == [3, 6]                          # dims, ascending
+    htd = table[table["method"] == "HTD"].sort_values("dim")
+    np.testing.assert_allclose(fig.data[5].y, htd["hierarchical_error_relative"])
+    assert list(fig.data[7].y) == pytest.approx([1.3, 1.6])      # HTD recall
+    assert fig.layout.yaxis.type == "log" and fig.layout.xaxis.type == "log"
+    # every axis titled in words, no raw column keys
+    assert fig.layout.xaxis.title.text == "student dimension d"
+    assert fig.layout.yaxis.title.text == "error / target energy (log)"
+    assert fig.layout.yaxis3.title.text == "test Recall@50"
+    assert not fig.layout.annotations[-1].text.startswith("Runs at one size")
+    assert len(figures.capacity_curves(table, recall=None).data) == 6
+    one_dim = table[(table["kind"] == "bound") | (table["dim"] == 6)]
+    note = figures.capacity_curves(one_dim).layout.annotations[-1].text
+    assert note.startswith("Runs at one size only (student dimension d = 6)")
     with pytest.raises(ValueError, match="no recall column"):
         figures.capacity_curves(table.drop(columns="test_recall@50"))
     with pytest.raises(ValueError, match="lacks the columns"):
-        figures.capacity_curves(table, error="nope")
+        figures.capacity_curves(table.drop(columns="full_error_relative"))
+
+
+def test_readable_names_metric_keys_in_words():
+    assert figures.readable("final_test_recall@50") == "test Recall@50 (last epoch)"
+    assert figures.readable("best_valid_test_ndcg@20") == \
+        "test NDCG@20 (best-validation epoch)"
+    assert figures.readable("valid_recall@10") == "validation Recall@10"
+    assert figures.readable("dim") == "student dimension d"
+    assert figures.readable("train_seconds") == "train seconds"
+
+
+def test_group_usage_figure_draws_groups_in_use_and_effective_groups():
+    history = pd.DataFrame({"epoch": [0, 10, 20], "user_groups_used": [30, 20, 18],
+                            "item_groups_used": [30, 4, 3],
+                            "user_group_entropy": [4.8, 3.0, 2.5],
+                            "item_group_entropy": [4.9, 1.5, 1.0]})
+    fig = figures.group_usage_figure({"HTD": history, "FTD": history[["epoch"]]},
+                                     n_groups=30)
+    assert [t.name for t in fig.data] == ["HTD: groups in use",
+                                          "HTD: effective groups (2^entropy)"] * 2
+    assert list(fig.data[2].y) == [30, 4, 3]                    # item panel
+    np.testing.assert_allclose(fig.data[3].y, 2.0 ** np.array([4.9, 1.5, 1.0]))
+    assert [s.y0 for s in fig.layout.shapes] == [30, 30]
+    assert fig.layout.xaxis.title.text == "epoch" and fig.layout.yaxis.title.text == "groups"
+    with pytest.raises(ValueError, match="no history has the columns"):
+        figures.group_usage_figure({"FTD": history[["epoch"]]})
+
+
+def test_band_error_figure_one_panel_per_pair_type():
+    rng = np.random.default_rng(0)
+    t, s = rng.normal(size=(60, 8)), rng.normal(size=(60, 3))
+    table = pd.concat([topology.band_error_table(t[:20], t[20:], s[:20], s[20:], bands=(5,))
+                       .assign(method=m) for m in ("FTD", "HTD")])
+    fig = figures.band_error_figure(table)
+    assert [t.name for t in fig.data] == ["FTD", "HTD"] * 3
+    assert [a.text for a in fig.layout.annotations] == ["user-user pairs", "item-item pairs",
+                                                        "user-item pairs"]
+    assert list(fig.data[2].x) == ["1-5", "6-39"]
+    assert fig.layout.yaxis.title.text == "mean squared cosine error per pair"
+    with pytest.raises(ValueError, match="lacks the columns"):
+        figures.band_error_figure(table.drop(columns="method"))
 
 
 def test_group_sizes_figure_sorted_with_top_tags():
@@ -424,8 +480,10 @@ def test_group_sizes_figure_sorted_with_top_tags():
     assert list(bars.x) == [4, 3, 2, 1]
     assert list(bars.text) == ["ml", "bio", "ml", "bio"]
     assert [row[0] for row in bars.customdata] == [2, 1, 0, 3]
-    same = figures.group_sizes_figure(groups.group_sizes(labels), top_tags=top)
+    same = figures.group_sizes_figure(groups.group_sizes(labels), top_tags=top, n_groups=30)
     assert list(same.data[0].x) == [4, 3, 2, 1]
+    assert same.layout.title.text.endswith("(4 of the K = 30 groups in use)")
+    assert same.layout.xaxis.range[1] > 4                    # room for the tag labels
 
 
 def test_preservation_bars_one_trace_per_neighbour_set():

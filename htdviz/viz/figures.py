@@ -553,42 +553,46 @@ def learning_curves(histories, metric: str = "test_recall@50", reference=None,
                                  name=f"{name} (paper)", line=dict(color=colour, dash="dash"),
                                  hovertemplate=f"{name} (paper)<br>{x} %{{x}}<br>{metric} "
                                                f"%{{y:.4f}}<extra></extra>"))
-    fig.update_layout(xaxis_title=x, yaxis_title=metric, template="plotly_white",
-                      title=f"{metric} during training")
+    words = readable(metric)
+    fig.update_layout(xaxis_title=readable(x), yaxis_title=words, template="plotly_white",
+                      title=f"{words[:1].upper()}{words[1:]} during training",
+                      legend_title_text="method")
     return fig
 
 
 def capacity_curves(table: pd.DataFrame, recall: str | None = "auto",
-                    error: str = "full_error_relative", x: str = "phi") -> "go.Figure":
-    """Recall and topology error against capacity, per method, with the spectral bound.
+                    x: str = "dim") -> "go.Figure":
+    """What a student of each size can and does keep of the teacher's topology.
+
+    Two (or three) panels over the student dimension d: the full topology (FTD's target)
+    and HTD's hierarchical target, each with its rank-d bound as a dashed line and the
+    students' achieved errors as markers, on one relative log scale (error energy as a
+    share of the target's energy: 1 = as far off as a student whose cosines were all 0);
+    then, optionally, the students' accuracy.
 
     Parameters
     ----------
     table : pandas.DataFrame
-        Tidy, as :func:`htdviz.capacity.capacity_table` returns: columns ``method``,
-        ``kind`` ("bound" or "achieved"), ``x`` and ``error``, and for the recall panel
-        the ``recall`` column.
+        As :func:`htdviz.capacity.capacity_table` returns: columns ``method``, ``kind``
+        ("bound" / "achieved"), ``x``, ``full_error_relative`` and, for the second panel,
+        ``hierarchical_error_relative``. Give the table a grid of dims (e.g.
+        ``dims=range(1, 201)``) to draw the bounds as curves, not only at the runs' dims.
     recall : str or None, default "auto"
-        The accuracy column; "auto" takes the first of "test_recall@50",
-        "final_test_recall@50", "recall@50" present; None leaves the recall panel out.
-    error : str, default "full_error_relative"
-        The topology error: the share of the teacher's full topology (its squared cosine
-        matrix entries) a student misses; "hierarchical_error_relative" for HTD's target,
-        or the absolute "full_error" / "hierarchical_error".
-    x : str, default "phi"
-        Capacity d_s / d_t (log axis); or "dim".
+        The accuracy column of the last panel; "auto" takes the first of
+        "test_recall@50", "final_test_recall@50", "recall@50" present; None leaves it out.
+    x : {"dim", "phi"}, default "dim"
 
     Returns
     -------
     plotly.graph_objects.Figure
-        With the recall panel: one Scatter per method in panel 1 (recall), then one per
-        method in panel 2 (error), then the bound ("rank-d bound", dashed) in panel 2. The
-        bound is the Eckart-Young error of the best rank-d approximation of the teacher's
-        cosine matrix: no d-dimensional student can go below it.
+        Traces: per error panel the bound ("rank-d bound", dashed), then one per method
+        (markers, joined by lines across dims); then one per method in the recall panel.
+        Methods keep one colour throughout; when every run has the same dim, a note in the
+        figure says that the markers are single points, not curves.
     """
     if not isinstance(table, pd.DataFrame):
         raise ValueError(f"table must be a pandas DataFrame, got {type(table).__name__}")
-    missing = {"method", "kind", x, error} - set(table.columns)
+    missing = {"method", "kind", x, "full_error_relative"} - set(table.columns)
     if missing:
         raise ValueError(f"table lacks the columns {sorted(missing)}; it has "
                          f"{list(table.columns)}")
@@ -601,35 +605,62 @@ def capacity_curves(table: pd.DataFrame, recall: str | None = "auto",
     elif recall is not None and recall not in table.columns:
         raise ValueError(f"recall column {recall!r} is not in the table; it has "
                          f"{list(table.columns)}")
+    errors = {"full_error_relative": "Full topology (FTD's target)"}
+    if "hierarchical_error_relative" in table.columns and \
+            table["hierarchical_error_relative"].notna().any():
+        errors["hierarchical_error_relative"] = "Hierarchical target (HTD's)"
+    panels = list(errors.values()) + ([readable(recall)] if recall else [])
+    fig = _subplots.make_subplots(rows=1, cols=len(panels), subplot_titles=panels,
+                                  horizontal_spacing=0.08)
     achieved = table[table["kind"] != "bound"]
     bound = table[table["kind"] == "bound"].sort_values(x)
-    panels = [recall, error] if recall is not None else [error]
-    fig = _subplots.make_subplots(rows=1, cols=len(panels), subplot_titles=panels,
-                                  horizontal_spacing=0.1)
     methods = list(dict.fromkeys(achieved["method"]))
-    for col, column in enumerate(panels, start=1):
-        for k, method in enumerate(methods):
+    colour = {m: PALETTE[k % len(PALETTE)] for k, m in enumerate(methods)}
+    x_words = readable(x)
+    for col, column in enumerate(errors, start=1):
+        if len(bound) and bound[column].notna().any():
+            fig.add_trace(go.Scatter(
+                x=bound[x], y=bound[column], mode="lines", name="rank-d bound",
+                legendgroup="bound", showlegend=col == 1,
+                line=dict(color="grey", dash="dash"),
+                hovertemplate=f"rank-d bound<br>{x_words} %{{x}}<br>%{{y:.3g}} of the "
+                              f"target's energy<extra></extra>"), row=1, col=col)
+        for method in methods:
             rows = achieved[achieved["method"] == method].sort_values(x)
-            fig.add_trace(go.Scatter(x=rows[x], y=rows[column], mode="lines+markers",
-                                     name=str(method), legendgroup=str(method),
-                                     showlegend=col == 1, line=dict(color=PALETTE[k % len(
-                                         PALETTE)]),
-                                     hovertemplate=f"{method}<br>{x} %{{x}}<br>{column} "
-                                                   f"%{{y:.4f}}<extra></extra>"),
-                          row=1, col=col)
-    if len(bound) and bound[error].notna().any():
-        fig.add_trace(go.Scatter(x=bound[x], y=bound[error], mode="lines",
-                                 name="rank-d bound", line=dict(color="grey", dash="dash"),
-                                 hovertemplate=f"rank-d bound<br>{x} %{{x}}<br>{error} "
-                                               f"%{{y:.4f}}<extra></extra>"),
-                      row=1, col=len(panels))
-    fig.update_xaxes(type="log" if x == "phi" else "linear", title=x)
-    fig.update_layout(template="plotly_white", title="Capacity: accuracy and topology error")
+            fig.add_trace(go.Scatter(
+                x=rows[x], y=rows[column], mode="lines+markers", name=str(method),
+                legendgroup=str(method), showlegend=col == 1,
+                marker=dict(size=10, color=colour[method]), line=dict(color=colour[method]),
+                hovertemplate=f"{method}<br>{x_words} %{{x}}<br>%{{y:.3g}} of the target's "
+                              f"energy<extra></extra>"), row=1, col=col)
+        fig.update_yaxes(type="log", dtick=1, row=1, col=col,          # one tick per decade
+                         title_text="error / target energy (log)" if col == 1 else None)
+    if recall:
+        col = len(panels)
+        for method in methods:
+            rows = achieved[achieved["method"] == method].sort_values(x)
+            fig.add_trace(go.Scatter(
+                x=rows[x], y=rows[recall], mode="lines+markers", name=str(method),
+                legendgroup=str(method), showlegend=False,
+                marker=dict(size=10, color=colour[method]), line=dict(color=colour[method]),
+                hovertemplate=f"{method}<br>{x_words} %{{x}}<br>{readable(recall)} "
+                              f"%{{y:.4f}}<extra></extra>"), row=1, col=col)
+        fig.update_yaxes(title_text=readable(recall), row=1, col=col)
+    fig.update_xaxes(type="log", title_text=x_words)
+    fig.update_layout(template="plotly_white", height=430, margin=dict(t=110),
+                      title="Capacity: what a student of each size can keep, and keeps",
+                      legend=dict(orientation="h", y=-0.22, x=0))
+    dims = achieved[x].dropna().unique()
+    if len(dims) == 1:
+        fig.add_annotation(text=f"Runs at one size only ({x_words} = {dims[0]:g}): markers "
+                                f"are single points; the dashed lines are the bounds at "
+                                f"every size.", xref="paper", yref="paper", x=0, y=1.2,
+                           showarrow=False, xanchor="left", font=dict(size=12, color="#555"))
     return fig
 
 
 def group_sizes_figure(groups, top_tags=None, n_tags: int = 3, group_names=None,
-                       entity: str = "items") -> "go.Figure":
+                       entity: str = "items", n_groups: int | None = None) -> "go.Figure":
     """Group sizes as horizontal bars (largest on top), each labelled with its top tags.
 
     Parameters
@@ -642,6 +673,8 @@ def group_sizes_figure(groups, top_tags=None, n_tags: int = 3, group_names=None,
         Tags shown per group.
     group_names : mapping group -> str, optional
     entity : str, default "items"
+    n_groups : int, optional
+        K, the groups on offer; the title then says how many are in use.
 
     Returns
     -------
@@ -667,9 +700,16 @@ def group_sizes_figure(groups, top_tags=None, n_tags: int = 3, group_names=None,
                            hovertemplate="group %{customdata[0]}: %{customdata[1]} "
                                          f"{entity}<br>%{{customdata[2]}}<extra></extra>"))
     fig.update_yaxes(autorange="reversed")
+    largest = max((int(sizes[g]) for g in order), default=1)
+    longest = max((len(t) for t in text), default=0)
+    # room for the tag labels beyond the longest bar, so none is cut at the right edge
+    fig.update_xaxes(range=[0, largest * (1.15 + 0.012 * longest)])
+    title = "Group sizes and their most characteristic tags" if tags else "Group sizes"
+    if n_groups is not None:
+        title += f" ({len(order)} of the K = {n_groups} groups in use)"
     fig.update_layout(template="plotly_white", xaxis_title=f"{entity} in group",
-                      title="Group sizes and their most characteristic tags",
-                      height=max(300, 22 * len(order) + 120))
+                      title=title, height=max(300, 22 * len(order) + 120),
+                      margin=dict(r=40))
     return fig
 
 
@@ -712,9 +752,152 @@ def preservation_bars(results, value: str = "kl") -> "go.Figure":
                              texttemplate="%{y:.4f}", textposition="outside",
                              hovertemplate=f"%{{x}} · {mode}<br>KL %{{y:.4f}}<extra></extra>"))
     fig.update_layout(barmode="group", template="plotly_white",
-                      yaxis_title="KL(teacher || student), lower is better",
-                      title="Topology preservation", legend_title_text="neighbours")
+                      yaxis_title="KL(teacher || student)",
+                      title="Topology preservation (lower is better)",
+                      legend_title_text="neighbours")
     return fig
+
+
+def group_usage_figure(histories, n_groups: int | None = None) -> "go.Figure":
+    """How many groups a distiller's assignment uses, over training (users and items).
+
+    Parameters
+    ----------
+    histories : mapping or pandas.DataFrame
+        name -> history DataFrame (or a :class:`htdviz.runs.Run`) with columns ``epoch``,
+        ``user_groups_used``, ``item_groups_used`` and optionally
+        ``user_group_entropy``, ``item_group_entropy`` (bits), as :func:`htdviz.train.fit`
+        records for HTD and DE; histories without them are skipped.
+    n_groups : int, optional
+        K, the groups on offer, drawn as a dotted line.
+
+    Returns
+    -------
+    plotly.graph_objects.Figure
+        Two panels (users, items); per method a solid line of the groups in use and, with
+        the entropies, a dashed line of the effective number of groups 2^entropy (as many
+        equally full groups would have the same entropy).
+    """
+    curves = {}
+    for name, frame in (histories.items() if isinstance(histories, Mapping)
+                        else [("run", histories)]):
+        frame = getattr(frame, "history", frame)
+        if isinstance(frame, pd.DataFrame) and {"epoch", "user_groups_used",
+                                                "item_groups_used"} <= set(frame.columns):
+            curves[name] = frame.dropna(subset=["user_groups_used"]).sort_values("epoch")
+    if not curves:
+        raise ValueError("no history has the columns epoch, user_groups_used and "
+                         "item_groups_used (recorded by htdviz.train.fit for HTD and DE)")
+    fig = _subplots.make_subplots(rows=1, cols=2, subplot_titles=("User groups", "Item groups"),
+                                  shared_yaxes=True, horizontal_spacing=0.06)
+    for k, (name, frame) in enumerate(curves.items()):
+        colour = PALETTE[k % len(PALETTE)]
+        for col, kind in enumerate(("user", "item"), start=1):
+            fig.add_trace(go.Scatter(
+                x=frame["epoch"], y=frame[f"{kind}_groups_used"], mode="lines+markers",
+                name=f"{name}: groups in use", legendgroup=f"{name}-used",
+                showlegend=col == 1, line=dict(color=colour),
+                hovertemplate=f"{name}<br>epoch %{{x}}<br>%{{y}} {kind} groups in use"
+                              f"<extra></extra>"), row=1, col=col)
+            if f"{kind}_group_entropy" in frame.columns:
+                fig.add_trace(go.Scatter(
+                    x=frame["epoch"], y=2.0 ** frame[f"{kind}_group_entropy"], mode="lines",
+                    name=f"{name}: effective groups (2^entropy)",
+                    legendgroup=f"{name}-effective", showlegend=col == 1,
+                    line=dict(color=colour, dash="dash"),
+                    hovertemplate=f"{name}<br>epoch %{{x}}<br>%{{y:.1f}} effective {kind} "
+                                  f"groups<extra></extra>"), row=1, col=col)
+    if n_groups is not None:
+        for col in (1, 2):
+            fig.add_hline(y=n_groups, line=dict(color="grey", dash="dot"), row=1, col=col,
+                          annotation_text=f"K = {n_groups} on offer",
+                          annotation_position="bottom right")
+    fig.update_xaxes(title_text="epoch")
+    fig.update_yaxes(title_text="groups", rangemode="tozero", row=1, col=1)
+    fig.update_layout(template="plotly_white", height=380,
+                      title="Groups in use during training",
+                      legend=dict(orientation="h", y=-0.25, x=0))
+    return fig
+
+
+def band_error_figure(table: pd.DataFrame, value: str = "mean_sq_error") -> "go.Figure":
+    """Each student's topology error by teacher-similarity band, one panel per pair type.
+
+    Parameters
+    ----------
+    table : pandas.DataFrame
+        :func:`htdviz.topology.band_error_table` output with a ``method`` column added
+        (several students stacked): columns ``method``, ``pairs``, ``band`` and ``value``.
+    value : {"mean_sq_error", "error_share"}, default "mean_sq_error"
+        The mean squared cosine error per pair of the band, or the band's share of the
+        student's total error.
+
+    Returns
+    -------
+    plotly.graph_objects.Figure
+        One panel per pair type (in order of appearance), bands along x nearest first, one
+        Bar trace per method and panel (legend once per method).
+    """
+    missing = {"method", "pairs", "band", value} - set(getattr(table, "columns", []))
+    if missing:
+        raise ValueError(f"table lacks the columns {sorted(missing)}; build it with "
+                         f"htdviz.topology.band_error_table and add a 'method' column")
+    pair_types = list(dict.fromkeys(table["pairs"]))
+    methods = list(dict.fromkeys(table["method"]))
+    fig = _subplots.make_subplots(rows=1, cols=len(pair_types), subplot_titles=[
+        f"{p} pairs" for p in pair_types], horizontal_spacing=0.06)
+    words = {"mean_sq_error": "mean squared cosine error per pair",
+             "error_share": "share of the student's error"}.get(value, readable(value))
+    for col, pairs in enumerate(pair_types, start=1):
+        rows = table[table["pairs"] == pairs]
+        for k, method in enumerate(methods):
+            part = rows[rows["method"] == method]
+            fig.add_trace(go.Bar(
+                x=[_band_name(b) for b in part["band"]], y=part[value], name=str(method),
+                legendgroup=str(method), showlegend=col == 1,
+                marker_color=PALETTE[k % len(PALETTE)],
+                hovertemplate=f"{method}<br>{pairs}, teacher-neighbour ranks %{{x}}<br>"
+                              f"{words} %{{y:.4f}}<extra></extra>"), row=1, col=col)
+    fig.update_xaxes(title_text="rank among the teacher's neighbours")
+    fig.update_yaxes(title_text=words, row=1, col=1)
+    fig.update_layout(template="plotly_white", barmode="group", height=400,
+                      title="Where the topology error lies: near or far relations",
+                      legend_title_text="method")
+    return fig
+
+
+def _band_name(band: str) -> str:
+    """"1001-25180" -> "1001+": the last band's upper end is just the set's size."""
+    lo, _, hi = str(band).partition("-")
+    return f"{lo}+" if hi and int(hi) > 1000 and int(lo) > 1 else str(band)
+
+
+#: Words for the column keys that figures put on axes (see :func:`readable`).
+_WORDS = {"epoch": "epoch", "dim": "student dimension d", "phi": "capacity phi = d_s / d_t",
+          "recall": "Recall", "ndcg": "NDCG", "valid": "validation", "test": "test",
+          "full_error_relative": "full-topology error / its energy",
+          "hierarchical_error_relative": "hierarchical-target error / its energy",
+          "full_error": "full-topology error per entry",
+          "hierarchical_error": "hierarchical-target error per entry",
+          "bpr_loss": "BPR loss per batch", "distill_loss": "distillation loss per batch"}
+
+
+def readable(key: str) -> str:
+    """A column key in words: "final_test_recall@50" -> "test Recall@50 (last epoch)",
+    "valid_ndcg@20" -> "validation NDCG@20", "dim" -> "student dimension d"."""
+    key = str(key)
+    if key in _WORDS:
+        return _WORDS[key]
+    when = ""
+    for prefix, words in (("final_", " (last epoch)"), ("best_valid_", " (best-validation "
+                                                                      "epoch)")):
+        if key.startswith(prefix):
+            key, when = key[len(prefix):], words
+    split, _, metric = key.partition("_")
+    name, at, k = metric.partition("@")
+    if split in ("test", "valid") and name in ("recall", "ndcg"):
+        return f"{_WORDS[split]} {_WORDS[name]}{at}{k}{when}"
+    return key.replace("_", " ") + when
 
 
 # --------------------------------------------------------------------------------------

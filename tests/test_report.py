@@ -1,0 +1,152 @@
+"""The demo report, asserted on its content: narrow tables with rounded numbers, the full
+tables as CSV beside it, every axis titled in words, one finding from the run's numbers
+under every view. (How it looks in Chromium: tests/test_browser.py.)"""
+from __future__ import annotations
+
+import re
+from html.parser import HTMLParser
+
+import pandas as pd
+import pytest
+
+pytest.importorskip("plotly", reason="the report needs plotly (pip install \"htdviz[viz]\")")
+
+from htdviz import report  # noqa: E402
+
+
+class _Page(HTMLParser):
+    """The page's headings, findings, tables (as rows of cells) and links."""
+
+    def __init__(self):
+        super().__init__()
+        self.h2, self.findings, self.tables, self.links = [], [], [], []
+        self._in = None
+
+    def handle_starttag(self, tag, attrs):
+        attrs = dict(attrs)
+        if tag == "h2" or (tag == "p" and attrs.get("class") == "finding"):
+            self._in = tag
+            (self.h2 if tag == "h2" else self.findings).append("")
+        elif tag == "table":
+            self.tables.append([])
+        elif tag == "tr" and self.tables:
+            self.tables[-1].append([])
+        elif tag in ("td", "th") and self.tables:
+            self._in = "cell"
+            self.tables[-1][-1].append("")
+        elif tag == "a":
+            self.links.append(attrs.get("href"))
+
+    def handle_endtag(self, tag):
+        if tag in ("h2", "p", "td", "th"):
+            self._in = None
+
+    def handle_data(self, data):
+        if self._in == "h2":
+            self.h2[-1] += data
+        elif self._in == "p":
+            self.findings[-1] += data
+        elif self._in == "cell":
+            self.tables[-1][-1][-1] += data
+
+
+@pytest.fixture(scope="module")
+def demo(tmp_path_factory):
+    """The demo pipeline on the synthetic data set, a few epochs; the sections it drew."""
+    tmp = tmp_path_factory.mktemp("demo")
+    drawn = {}
+    original = report._write_html
+
+    def keep(path, settings, sections):
+        drawn["sections"] = sections
+        return original(path, settings, sections)
+
+    report._write_html = keep
+    try:
+        path = report.run_demo(student_dim=8, epochs=4, teacher_epochs=6, dataset="synthetic",
+                               runs_dir=tmp / "runs", report=tmp / "report.html",
+                               projection="pca", progress=False, max_heatmap=200)
+    finally:
+        report._write_html = original
+    page = _Page()
+    page.feed(path.read_text())
+    return path, page, drawn["sections"]
+
+
+def test_every_view_has_a_finding_from_the_run(demo):
+    _, page, sections = demo
+    assert len(page.h2) == len(sections) == len(page.findings) >= 9
+    for section, finding in zip(sections, page.findings):
+        assert finding == section.finding
+        assert re.search(r"\d(\.\d|%)", finding), f"{section.title}: no number in {finding!r}"
+        assert finding.endswith((".", ")")) and "REFERENCE" not in finding
+    titles = [s.title for s in sections]
+    for wanted in ("Accuracy", "Agreement with the teacher's ranking",
+                   "Where the topology error lies", "HTD's groups", "Capacity gap"):
+        assert wanted in titles
+
+
+def test_tables_are_narrow_and_rounded_with_the_full_tables_beside(demo):
+    path, page, sections = demo
+    assert page.tables
+    for table in page.tables:
+        assert len(table[0]) <= 10
+        for row in table[1:]:
+            for cell in row:
+                assert not re.fullmatch(r"-?\d+\.\d{5,}", cell), f"unrounded number {cell}"
+    csvs = [s.csv[0] for s in sections if s.csv is not None]
+    assert {"accuracy", "band_errors", "discrepancy", "capacity"} <= set(csvs)
+    for name in csvs:
+        file = path.with_name(f"{path.stem}.{name}.csv")
+        assert file.name in page.links
+        assert len(pd.read_csv(file)) > 0
+    capacity_csv = pd.read_csv(path.with_name(f"{path.stem}.capacity.csv"))
+    assert len(capacity_csv.columns) > 10          # the full table, behind a curated one
+    # the epoch budget beside the paper's numbers is stated (synthetic: no paper column)
+    accuracy = next(t for t in page.tables if t[0][:2] == ["method", "dim"])
+    assert "epochs" in accuracy[0] and "paper Recall@50 (100 epochs)" not in accuracy[0]
+
+
+def _figures(sections):
+    for section in sections:
+        for content in section.content if isinstance(section.content, list) \
+                else [section.content]:
+            if not isinstance(content, pd.DataFrame):
+                yield section.title, content
+
+
+def test_every_numeric_axis_is_titled_in_words(demo):
+    _, _, sections = demo
+    checked = 0
+    for title, fig in _figures(sections):
+        layout = fig.layout
+        for name in [k for k in layout.to_plotly_json() if re.fullmatch(r"[xy]axis\d*", k)]:
+            axis = layout[name]
+            if axis.type == "category" or axis.showticklabels is False or \
+                    axis.visible is False or (axis.matches and axis.title.text is None):
+                continue
+            used = [t for t in fig.data if (getattr(t, name[0] + "axis", None) or name[0]) ==
+                    name.replace("axis", "")]
+            values = [v for t in used for v in (() if getattr(t, name[0]) is None
+                                                else getattr(t, name[0]))]
+            if not values or isinstance(values[0], str):        # categories, not numbers
+                continue
+            text = axis.title.text
+            if text is None:                  # shared axes: one title on the first panel
+                first = name[0] + "axis"
+                text = layout[first].title.text if name[-1].isdigit() and \
+                    layout[first].title.text else None
+            assert text, f"{title}: {name} has no title"
+            assert "_" not in text or text.startswith("d_"), f"{title}: raw key {text!r}"
+            checked += 1
+    assert checked >= 10
+
+
+def test_capacity_view_draws_both_bounds_over_a_grid_of_dims(demo):
+    _, _, sections = demo
+    section = next(s for s in sections if s.title == "Capacity gap")
+    fig = section.content[0]
+    bounds = [t for t in fig.data if t.name == "rank-d bound"]
+    assert len(bounds) == 2 and len(bounds[0].x) > 10
+    assert "Runs at one size only" in fig.layout.annotations[-1].text
+    assert "no student can get below" in section.finding
