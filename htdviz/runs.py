@@ -39,7 +39,7 @@ from typing import Callable, ClassVar
 import numpy as np
 import pandas as pd
 
-from ._validation import check_labels, check_matrix
+from ._validation import check_int, check_labels, check_matrix
 
 ENTITIES = ("users", "items")
 #: The methods a student can be trained with ("student": alone, no distiller).
@@ -80,11 +80,18 @@ class _Config:
             if choices and getattr(self, f.name) not in choices:
                 raise ValueError(f"{f.name} must be one of {tuple(choices)}, got "
                                  f"{getattr(self, f.name)!r}")
-        for name in ("dim", "epochs", "eval_every"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or \
-                    value < 1:
-                raise ValueError(f"{name} must be an integer >= 1, got {value!r}")
+        # every count and rate of a run, checked before anything trains
+        counts = {"dim": 1, "epochs": 1, "eval_every": 1, "n_layers": 1, "n_groups": 1,
+                  "min_items": 3}
+        for name, low in counts.items():
+            if hasattr(self, name):
+                check_int(getattr(self, name), name, low=low)
+        for name in ("lr", "weight_decay", "distill_weight"):
+            value = getattr(self, name, 0.0)
+            if not isinstance(value, (int, float)) or not np.isfinite(value) or value < 0:
+                raise ValueError(f"{name} must be a finite number >= 0, got {value!r}")
+        if not 0.0 <= getattr(self, "alpha", 0.0) <= 1.0:
+            raise ValueError(f"alpha must be in [0, 1], got {self.alpha!r}")
 
     def to_dict(self) -> dict:
         """The configuration as recorded in config.json and hashed into the folder name."""
