@@ -655,3 +655,112 @@ def test_explorer_validates_runs(explorer_runs):
         Explorer(bad, projection="pca")
     with pytest.raises(ValueError, match="teacher 'x' is not one of the runs"):
         Explorer(explorer_runs, teacher="x")
+
+
+def _messages(widget) -> list:
+    """Record the relayout and update messages a FigureWidget sends to the page."""
+    sent = []
+    relayout, update = widget._send_relayout_msg, widget._send_update_msg
+
+    def on_relayout(layout_data, **kwargs):
+        sent.append(("relayout", dict(layout_data)))
+        return relayout(layout_data, **kwargs)
+
+    def on_update(*args, **kwargs):
+        sent.append(("update", dict(kwargs.get("relayout_data") or {})))
+        return update(*args, **kwargs)
+
+    widget._send_relayout_msg, widget._send_update_msg = on_relayout, on_update
+    return sent
+
+
+def test_explorer_selection_in_one_map_selects_the_group_in_both(explorer_runs,
+                                                                 small_synthetic_for_viz):
+    from htdviz.viz import Explorer
+
+    ds = small_synthetic_for_viz
+    ex = Explorer(explorer_runs, dataset=ds, projection="pca", n_groups=4, cache_dir=False,
+                  max_heatmap=80)
+    sent = _messages(ex.map_widget)
+    members = np.flatnonzero(ds.item_groups == 3).tolist()
+    # plotly's order for a box drawn on the teacher's map: trace 0 gets the points inside,
+    # then trace 1 gets none; each dispatch first sets the trace's selectedpoints to them
+    ex.map_widget.data[0]._dispatch_on_selection(points(members[:6], 0), None)
+    ex.map_widget.data[1]._dispatch_on_selection(points([], 1), None)
+    assert ex.selected_group == 3
+    assert [list(t.selectedpoints) for t in ex.map_widget.data] == [members, members]
+    # the drawn box is removed from the page (the kernel never knew of it)
+    assert ("relayout", {"selections": []}) in sent
+
+    ex.clear_selection()                       # what a double click in a map does
+    assert ex.selected_group is None
+    assert [t.selectedpoints for t in ex.map_widget.data] == [None, None]
+    assert not [s for s in ex.heatmap_widget.layout.shapes if s.name == "highlight"]
+
+
+def test_explorer_method_switch_with_one_dim_per_method(explorer_runs,
+                                                        small_synthetic_for_viz):
+    from htdviz.viz import Explorer
+
+    runs = {name: run for name, run in explorer_runs.items() if name != "student-4"}
+    ex = Explorer(runs, dataset=small_synthetic_for_viz, projection="pca", n_groups=4,
+                  cache_dir=False, max_heatmap=60)
+    assert ex.run_dd.value == "htd-8" and list(ex.dim_dd.options) == [8]
+    ex.method_dd.value = "student"             # the dims stay [8]: nothing else reports
+    assert ex.run_dd.value == "student-8" and ex.student_name == "student-8"
+    assert ex.map_widget.data[1].name == "student (student-8)"
+    np.testing.assert_allclose(ex.map_widget.data[1].customdata[:, 0].astype(int),
+                               np.arange(small_synthetic_for_viz.n_items))
+    ex.method_dd.value = "htd"
+    assert ex.map_widget.data[1].name == "student (htd-8)"
+
+
+def test_explorer_heatmap_mode_switch_clears_the_old_shapes_in_the_page(
+        explorer_runs, small_synthetic_for_viz):
+    from htdviz.viz import Explorer
+
+    ex = Explorer(explorer_runs, dataset=small_synthetic_for_viz, projection="pca",
+                  n_groups=4, cache_dir=False, max_heatmap=60)
+    assert len(ex.heatmap_widget.layout.shapes) == 3 * 2 * 3     # 3 panels x 2 x 3 lines
+    sent = _messages(ex.heatmap_widget)
+    ex.heat_mode_tb.value = "prototypes"      # a figure without shapes
+    assert ex.heatmap_widget.layout.shapes == ()
+    # assigning a layout sends only its keys: the old shapes are removed explicitly
+    assert any(kind == "relayout" and "shapes" in data and data["shapes"] is None
+               for kind, data in sent), sent
+    sent.clear()
+    ex.heat_mode_tb.value = "groups"
+    shapes = [s for kind, data in sent for s in data.get("shapes") or []]
+    assert len(shapes) == 18
+
+
+def test_explorer_colour_key_busy_sign_and_tag_support(explorer_runs,
+                                                       small_synthetic_for_viz):
+    import dataclasses
+
+    from htdviz.viz import Explorer
+    from htdviz.viz.explorer import MIN_TAG_SUPPORT
+
+    ds = small_synthetic_for_viz
+    # a tag on 3 items of group 1 only: the largest lift, but too little support
+    in_one = np.flatnonzero(ds.item_groups == 1)[:3]
+    tags = sp.hstack([ds.item_tags, sp.csr_matrix((np.ones(3), (in_one, np.zeros(3))),
+                                                  shape=(ds.n_items, 1))]).tocsr()
+    ds = dataclasses.replace(ds, item_tags=tags, tag_names=ds.tag_names + ("rare",))
+    ex = Explorer(explorer_runs, dataset=ds, projection="pca", n_groups=4, cache_dir=False,
+                  max_heatmap=60)
+    top = ex._top_tags()
+    assert "rare" not in set(top["tag"]) and (top["count"] >= MIN_TAG_SUPPORT).all()
+    assert "g1" in set(top.loc[top["group"] == 1, "tag"])
+
+    for group in range(4):                    # one swatch per HTD group
+        assert f"</span>{group}</span>" in ex.key.value
+    seen = []
+    ex.status.observe(lambda change: seen.append((change["new"], ex.method_dd.disabled)),
+                      names="value")
+    ex.colour_dd.value = "popularity"
+    assert ex.key.value == ""                 # values: a colour bar instead
+    assert ex.map_widget.layout.coloraxis.colorbar.title.text == "log10(1 + interactions)"
+    busy = [disabled for value, disabled in seen if "htdviz-busy" in value]
+    assert busy and all(busy), "no busy sign (with the controls locked) during the update"
+    assert "htdviz-busy" not in ex.status.value and not ex.method_dd.disabled

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import html
 from collections.abc import Mapping
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -43,6 +44,12 @@ HTD_GROUP, KMEANS_GROUP, TAG, POPULARITY = "HTD group", "k-means group", "tag", 
 GROUP_MEASURES = ("knn_overlap", "spearman", "cka", "kl_most_similar")
 #: Tags that colour the "tag" view (the most frequent ones); other entities are "other".
 N_COLOUR_TAGS = 10
+#: A group's top tags are tags carried by at least this many of its members (lift alone
+#: ranks a tag of 3 items above one of 300); see :func:`htdviz.groups.top_tags`.
+MIN_TAG_SUPPORT = 10
+#: What the panel beside the heatmap says while no group is selected.
+PROMPT = "<i>Select points in a map (box or lasso) or click one to pick a group; " \
+         "double-click a map to drop the selection.</i>"
 
 
 class Explorer:
@@ -79,8 +86,14 @@ class Explorer:
     widget : ipywidgets.VBox
         What a notebook displays (the explorer displays itself too).
     map_widget, heatmap_widget : plotly.graph_objects.FigureWidget
+    status : ipywidgets.HTML
+        What the maps show, or, while the kernel works, what it is doing (the controls
+        are locked meanwhile).
+    key : ipywidgets.HTML
+        The maps' colour key (categorical colourings; values have a colour bar).
     info : ipywidgets.HTML
-        The selected group's size, top tags and topology measures.
+        The selected group's size, top tags (tags of at least :data:`MIN_TAG_SUPPORT`
+        members) and topology measures.
     selected_group : int or None
     """
 
@@ -104,12 +117,15 @@ class Explorer:
         self._check_entities()
         self._cache: dict = {}
         self.selected_group: int | None = None
+        self._holding = False           # True while the student controls narrow each other
+        self._shown_student = None      # the run the views show
+        self._summary = ""              # the status line when the kernel is idle
         self._build_controls(entity, projection)
         self._build_views()
         self.widget = widgets.VBox([
             widgets.HBox([self.method_dd, self.dim_dd, self.run_dd]),
             widgets.HBox([self.entity_tb, self.colour_dd, self.projection_tb]),
-            self.status, self.map_widget,
+            self.status, self.key, self.map_widget,
             widgets.HBox([self.heatmap_widget, widgets.VBox([self.heat_mode_tb, self.info])]),
             self.curves])
         self.refresh()
@@ -170,17 +186,17 @@ class Explorer:
             tooltips=["a sample of entities ordered by group", "the within-group block",
                       "cosines among group prototypes"])
         self.status = widgets.HTML()
+        self.key = widgets.HTML()
         self.info = widgets.HTML(layout=widgets.Layout(width="340px"))
         self._update_dim_options()
         self._update_run_options()
         self._update_colour_options()
-        self.method_dd.observe(self._on_method, names="value")
-        self.dim_dd.observe(self._on_dim, names="value")
-        self.run_dd.observe(lambda change: self.refresh(), names="value")
+        for control in (self.method_dd, self.dim_dd, self.run_dd):
+            control.observe(self._on_student_control, names="value")
         self.entity_tb.observe(lambda change: self._on_entity(), names="value")
         self.colour_dd.observe(lambda change: self.refresh(), names="value")
         self.projection_tb.observe(lambda change: self.refresh(), names="value")
-        self.heat_mode_tb.observe(lambda change: self._draw_heatmap(), names="value")
+        self.heat_mode_tb.observe(lambda change: self._on_heat_mode(), names="value")
 
     def _build_views(self) -> None:
         self.map_widget = go.FigureWidget()
@@ -192,6 +208,7 @@ class Explorer:
         for trace in self.map_widget.data:
             trace.on_selection(self._on_selection)
             trace.on_click(self._on_selection)
+            trace.on_deselect(lambda trace, points: self.clear_selection())
         self.map_widget.update_layout(dragmode="lasso", height=480)
         histories = {n: r.history for n, r in self.runs.items()
                      if not r.history.empty and "test_recall@50" in r.history.columns
@@ -248,29 +265,47 @@ class Explorer:
     # Reactions
     # ----------------------------------------------------------------------------------
 
-    def _on_method(self, change) -> None:
-        self._update_dim_options()
+    def _on_student_control(self, change) -> None:
+        """Method, dim or run changed: narrow the choices below it, then redraw once.
 
-    def _on_dim(self, change) -> None:
-        self._update_run_options()
+        A method's dims (and a dim's runs) may be the same list as before (two methods
+        with one dim each): the dim then does not change and reports nothing, so the run
+        is narrowed here, not in a reaction to the dim.
+        """
+        if self._holding:
+            return
+        self._holding = True
+        try:
+            if change["owner"] is self.method_dd:
+                self._update_dim_options()
+            if change["owner"] is not self.run_dd:
+                self._update_run_options()
+        finally:
+            self._holding = False
+        if self.run_dd.value != self._shown_student:
+            self.refresh()
 
     def _on_entity(self) -> None:
         self._update_colour_options()
         self.refresh()
 
+    def _on_heat_mode(self) -> None:
+        with self._busy("drawing the heatmap"):
+            self._draw_heatmap()
+
     def _update_dim_options(self) -> None:
         dims = sorted({self.runs[n].dim for n in self.students
                        if self.runs[n].method == self.method_dd.value})
+        keep = self.dim_dd.value
         self.dim_dd.options = dims
-        if self.dim_dd.value not in dims:
-            self.dim_dd.value = dims[0]
+        self.dim_dd.value = keep if keep in dims else dims[0]
 
     def _update_run_options(self) -> None:
         names = [n for n in self.students if self.runs[n].method == self.method_dd.value
                  and self.runs[n].dim == self.dim_dd.value]
+        keep = self.run_dd.value
         self.run_dd.options = names
-        if self.run_dd.value not in names:
-            self.run_dd.value = names[0]
+        self.run_dd.value = keep if keep in names else names[0]
 
     def _update_colour_options(self) -> None:
         if not hasattr(self, "run_dd") or self.run_dd.value is None:
@@ -290,18 +325,50 @@ class Explorer:
             return
         self._refreshing = True
         try:
-            self._update_colour_options()
-            self.selected_group = None
-            self._draw_map()
-            self._draw_heatmap()
-            self.info.value = "<i>Select points in a map to pick a group.</i>"
+            with self._busy(f"computing the {self.projection_tb.value.upper()} maps and "
+                            f"the heatmap of {self.student_name}"):
+                self._update_colour_options()
+                self.selected_group = None
+                self._draw_map()
+                self._draw_heatmap()
+                self.info.value = PROMPT
+                self._shown_student = self.student_name
         finally:
             self._refreshing = False
 
+    @contextmanager
+    def _busy(self, doing: str):
+        """Say in the status line what the kernel is doing, and lock the controls meanwhile.
+
+        An update takes seconds (maps, heatmaps, a group's measures: 5-25 s for 25,000
+        items on a 2-core CPU); the widgets' messages reach the page while it runs.
+        """
+        controls = (self.method_dd, self.dim_dd, self.run_dd, self.entity_tb,
+                    self.colour_dd, self.projection_tb, self.heat_mode_tb)
+        locked = [c for c in controls if not c.disabled]
+        for control in locked:
+            control.disabled = True
+        self.status.value = (f'<span class="htdviz-busy" style="background:#fff3cd;'
+                             f'padding:2px 8px;border-radius:3px">&#x23F3; {html.escape(doing)}'
+                             f'&hellip;</span>')
+        try:
+            yield
+        finally:
+            for control in locked:
+                control.disabled = False
+            self.status.value = self._summary
+
     def _on_selection(self, trace, points, selector=None) -> None:
-        """Selection or click callback of either map trace: pick the most common group."""
+        """Selection or click callback of either map trace: pick the most common group.
+
+        plotly calls it once per trace, in trace order, each time after setting that
+        trace's ``selectedpoints`` to the points inside the drawn box or lasso (none for
+        the other panel). So the explorer's highlight is put back after every call: the
+        last call leaves the group selected in both maps.
+        """
         indices = np.asarray(points.point_inds, dtype=np.int64)
-        if indices.size == 0:       # plotly calls every trace; the other one gets nothing
+        if indices.size == 0:
+            self._show_highlight()
             return
         labels = self.labels()
         values, counts = np.unique(labels[indices], return_counts=True)
@@ -312,13 +379,43 @@ class Explorer:
         labels = self.labels()
         if group not in set(np.unique(labels).tolist()):
             raise ValueError(f"group {group!r} has no {self.entity} in the {self.grouping}s")
-        self.selected_group = int(group)
-        members = np.flatnonzero(labels == group)
+        with self._busy(f"measuring {self.grouping} {group}"):
+            self.selected_group = int(group)
+            self._show_highlight()
+            self._draw_heatmap()
+            self.info.value = self._describe(group, np.flatnonzero(labels == group))
+
+    def clear_selection(self) -> None:
+        """Select no group: every point drawn plainly, no outline in the heatmap."""
+        if self.selected_group is None:
+            self._show_highlight()
+            return
+        with self._busy("dropping the selection"):
+            self.selected_group = None
+            self._show_highlight()
+            self._draw_heatmap()
+            self.info.value = PROMPT
+
+    def _show_highlight(self) -> None:
+        """The selected group as the selection of both maps (every point plain if none)."""
+        members = None if self.selected_group is None else \
+            np.flatnonzero(self.labels() == self.selected_group).tolist()
+        self._clear_drawn_selection()
         with self.map_widget.batch_update():
             for trace in self.map_widget.data:
-                trace.selectedpoints = members.tolist()
-        self._draw_heatmap()
-        self.info.value = self._describe(group, members)
+                trace.selectedpoints = members
+
+    def _clear_drawn_selection(self) -> None:
+        """Remove the box or lasso the user drew from the maps in the page.
+
+        plotly.js keeps a drawn selection in ``layout.selections`` and selects what it
+        covers again at every redraw: a stale box, and the points under it selected
+        instead of the group (or none at all after a projection switch). The kernel never
+        hears of that layout entry, so it is cleared by two relayouts, of which the second
+        always differs from the kernel's copy and so always reaches the page.
+        """
+        self.map_widget.plotly_relayout({"selections": None})
+        self.map_widget.plotly_relayout({"selections": []})
 
     # ----------------------------------------------------------------------------------
     # Drawing
@@ -340,7 +437,6 @@ class Explorer:
         return teacher_xy, procrustes_align(student_xy, teacher_xy)[0]
 
     def _draw_map(self) -> None:
-        self.status.value = f"<i>computing the {self.projection_tb.value.upper()} maps…</i>"
         teacher_xy, student_xy = self._maps()
         colour, name, categorical = self._colour()
         labels = self.labels()
@@ -358,11 +454,13 @@ class Explorer:
                                     unselected=trace.unselected.to_plotly_json(),
                                     xaxis=trace.xaxis, yaxis=trace.yaxis, showlegend=False,
                                     overwrite=True)
-            self.map_widget.layout = fig.layout
+            _replace_layout(self.map_widget, fig.layout)
             self.map_widget.layout.dragmode = "lasso"
             self.map_widget.layout.height = 480
-        self.status.value = (f"{len(labels):,} {self.entity}; colour: {name}; a selection "
-                             f"picks a {self.grouping}")
+        self._clear_drawn_selection()
+        self.key.value = _colour_key(fig, name)
+        self._summary = (f"{len(labels):,} {self.entity}; colour: {name}; a selection picks "
+                         f"a {self.grouping}")
 
     def _draw_heatmap(self) -> None:
         mode = self.heat_mode_tb.value
@@ -384,8 +482,8 @@ class Explorer:
         with self.heatmap_widget.batch_update():
             for widget_trace, trace in zip(self.heatmap_widget.data, fig.data):
                 widget_trace.update(trace.to_plotly_json(), overwrite=True)
-            self.heatmap_widget.layout = fig.layout
-            self.heatmap_widget.layout.height = 420
+            _replace_layout(self.heatmap_widget, fig.layout)
+            self.heatmap_widget.layout.height = 440
 
     def _colour(self):
         """(values, name, categorical) of the current colouring."""
@@ -424,7 +522,8 @@ class Explorer:
         return self._memo(("top tags", self.student_name if self.grouping == HTD_GROUP
                            else None, self.entity, self.grouping),
                           lambda: groups_module.top_tags(self.labels(), self._entity_tags(),
-                                                         self.dataset.tag_names))
+                                                         self.dataset.tag_names,
+                                                         min_count=MIN_TAG_SUPPORT))
 
     def _group_errors(self) -> pd.DataFrame:
         return self._memo(("group errors", self.student_name, self.entity, self.grouping),
@@ -508,6 +607,42 @@ def explore(runs, **kwargs) -> Explorer:
     if isinstance(runs, (str, Path)):
         return Explorer.from_folder(runs, **kwargs)
     return Explorer(runs, **kwargs)
+
+
+def _replace_layout(widget, layout) -> None:
+    """Give a FigureWidget a new layout, in the kernel and in the page.
+
+    Assigning ``widget.layout`` sends the page only the keys of the new layout, so a key
+    only the old one had (the previous heatmap mode's shapes: group lines, highlight
+    marks) would stay drawn in the browser. Those keys are removed first, in a relayout of
+    their own; the keys both have are replaced whole (``shapes`` as one tuple).
+    """
+    keys = set(layout.to_plotly_json())
+    stale = {key: None for key in widget.layout.to_plotly_json() if key not in keys}
+    if stale:
+        widget.plotly_relayout(stale)
+    widget.layout = layout
+
+
+def _colour_key(fig, name: str) -> str:
+    """HTML swatches of a map's categorical colours (the maps carry no legend traces, so
+    that each panel stays one trace); empty for colours by value, which have a colour bar."""
+    marker = fig.data[0].marker
+    if marker.coloraxis is not None or marker.colorscale is None:
+        return ""
+    codes = np.asarray(marker.color)
+    names = pd.Series([row[4] or row[1] for row in fig.data[0].customdata]).groupby(
+        codes).first()
+    colours = figures.PALETTE
+    shown = names.iloc[:figures.MAX_LEGEND_ENTRIES]
+    swatches = "".join(
+        f'<span style="white-space:nowrap;margin-right:10px"><span style="display:inline-'
+        f'block;width:10px;height:10px;border-radius:5px;background:'
+        f'{colours[int(code) % len(colours)]};margin-right:3px"></span>'
+        f'{html.escape(str(value))}</span> ' for code, value in shown.items())
+    more = f" … and {len(names) - len(shown)} more" if len(names) > len(shown) else ""
+    return (f'<div class="htdviz-colour-key" style="line-height:1.6"><b>{html.escape(name)}'
+            f'</b>: {swatches}{more}</div>')
 
 
 def _typical(errors: pd.DataFrame, key: str) -> str:

@@ -435,14 +435,18 @@ def _triptych(t_sim, s_sim, names, titles, hover, customdata=None, axis_title=""
                      autorange="reversed", constrain="domain")
     for col in (1, 2, 3):
         fig.update_yaxes(scaleanchor=f"x{'' if col == 1 else col}", row=1, col=col)
+    # the colour bars sit at the bottom edge of the figure (container coordinates), below
+    # the axis titles whatever the figure's height: placed in plot coordinates they
+    # overlapped the titles
+    # (a title on top of a horizontal bar is drawn over it: "right" puts it beside)
+    bar = dict(orientation="h", yref="container", y=0.01, yanchor="bottom", thickness=12,
+               title=dict(side="right"))
     fig.update_layout(
         coloraxis=dict(colorscale="RdBu_r", cmin=-1, cmax=1,
-                       colorbar=dict(title=dict(text="cos"), orientation="h", x=0.34,
-                                     len=0.5, y=-0.18, thickness=12)),
+                       colorbar=dict(bar, title_text="cosine similarity", x=0.34, len=0.5)),
         coloraxis2=dict(colorscale="PuOr_r", cmin=-bound, cmax=bound,
-                        colorbar=dict(title=dict(text="Δ cos"), orientation="h", x=0.86,
-                                      len=0.28, y=-0.18, thickness=12)),
-        template="plotly_white", margin=dict(l=40, r=20, t=60, b=90))
+                        colorbar=dict(bar, title_text="Δ cosine", x=0.86, len=0.3)),
+        template="plotly_white", margin=dict(l=40, r=20, t=60, b=130))
     return fig
 
 
