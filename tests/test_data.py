@@ -392,6 +392,17 @@ def test_load_file_reads_every_format_to_the_same_data_set(tmp_path, suffix):
     assert ds.info["sha256"] == data.file_sha256(path)
 
 
+def test_parquet_without_an_engine_says_what_to_install(tmp_path):
+    import importlib.util
+    if importlib.util.find_spec("pyarrow") or importlib.util.find_spec("fastparquet"):
+        pytest.skip("a parquet engine is installed")
+    path = tmp_path / "clicks.parquet"
+    path.write_bytes(b"PAR1")
+    with pytest.raises(ImportError, match="clicks.parquet needs a parquet engine: pip install "
+                                          "pyarrow"):
+        data.load_file(path)
+
+
 def test_load_file_errors_name_the_file_and_the_parameter(tmp_path):
     with pytest.raises(FileNotFoundError, match="nothing.csv does not exist"):
         data.load_file(tmp_path / "nothing.csv")
