@@ -17,7 +17,6 @@ import sys
 import time
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 import torch
 
@@ -246,8 +245,9 @@ def student_run(teacher_dir: str | Path, method: str = "htd", dim: int = 20,
     if finished(path):
         return path
     ds = dataset_of(teacher)
-    with np.load(teacher_dir / "embeddings.npz", allow_pickle=False) as z:
-        teacher_users, teacher_items = z["users"], z["items"]
+    teacher_reprs = load_run(teacher_dir)
+    teacher_users = teacher_reprs.representations("users")
+    teacher_items = teacher_reprs.representations("items")
     net = _build_model(config.model, ds, dim, config.n_layers, seed)
     # the distiller's own initialisation and Gumbel noise: a stream of its own
     generator = torch.Generator().manual_seed(seed + 1)
