@@ -198,6 +198,14 @@ class StudentConfig(_Config):
     """Everything that defines a student run: its own options and what it inherits from its
     teacher (``teacher`` folder name, ``model``, ``dataset``, ``split``, ``lr``,
     ``weight_decay``, ``n_layers``; see :meth:`inherit`).
+
+    Examples
+    --------
+    >>> config = StudentConfig(method="htd", dim=10, positive_pairs_only=False)
+    >>> cli_args(config)            # the options of `python -m htdviz distill`
+    ['--dim', '10', '--all-pairs']
+    >>> config.folder_name()[:34]
+    'citeulike-bpr-d10-htd-allpairs-s0-'
     """
 
     role: ClassVar[str] = "student"
