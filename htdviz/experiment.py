@@ -68,7 +68,8 @@ def teacher_config(model: str = "bpr", dim: int = 200, n_layers: int = 2,
                    split_seed: int | None = None, user_col: str = "user",
                    item_col: str = "item") -> TeacherConfig:
     """The :class:`~htdviz.runs.TeacherConfig` of these options; a data file is recorded
-    by its stem, absolute path and sha256 (and always split at random)."""
+    by its stem, absolute path and sha256, and its split (always random) by ``min_items``
+    and the seed it used."""
     data_file = data_sha256 = None
     if str(dataset) not in DATASET_NAMES:
         path = Path(dataset)
@@ -77,6 +78,7 @@ def teacher_config(model: str = "bpr", dim: int = 200, n_layers: int = 2,
                                     f"{DATASET_NAMES} nor an existing file")
         data_file, data_sha256 = str(path.resolve()), data.file_sha256(path)
         dataset, split = re.sub(r"[^A-Za-z0-9_.-]+", "_", path.stem), "random"
+        split_seed = seed if split_seed is None else split_seed      # recorded as used
     return TeacherConfig(model=model, dim=dim, n_layers=n_layers, dataset=str(dataset),
                          split=split, epochs=epochs, eval_every=eval_every, seed=seed, lr=lr,
                          weight_decay=weight_decay, schedule=schedule, min_items=min_items,

@@ -128,6 +128,12 @@ def _is_lightgcn(config) -> bool:
     return config.model == "lightgcn"
 
 
+def _split_option(name: str, default):
+    """Recorded for a data file always (its run says how it was split), else only when
+    changed (older CiteULike / synthetic folders keep their names)."""
+    return lambda config: config.data_file is not None or getattr(config, name) != default
+
+
 def _is_table_file(config) -> bool:
     return config.data_file is not None and \
         Path(config.data_file).suffix.lower() in (".csv", ".tsv", ".tab", ".parquet", ".pq")
@@ -165,9 +171,10 @@ class TeacherConfig(_Config):
                             "epochs (label e = after e + 1)", "--teacher-schedule",
                             record="changed", choices=SCHEDULES)
     min_items: int = _option(5, "users with fewer items are dropped", "--min-items",
-                             record="changed")
+                             record=_split_option("min_items", 5))
     split_seed: int | None = _option(None, "seed of a random split (default: the run's "
-                                     "seed)", "--split-seed", record="changed")
+                                     "seed)", "--split-seed",
+                                     record=_split_option("split_seed", None))
     user_col: str = _option("user", "user column of a .csv/.tsv/.parquet data file",
                             "--user-col", record=_is_table_file)
     item_col: str = _option("item", "item column of a .csv/.tsv/.parquet data file",

@@ -111,6 +111,7 @@ def test_a_data_file_end_to_end(pairs_file, tmp_path, capsys):
     assert config["data_file"] == str(pairs_file.resolve()) and config["split"] == "random"
     assert config["data_sha256"] == cli.experiment.data.file_sha256(pairs_file)
     assert (config["user_col"], config["item_col"]) == ("uid", "iid")
+    assert (config["min_items"], config["split_seed"]) == (5, 0)      # the split it used
 
     assert cli.main(["distill", "--method", "htd", "--dim", "2", "--n-groups", "3",
                      *common]) == 0
