@@ -106,7 +106,8 @@ def main(argv=None):
     print("\n== Mean cosine by band: teacher, then each student ==")
     cos = bands.pivot_table(index=["pairs", "band"], columns=["dim", "method"],
                             values="student_cos", sort=False)
-    cos.insert(0, "teacher", bands.groupby(["pairs", "band"], sort=False)["teacher_cos"].first())
+    teacher_cos = bands.groupby(["pairs", "band"], sort=False)["teacher_cos"].first()
+    cos.insert(0, ("teacher", ""), teacher_cos)
     print(cos.round(3).to_string())
     if args.out:
         table.to_csv(args.out, index=False)
