@@ -156,7 +156,7 @@ def _fit(model, dataset, config, distiller, device, progress) -> FitResult:
     optimizer = _adam(params, config)
 
     rng = np.random.default_rng(config.random_state)
-    torch.manual_seed(config.random_state)   # seeds the distiller's Gumbel noise, if any
+    torch.manual_seed(config.random_state)   # for a distiller built without a generator
     sampler = NegativeSampler(dataset.train)
     train_users, train_items = dataset.train_pairs()
     n = train_users.size
