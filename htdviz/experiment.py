@@ -192,28 +192,33 @@ def teacher_run(model: str = "bpr", dim: int = 200, n_layers: int = 2,
     return _save_run(path, config, net, result, device)
 
 
-def make_distiller(method: str, teacher_users, teacher_items, student_dim: int,
-                   n_groups: int = 30, alpha: float = 0.5, group_design: str = "P,e",
-                   positive_pairs_only: bool = True, detach_student_prototypes: bool = True,
+def make_distiller(config: StudentConfig, teacher_users, teacher_items,
                    generator: torch.Generator | None = None):
-    """The distiller of ``method`` ("student" gives None: the student trains alone).
+    """The distiller ``config`` describes (None for method "student": trained alone).
 
-    ``generator`` draws the distiller's initialisation and Gumbel noise (default: the
-    global torch RNG)."""
+    Parameters
+    ----------
+    config : StudentConfig
+    teacher_users, teacher_items : arrays of shape (n_users, d_t), (n_items, d_t)
+    generator : torch.Generator, optional
+        Draws the distiller's initialisation and Gumbel noise (default: the global torch
+        RNG).
+    """
+    method, dim = config.method, config.dim
     if method == "student":
         return None
     if method == "ftd":
         return distill.FTD(teacher_users, teacher_items)
     if method == "fitnet":
-        return distill.FitNet(teacher_users, teacher_items, student_dim, generator=generator)
+        return distill.FitNet(teacher_users, teacher_items, dim, generator=generator)
     if method == "de":
-        return distill.DE(teacher_users, teacher_items, student_dim, n_groups=n_groups,
+        return distill.DE(teacher_users, teacher_items, dim, n_groups=config.n_groups,
                           generator=generator)
     if method == "htd":
-        return distill.HTD(teacher_users, teacher_items, student_dim, n_groups=n_groups,
-                           alpha=alpha, group_design=group_design,
-                           positive_pairs_only=positive_pairs_only,
-                           detach_student_prototypes=detach_student_prototypes,
+        return distill.HTD(teacher_users, teacher_items, dim, n_groups=config.n_groups,
+                           alpha=config.alpha, group_design=config.group_design,
+                           positive_pairs_only=config.positive_pairs_only,
+                           detach_student_prototypes=config.detach_student_prototypes,
                            generator=generator)
     raise ValueError(f"method must be one of {METHODS}, got {method!r}")
 
@@ -253,9 +258,7 @@ def student_run(teacher_dir: str | Path, method: str = "htd", dim: int = 20,
     net = _build_model(config.model, ds, dim, config.n_layers, seed)
     # the distiller's own initialisation and Gumbel noise: a stream of its own
     generator = torch.Generator().manual_seed(seed + 1)
-    distiller = make_distiller(method, teacher_users, teacher_items, dim, n_groups, alpha,
-                               group_design, positive_pairs_only, detach_student_prototypes,
-                               generator=generator)
+    distiller = make_distiller(config, teacher_users, teacher_items, generator)
     device = torch.device(device) if device else default_device()
     result = fit(net, ds, _train_config(config, distill_weight=distill_weight),
                  distiller=distiller, device=device,
