@@ -558,10 +558,10 @@ def test_explorer_builds_and_reacts_to_a_selection(explorer_runs, small_syntheti
     assert all(len(t.x) == ds.n_items for t in ex.map_widget.data)
     assert [row[0] for row in ex.map_widget.data[1].customdata] == list(range(ds.n_items))
 
-    # a lasso over the student panel, mostly group 2
-    in_two = np.flatnonzero(ds.item_groups == 2)[:5]
-    other = np.flatnonzero(ds.item_groups == 0)[:2]
-    ex.map_widget.data[1]._dispatch_on_selection(points(np.r_[in_two, other], 1), None)
+    # a click on a point of group 2 in the student panel
+    ex.map_widget.data[0]._dispatch_on_click(points([], 0), None)
+    ex.map_widget.data[1]._dispatch_on_click(
+        points([np.flatnonzero(ds.item_groups == 2)[0]], 1), None)
     assert ex.selected_group == 2
     members = np.flatnonzero(ds.item_groups == 2).tolist()
     assert list(ex.map_widget.data[0].selectedpoints) == members
@@ -641,7 +641,8 @@ def test_explorer_from_run_folders(tmp_path, explorer_runs):
     assert ex.grouping == "HTD group"
     curves = ex.curves.children[0]
     assert len(curves.data) == 4                     # one learning curve per run
-    ex._on_selection(ex.map_widget.data[0], points([0]))
+    ex.map_widget.data[0]._dispatch_on_click(points([0]), None)      # a click on item 0
+    ex.map_widget.data[1]._dispatch_on_click(points([], 1), None)
     assert ex.selected_group == explorer_runs["htd-8"]["item_groups"][0]
 
 
@@ -674,9 +675,31 @@ def _messages(widget) -> list:
     return sent
 
 
+def _box_around(xy) -> dict:
+    """A drawn box selection (a layout.selections entry) around the points ``xy``."""
+    return {"type": "rect", "xref": "x", "yref": "y", "x0": xy[:, 0].min() - 1e-9,
+            "x1": xy[:, 0].max() + 1e-9, "y0": xy[:, 1].min() - 1e-9,
+            "y1": xy[:, 1].max() + 1e-9}
+
+
+def test_inside_a_drawn_box_or_lasso():
+    from htdviz.viz.explorer import _inside
+
+    xy = np.array([[0.2, 0.2], [2.0, 2.0], [0.1, 0.5], [0.9, 0.9], [-0.1, 0.1]])
+    np.testing.assert_array_equal(
+        _inside(xy, {"type": "rect", "x0": 1.0, "x1": -0.5, "y0": 0.0, "y1": 1.0}),
+        [True, False, True, True, True])
+    np.testing.assert_array_equal(       # the triangle x, y >= 0, x + y <= 1
+        _inside(xy, {"type": "path", "path": "M0,0L1,0L0,1Z"}),
+        [True, False, True, False, False])
+
+
 def test_explorer_selection_in_one_map_selects_the_group_in_both(explorer_runs,
                                                                  small_synthetic_for_viz):
+    from plotly.callbacks import BoxSelector
+
     from htdviz.viz import Explorer
+    from htdviz.viz.explorer import _inside
 
     ds = small_synthetic_for_viz
     ex = Explorer(explorer_runs, dataset=ds, projection="pca", n_groups=4, cache_dir=False,
@@ -685,12 +708,30 @@ def test_explorer_selection_in_one_map_selects_the_group_in_both(explorer_runs,
     members = np.flatnonzero(ds.item_groups == 3).tolist()
     # plotly's order for a box drawn on the teacher's map: trace 0 gets the points inside,
     # then trace 1 gets none; each dispatch first sets the trace's selectedpoints to them
-    ex.map_widget.data[0]._dispatch_on_selection(points(members[:6], 0), None)
-    ex.map_widget.data[1]._dispatch_on_selection(points([], 1), None)
-    assert ex.selected_group == 3
+    # a box drawn on the teacher's map around 6 points of group 3 and 2 of group 0, as the
+    # page reports it: the points (plotly sets each trace's selectedpoints to its own),
+    # then the outline
+    xy = np.column_stack([ex.map_widget.data[0].x, ex.map_widget.data[0].y])
+    chosen = np.r_[members[:6], np.flatnonzero(ds.item_groups == 0)[:2]]
+    inside = [int(i) for i in np.flatnonzero(_inside(xy, _box_around(xy[chosen])))]
+    box = BoxSelector(xrange=[0, 1], yrange=[0, 1])
+    ex.map_widget.data[0]._dispatch_on_selection(points(inside, 0), box)
+    ex.map_widget.data[1]._dispatch_on_selection(points([], 1), box)
+    ex.map_widget._js2py_relayout = {"relayout_data": {"selections": [_box_around(xy[chosen])]},
+                                     "source_view_id": "page"}
+    picked = np.bincount(ds.item_groups[inside]).argmax()
+    assert ex.selected_group == picked
+    members = np.flatnonzero(ds.item_groups == picked).tolist()
     assert [list(t.selectedpoints) for t in ex.map_widget.data] == [members, members]
     # the drawn box is removed from the page (the kernel never knew of it)
     assert ("relayout", {"selections": []}) in sent
+    # removing it makes plotly.js report an empty selection without a selector: the
+    # highlight is put back, and nothing is sent that would start the exchange again
+    sent.clear()
+    for trace in ex.map_widget.data:
+        trace._dispatch_on_selection(points([], 0), None)
+    assert [list(t.selectedpoints) for t in ex.map_widget.data] == [members, members]
+    assert not [data for kind, data in sent if "selections" in data]
 
     ex.clear_selection()                       # what a double click in a map does
     assert ex.selected_group is None

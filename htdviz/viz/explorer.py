@@ -118,6 +118,7 @@ class Explorer:
         self._cache: dict = {}
         self.selected_group: int | None = None
         self._holding = False           # True while the student controls narrow each other
+        self._selection_drawn = False   # a box or lasso is drawn in the page's maps
         self._shown_student = None      # the run the views show
         self._summary = ""              # the status line when the kernel is idle
         self._build_controls(entity, projection)
@@ -207,8 +208,9 @@ class Explorer:
             self.heatmap_widget.add_trace(go.Heatmap(z=[[0.0]]))
         for trace in self.map_widget.data:
             trace.on_selection(self._on_selection)
-            trace.on_click(self._on_selection)
+            trace.on_click(self._on_click)
             trace.on_deselect(lambda trace, points: self.clear_selection())
+        self.map_widget.observe(self._on_page_relayout, names="_js2py_relayout")
         self.map_widget.update_layout(dragmode="lasso", height=480)
         histories = {n: r.history for n, r in self.runs.items()
                      if not r.history.empty and "test_recall@50" in r.history.columns
@@ -358,21 +360,45 @@ class Explorer:
                 control.disabled = False
             self.status.value = self._summary
 
-    def _on_selection(self, trace, points, selector=None) -> None:
-        """Selection or click callback of either map trace: pick the most common group.
+    def _on_page_relayout(self, change) -> None:
+        """A box or lasso drawn in a map: select the group most of the points inside are in.
 
-        plotly calls it once per trace, in trace order, each time after setting that
-        trace's ``selectedpoints`` to the points inside the drawn box or lasso (none for
-        the other panel). So the explorer's highlight is put back after every call: the
-        last call leaves the group selected in both maps.
+        The page reports a drawn selection twice: as a selection event holding the points
+        and as a relayout holding the outline (``layout.selections``). The event shares
+        one slot with hover events and is lost when one follows it before the kernel has
+        read it (ipywidgets merges queued updates of one attribute, and plotly.js sends
+        an unhover as the mouse is released), so the group is found from the outline.
         """
-        indices = np.asarray(points.point_inds, dtype=np.int64)
-        if indices.size == 0:
+        drawn = ((change["new"] or {}).get("relayout_data") or {}).get("selections")
+        if not drawn:
+            return
+        self._selection_drawn = True
+        outline = drawn[-1]
+        panel = 1 if str(outline.get("xref")) == "x2" else 0
+        trace = self.map_widget.data[panel]
+        inside = np.flatnonzero(_inside(np.column_stack([trace.x, trace.y]), outline))
+        if inside.size == 0:
             self._show_highlight()
             return
-        labels = self.labels()
-        values, counts = np.unique(labels[indices], return_counts=True)
+        values, counts = np.unique(self.labels()[inside], return_counts=True)
         self.select_group(int(values[np.argmax(counts)]))
+
+    def _on_selection(self, trace, points, selector=None) -> None:
+        """Selection callback of the map traces: show the explorer's highlight again.
+
+        plotly calls it for each trace in turn (teacher, then student) after setting that
+        trace's ``selectedpoints`` to the points inside a drawn box or lasso (none in the
+        other panel), and with no points each time the kernel removes a drawn box. Which
+        group a box picks is read from its outline (:meth:`_on_page_relayout`); here the
+        selected group is put back in both maps, once plotly has set both.
+        """
+        if trace is self.map_widget.data[-1]:
+            self._show_highlight()
+
+    def _on_click(self, trace, points, state=None) -> None:
+        """A click on a point selects its group (plotly calls every trace; one has it)."""
+        if points.point_inds:
+            self.select_group(int(self.labels()[points.point_inds[0]]))
 
     def select_group(self, group: int) -> None:
         """Highlight ``group`` in both maps and the heatmap; describe it in the panel."""
@@ -400,7 +426,8 @@ class Explorer:
         """The selected group as the selection of both maps (every point plain if none)."""
         members = None if self.selected_group is None else \
             np.flatnonzero(self.labels() == self.selected_group).tolist()
-        self._clear_drawn_selection()
+        if self._selection_drawn:
+            self._clear_drawn_selection()
         with self.map_widget.batch_update():
             for trace in self.map_widget.data:
                 trace.selectedpoints = members
@@ -412,8 +439,10 @@ class Explorer:
         covers again at every redraw: a stale box, and the points under it selected
         instead of the group (or none at all after a projection switch). The kernel never
         hears of that layout entry, so it is cleared by two relayouts, of which the second
-        always differs from the kernel's copy and so always reaches the page.
+        always differs from the kernel's copy and so always reaches the page. (Each makes
+        plotly.js report an empty selection: see :meth:`_on_selection`.)
         """
+        self._selection_drawn = False
         self.map_widget.plotly_relayout({"selections": None})
         self.map_widget.plotly_relayout({"selections": []})
 
@@ -622,6 +651,27 @@ def _replace_layout(widget, layout) -> None:
     if stale:
         widget.plotly_relayout(stale)
     widget.layout = layout
+
+
+def _inside(xy: np.ndarray, outline: Mapping) -> np.ndarray:
+    """Which points of ``xy`` (n, 2) lie inside a drawn selection (plotly's
+    ``layout.selections`` entry: a "rect" with x0, x1, y0, y1, or a lasso "path"
+    "M x,y L x,y ... Z"), as a bool array of shape (n,)."""
+    x, y = xy[:, 0], xy[:, 1]
+    if outline.get("path"):
+        corners = np.array([[float(v) for v in point.split(",")] for point in
+                            str(outline["path"]).strip("Z").lstrip("M").split("L")])
+        inside = np.zeros(len(xy), dtype=bool)
+        for (x0, y0), (x1, y1) in zip(corners, np.roll(corners, -1, axis=0)):
+            # even-odd rule: a ray to the right crosses the edge (x0, y0)-(x1, y1)
+            crosses = (y0 > y) != (y1 > y)
+            with np.errstate(divide="ignore", invalid="ignore"):
+                at = x0 + (y - y0) * (x1 - x0) / (y1 - y0)
+            inside ^= crosses & (x < at)
+        return inside
+    x0, x1 = sorted((float(outline["x0"]), float(outline["x1"])))
+    y0, y1 = sorted((float(outline["y0"]), float(outline["y1"])))
+    return (x >= x0) & (x <= x1) & (y >= y0) & (y <= y1)
 
 
 def _colour_key(fig, name: str) -> str:
