@@ -805,3 +805,19 @@ def test_explorer_colour_key_busy_sign_and_tag_support(explorer_runs,
     busy = [disabled for value, disabled in seen if "htdviz-busy" in value]
     assert busy and all(busy), "no busy sign (with the controls locked) during the update"
     assert "htdviz-busy" not in ex.status.value and not ex.method_dd.disabled
+
+
+def test_explorer_colouring_comes_back_with_a_run_that_offers_it(explorer_runs,
+                                                                 small_synthetic_for_viz):
+    from htdviz.viz import Explorer
+
+    ex = Explorer(explorer_runs, dataset=small_synthetic_for_viz, projection="pca",
+                  n_groups=4, cache_dir=False, max_heatmap=60)
+    assert ex.colour_dd.value == "HTD group"
+    ex.method_dd.value = "student"          # no HTD groups: k-means instead
+    assert ex.colour_dd.value == "k-means group"
+    ex.method_dd.value = "htd"
+    assert ex.colour_dd.value == "HTD group" and ex.grouping == "HTD group"
+    ex.colour_dd.value = "tag"              # a choice of the user's stays
+    ex.method_dd.value = "student"
+    assert ex.colour_dd.value == "tag"

@@ -119,6 +119,8 @@ class Explorer:
         self.selected_group: int | None = None
         self._holding = False           # True while the student controls narrow each other
         self._selection_drawn = False   # a box or lasso is drawn in the page's maps
+        self._colour_wanted = None      # the colouring the user chose last
+        self._holding_colour = False    # True while the colourings offered change
         self._shown_student = None      # the run the views show
         self._summary = ""              # the status line when the kernel is idle
         self._build_controls(entity, projection)
@@ -195,7 +197,7 @@ class Explorer:
         for control in (self.method_dd, self.dim_dd, self.run_dd):
             control.observe(self._on_student_control, names="value")
         self.entity_tb.observe(lambda change: self._on_entity(), names="value")
-        self.colour_dd.observe(lambda change: self.refresh(), names="value")
+        self.colour_dd.observe(self._on_colour, names="value")
         self.projection_tb.observe(lambda change: self.refresh(), names="value")
         self.heat_mode_tb.observe(lambda change: self._on_heat_mode(), names="value")
 
@@ -317,9 +319,21 @@ class Explorer:
             options.append(TAG)
         if self.dataset is not None and getattr(self.dataset, "train", None) is not None:
             options.append(POPULARITY)
-        current = self.colour_dd.value
-        self.colour_dd.options = options
-        self.colour_dd.value = current if current in options else options[0]
+        # the user's choice comes back when a run offers it again (HTD groups after a
+        # student without them)
+        wanted = self._colour_wanted or self.colour_dd.value
+        self._holding_colour = True
+        try:
+            self.colour_dd.options = options
+            self.colour_dd.value = wanted if wanted in options else options[0]
+        finally:
+            self._holding_colour = False
+        self._colour_wanted = self._colour_wanted or self.colour_dd.value   # the default
+
+    def _on_colour(self, change) -> None:
+        if not self._holding_colour:
+            self._colour_wanted = change["new"]
+            self.refresh()
 
     def refresh(self) -> None:
         """Redraw the maps, the heatmap and the group panel for the current controls."""
@@ -351,7 +365,7 @@ class Explorer:
         for control in locked:
             control.disabled = True
         self.status.value = (f'<span class="htdviz-busy" style="background:#fff3cd;'
-                             f'padding:2px 8px;border-radius:3px">&#x23F3; {html.escape(doing)}'
+                             f'padding:2px 8px;border-radius:3px">working: {html.escape(doing)}'
                              f'&hellip;</span>')
         try:
             yield
