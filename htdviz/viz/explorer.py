@@ -442,6 +442,11 @@ class Explorer:
             np.flatnonzero(self.labels() == self.selected_group).tolist()
         if self._selection_drawn:
             self._clear_drawn_selection()
+            # removing the box also unselects the points under it in the page, which the
+            # kernel does not hear of: a decoy value makes the highlight below a change,
+            # so it is sent whatever the kernel's copy holds
+            for trace in self.map_widget.data:
+                trace.selectedpoints = [] if members is None else None
         with self.map_widget.batch_update():
             for trace in self.map_widget.data:
                 trace.selectedpoints = members
