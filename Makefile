@@ -1,12 +1,13 @@
 # htdviz: two commands do everything.
 #   make demo   set up, train + distil on CiteULike, write the HTML report under reports/
-#   make test   set up, run the test suite (no network, no GPU)
+#   make test   set up, run the test suite (no network, no GPU), browser tests included
+#   make test-browser   only the browser tests (JupyterLab and the report in Chromium)
 PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
 export HTDVIZ_DATA_MIRROR ?= $(abspath ../shared/data)
 
-.PHONY: setup demo test lab bench clean
+.PHONY: setup chromium demo test test-browser lab bench clean
 
 $(VENV)/.installed: pyproject.toml ci/requirements.txt
 	$(PYTHON) -m venv $(VENV)
@@ -21,8 +22,25 @@ setup: $(VENV)/.installed
 demo: setup
 	$(PY) -m htdviz demo
 
-test: setup
+# The browser tests drive the system Chromium (Playwright's own browser download is not
+# used). Installed with apt-get where it is missing; elsewhere they are skipped.
+chromium:
+	@if command -v chromium >/dev/null 2>&1 || command -v chromium-browser >/dev/null 2>&1; \
+	then :; \
+	elif command -v apt-get >/dev/null 2>&1; then \
+	  echo "installing chromium for the browser tests (apt-get)"; \
+	  SUDO=$$([ "$$(id -u)" = 0 ] || echo sudo); \
+	  $$SUDO apt-get update -qq && \
+	  DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq chromium >/dev/null; \
+	else \
+	  echo "no chromium and no apt-get: the browser tests will be skipped"; \
+	fi
+
+test: setup chromium
 	$(PY) -m pytest -q
+
+test-browser: setup chromium
+	$(PY) -m pytest -q -m browser tests/test_browser.py
 
 lab: setup
 	$(VENV)/bin/jupyter lab notebooks/

@@ -90,3 +90,12 @@ def small_synthetic() -> data.Dataset:
 def synthetic_dataset() -> data.Dataset:
     """The default synthetic data set (600 users, 1,200 items, 6 groups), for training."""
     return data.synthetic(seed=0)
+
+
+@pytest.hookimpl(wrapper=True, tryfirst=True)
+def pytest_runtest_makereport(item, call):
+    """Keep each phase's report on the test item (``item.rep_call``), so a fixture can tell
+    in its teardown that the test failed (tests/test_browser.py takes a screenshot)."""
+    report = yield
+    setattr(item, f"rep_{report.when}", report)
+    return report

@@ -1,0 +1,598 @@
+"""The notebooks, the explorer and the report as a user sees them: JupyterLab 4 in Chromium.
+
+Playwright for Python drives the system Chromium (the Debian ``chromium`` package; the
+Makefile installs it where it is missing: Playwright's own browser download is not used).
+These tests assert on what the page shows -- the plotly DOM and ``gd.data`` /
+``gd.layout`` read in the page -- not only on the kernel's state, which is what
+tests/test_viz.py checks without a browser.
+
+- Every notebook, in a temporary copy of notebooks/ (as tests/test_notebooks.py), is
+  opened in a JupyterLab started for the module (a free port, a token) and run with Run
+  All in its committed SMOKE setting: no error output, every plotly output drawn, every
+  widget rendered, no error in the browser console.
+- The explorer of notebook 04 is then driven like a user: a box selection dragged with
+  the mouse on the teacher's map, the heatmap modes, the method, entity, colour and
+  projection controls. After each step: the selected group highlighted in both maps, no
+  drawn box left behind, the heatmap's shapes in the page equal to the kernel figure's,
+  the run following the method, and a busy sign while the kernel works.
+- The HTML report of the demo pipeline on a SMOKE synthetic data set: no console error, no
+  horizontal scroll at 1280 px, a title on every numeric axis.
+
+A failing test leaves a screenshot (and the page's HTML) under
+``<pytest basetemp>/screenshots/``; the path is printed with the failure. Marker
+``browser``; ``make test-browser`` runs these alone. They take about 5 minutes on a
+2-core CPU (docs/benchmarks.md), most of it the notebooks' SMOKE training.
+"""
+from __future__ import annotations
+
+import http.client
+import inspect
+import json
+import os
+import re
+import secrets
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+pytestmark = pytest.mark.browser
+sync_api = pytest.importorskip("playwright.sync_api", reason="the browser tests need "
+                               "playwright (pip install \"htdviz[test]\")")
+pytest.importorskip("jupyterlab", reason="the browser tests need jupyterlab")
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+if CHROMIUM is None:
+    pytest.skip("the browser tests need Chromium on PATH (Debian: apt-get install chromium; "
+                "`make test` installs it)", allow_module_level=True)
+
+ROOT = Path(__file__).resolve().parent.parent
+NOTEBOOKS = sorted((ROOT / "notebooks").glob("*.ipynb"))
+SMOKE_NEEDS_CITEULIKE = {"02_teachers", "04_topology_explorer"}
+EXPLORER_NOTEBOOK = "04_topology_explorer"
+#: Seconds a notebook's Run All may take (SMOKE: 10 s to 3 min on a busy 2-core CPU).
+RUN_ALL_TIMEOUT = 600
+#: Seconds one explorer update may take (a UMAP of 5,219 users on a busy CPU included).
+UPDATE_TIMEOUT = 240
+VIEWPORT = {"width": 1400, "height": 1000}
+#: Console messages that are not the page's fault: the kernel's missing favicon.
+BENIGN_CONSOLE = ("favicon",)
+
+
+# --------------------------------------------------------------------------------------
+# JupyterLab and Chromium, started once for the module
+# --------------------------------------------------------------------------------------
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _answers(port: int, path: str) -> bool:
+    """Whether a local server answers ``path`` with 200 (http.client: conftest.py blocks
+    urllib for the whole session)."""
+    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=2)
+    try:
+        connection.request("GET", path)
+        return connection.getresponse().status == 200
+    except OSError:
+        return False
+    finally:
+        connection.close()
+
+
+def _lab_settings(folder: Path) -> None:
+    """User settings of the test's JupyterLab: every cell attached to the page (the default
+    windowing detaches cells out of view, and their outputs with them); no news check."""
+    settings = {
+        "@jupyterlab/notebook-extension/tracker.jupyterlab-settings": {"windowingMode": "none"},
+        "@jupyterlab/apputils-extension/notification.jupyterlab-settings":
+            {"fetchNews": "false", "checkForUpdates": False},
+    }
+    for name, value in settings.items():
+        path = folder / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(value))
+
+
+@pytest.fixture(scope="module")
+def lab(tmp_path_factory, request):
+    """A JupyterLab on a free port with a token, serving a temporary copy of notebooks/.
+
+    Yields (url, token, root). Its kernels inherit the data and cache folders: CiteULike
+    from the session's offline copy where there is one, a projection cache of its own.
+    """
+    root = tmp_path_factory.mktemp("lab")
+    shutil.copytree(ROOT / "notebooks", root / "notebooks",
+                    ignore=shutil.ignore_patterns(".ipynb_checkpoints"))
+    _lab_settings(root / "settings")
+    env = dict(os.environ, HTDVIZ_CACHE_DIR=str(root / "cache"),
+               JUPYTERLAB_WORKSPACES_DIR=str(root / "workspaces"),
+               JUPYTER_RUNTIME_DIR=str(root / "runtime"), PYDEVD_DISABLE_FILE_VALIDATION="1")
+    env.setdefault("OMP_NUM_THREADS", "1")     # SMOKE models are tiny (as conftest.py)
+    try:
+        env["HTDVIZ_DATA_DIR"] = str(request.getfixturevalue("citeulike_dir"))
+    except pytest.skip.Exception:
+        env["HTDVIZ_DATA_DIR"] = str(root / "data")     # the CiteULike notebooks skip
+        env["HTDVIZ_NO_CITEULIKE"] = "1"
+    port, token = _free_port(), secrets.token_hex(16)
+    command = [sys.executable, "-m", "jupyterlab", "--no-browser", "--ip=127.0.0.1",
+               f"--port={port}", "--ServerApp.port_retries=0", "--ServerApp.allow_root=True",
+               f"--IdentityProvider.token={token}", f"--ServerApp.root_dir={root}",
+               "--LabApp.expose_app_in_browser=True", "--LabApp.extension_manager=readonly",
+               f"--LabApp.user_settings_dir={root / 'settings'}"]
+    log = open(root / "jupyterlab.log", "w")
+    server = subprocess.Popen(command, env=env, cwd=root, stdout=log, stderr=subprocess.STDOUT,
+                              start_new_session=True)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 120
+        while not _answers(port, f"/api/status?token={token}"):
+            if server.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"JupyterLab did not start; see {root}/jupyterlab.log")
+            time.sleep(0.5)
+        yield url, token, root, env.get("HTDVIZ_NO_CITEULIKE") is None
+    finally:
+        os.killpg(server.pid, signal.SIGTERM)         # the server and the kernels it started
+        try:
+            server.wait(30)
+        except subprocess.TimeoutExpired:
+            os.killpg(server.pid, signal.SIGKILL)
+        log.close()
+
+
+@pytest.fixture(scope="module")
+def browser():
+    with sync_api.sync_playwright() as p:
+        chromium = p.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
+        yield chromium
+        chromium.close()
+
+
+@pytest.fixture(scope="module")
+def screenshots(tmp_path_factory) -> Path:
+    folder = tmp_path_factory.getbasetemp() / "screenshots"
+    folder.mkdir(exist_ok=True)
+    return folder
+
+
+class Notebook:
+    """A notebook open in the browser: its page, console errors and helpers."""
+
+    def __init__(self, page, name: str):
+        self.page, self.name = page, name
+        self.console_errors: list[str] = []
+        page.on("console", lambda m: self.console_errors.append(m.text)
+                if m.type == "error" and not any(b in m.text for b in BENIGN_CONSOLE) else None)
+        page.on("pageerror", lambda e: self.console_errors.append(f"page error: {e}"))
+
+    def run_all(self) -> None:
+        """Run All, and wait for the last cell's result and the kernel to be idle."""
+        finished = self.page.evaluate(_RUN_ALL, RUN_ALL_TIMEOUT * 1000)
+        assert finished == "done", f"{self.name}: Run All did not finish ({finished})"
+
+    def kernel(self, code: str) -> str:
+        """Run ``code`` in the notebook's kernel (not in a cell); its printed output."""
+        return self.page.evaluate(_KERNEL_EXECUTE, code)
+
+    def outputs(self) -> list[dict]:
+        return self.page.evaluate(_OUTPUTS)
+
+
+# Done when every code cell has run (or one failed, which stops Run All) and the kernel is
+# idle; the command's promise alone may settle before the last cell's outputs arrive.
+_RUN_ALL = """async (timeout) => {
+  const app = window.jupyterapp, panel = app.shell.currentWidget;
+  await panel.sessionContext.ready;
+  const start = Date.now(), pause = () => new Promise(r => setTimeout(r, 250));
+  const run = app.commands.execute('notebook:run-all-cells');
+  await Promise.race([run, new Promise(r => setTimeout(r, timeout))]);
+  while (Date.now() - start < timeout) {
+    const cells = panel.content.widgets.filter(c => c.model.type === 'code');
+    const failed = cells.some(c => c.model.outputs.toJSON()
+                                    .some(o => o.output_type === 'error'));
+    const ran = cells.every(c => c.model.executionCount != null);
+    if ((ran || failed) && panel.sessionContext.session.kernel.status === 'idle')
+      return 'done';
+    await pause();
+  }
+  return 'timed out after ' + timeout / 1000 + ' s';
+}"""
+
+_KERNEL_EXECUTE = """async (code) => {
+  const kernel = window.jupyterapp.shell.currentWidget.sessionContext.session.kernel;
+  let out = '';
+  const future = kernel.requestExecute({code, store_history: false, silent: false});
+  future.onIOPub = msg => {
+    if (msg.header.msg_type === 'stream') out += msg.content.text;
+    if (msg.header.msg_type === 'error') out += 'ERROR ' + msg.content.ename + ': ' +
+                                                  msg.content.evalue;
+  };
+  await future.done;
+  return out;
+}"""
+
+# Per code cell: the outputs in the model and what the page shows of them.
+_OUTPUTS = """() => {
+  const panel = window.jupyterapp.shell.currentWidget;
+  return panel.content.widgets.filter(cell => cell.model.type === 'code').map(cell => {
+    const outputs = cell.model.outputs.toJSON();
+    const mimes = outputs.map(o => Object.keys(o.data || {}));
+    const node = cell.node;
+    // the plotly renderer's output node is itself the plot (JupyterLab's mimerender);
+    // a widget's figures sit inside its output
+    const plots = [...node.querySelectorAll('.jp-OutputArea-output.js-plotly-plot, '
+                                            + '.jp-OutputArea-output .js-plotly-plot')];
+    return {
+      source: cell.model.sharedModel.getSource().slice(0, 60),
+      errors: outputs.filter(o => o.output_type === 'error')
+                     .map(o => o.ename + ': ' + o.evalue),
+      n_plotly: mimes.filter(m => m.includes('application/vnd.plotly.v1+json')).length,
+      n_widgets: mimes.filter(m => m.includes('application/vnd.jupyter.widget-view+json'))
+                      .length,
+      plots_drawn: plots.filter(gd => gd._fullLayout && gd.querySelector('.main-svg') &&
+                                      gd.data && gd.data.length > 0 &&
+                                      gd.getBoundingClientRect().height > 50).length,
+      plots_outside_widgets: plots.filter(gd => !gd.closest('.jupyter-widgets')).length,
+      widgets_drawn: node.querySelectorAll('.jp-OutputArea-output .jupyter-widgets').length,
+      widget_errors: [...node.querySelectorAll('.jp-OutputArea-output')]
+          .map(o => o.textContent).filter(t => /Error displaying widget|Loading widget/.test(t))
+    };
+  });
+}"""
+
+
+@pytest.fixture(scope="module")
+def open_notebooks(lab, browser, screenshots):
+    """name -> Notebook, each opened and run once (the explorer tests reuse notebook 04)."""
+    url, token, root, has_citeulike = lab
+    opened: dict[str, Notebook] = {}
+
+    def open_and_run(name: str) -> Notebook:
+        if name not in opened:
+            if name in SMOKE_NEEDS_CITEULIKE and not has_citeulike:
+                pytest.skip(f"{name} needs CiteULike-t offline (HTDVIZ_DATA_MIRROR)")
+            page = browser.new_page(viewport=VIEWPORT)
+            page.set_default_timeout(UPDATE_TIMEOUT * 1000)
+            notebook = Notebook(page, name)
+            opened[name] = notebook
+            page.goto(f"{url}/lab/tree/notebooks/{name}.ipynb?token={token}")
+            page.wait_for_function(
+                "() => { const w = window.jupyterapp && window.jupyterapp.shell.currentWidget;"
+                " return w && w.sessionContext && w.sessionContext.session &&"
+                " w.sessionContext.session.kernel &&"
+                " w.sessionContext.session.kernel.connectionStatus === 'connected'; }")
+            page.evaluate("window.jupyterapp.commands.execute('application:toggle-left-area')")
+            notebook.run_all()
+        return opened[name]
+
+    yield open_and_run
+    for notebook in opened.values():
+        notebook.page.evaluate("window.jupyterapp.shell.currentWidget.sessionContext"
+                               ".shutdown()")
+        notebook.page.close()
+
+
+@pytest.fixture
+def shot_on_failure(request, screenshots):
+    """Call with a page (and close=True for a page the test owns): on failure, the page's
+    screenshot and HTML go to the screenshots folder (report hook in conftest.py)."""
+    pages = []
+    yield lambda page, close=False: pages.append((page, close))
+    report = getattr(request.node, "rep_call", None)
+    for i, (page, close) in enumerate(pages):
+        if report is not None and report.failed:
+            stem = screenshots / re.sub(r"[^\w.-]", "_", f"{request.node.name}-{i}")
+            page.screenshot(path=f"{stem}.png", full_page=True)
+            Path(f"{stem}.html").write_text(page.content())
+            print(f"screenshot of the failing page: {stem}.png")
+        if close:
+            page.close()
+
+
+# --------------------------------------------------------------------------------------
+# Every notebook, Run All
+# --------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("name", [p.stem for p in NOTEBOOKS])
+def test_notebook_runs_all_in_the_browser(name, open_notebooks, shot_on_failure):
+    notebook = open_notebooks(name)
+    shot_on_failure(notebook.page)
+    # widgets render after the kernel is idle: give the last views a moment
+    notebook.page.wait_for_timeout(1000)
+    cells = notebook.outputs()
+    errors = [(c["source"], c["errors"]) for c in cells if c["errors"]]
+    assert not errors, f"{name}: cells with error output: {errors}"
+    for cell in cells:
+        assert cell["plots_outside_widgets"] >= cell["n_plotly"] and \
+            cell["plots_drawn"] >= cell["n_plotly"], \
+            f"{name}, cell {cell['source']!r}: {cell['n_plotly']} plotly outputs, " \
+            f"{cell['plots_drawn']} drawn"
+        if cell["n_widgets"]:
+            assert cell["widgets_drawn"] and not cell["widget_errors"], \
+                f"{name}, cell {cell['source']!r}: widget not rendered " \
+                f"{cell['widget_errors']}"
+    assert sum(c["n_plotly"] + c["n_widgets"] for c in cells) > 0, f"{name} showed nothing"
+    assert not notebook.console_errors, f"{name}: console errors {notebook.console_errors}"
+
+
+# --------------------------------------------------------------------------------------
+# The explorer, driven with the mouse
+# --------------------------------------------------------------------------------------
+
+# The explorer's output area, its two figures and the state of what they show.
+_EXPLORER = """() => {
+  const cells = window.jupyterapp.shell.currentWidget.content.widgets;
+  const cell = cells.find(c => c.model.sharedModel.getSource().includes('Explorer('));
+  return cell.node.querySelector('.jp-OutputArea-output .jupyter-widgets');
+}"""
+
+_VIEW_STATE = """(root) => {
+  const [map, heat] = root.querySelectorAll('.js-plotly-plot');
+  const panel = root.querySelector('.widget-html-content');
+  const shape = s => [s.type, s.xref, s.yref, +s.x0, +s.x1, +s.y0, +s.y1];
+  return {
+    n_points: map.data.map(t => t.x.length),
+    groups: map.data[0].customdata.map(row => String(row[1])),
+    selected: map.data.map(t => t.selectedpoints == null ? null : [...t.selectedpoints]),
+    selections: (map.layout.selections || []).length,
+    drawn_selection: map.querySelectorAll('.selectionlayer path, .select-outline').length,
+    titles: [...map.querySelectorAll('.annotation-text')].map(e => e.textContent),
+    x: Array.from(map.data[0].x.slice(0, 5)),
+    coloraxis: Boolean(map._fullLayout.coloraxis && map.data[0].marker.coloraxis),
+    heat_shapes: (heat.layout.shapes || []).map(shape),
+    heat_shapes_drawn: heat.querySelectorAll('.shapelayer path').length,
+    key: (root.querySelector('.htdviz-colour-key') || {textContent: ''}).textContent,
+    info: [...root.querySelectorAll('.widget-html-content')].map(e => e.textContent).join(' | '),
+    busy: root.querySelectorAll('.htdviz-busy').length,
+    run: root.querySelectorAll('select')[2].value,
+  };
+}"""
+
+# Counts the explorer's finished updates: its status line shows .htdviz-busy while the
+# kernel works.
+_COUNT_UPDATES = """(root) => {
+  window.htdvizUpdates = 0;
+  let busy = false;
+  new MutationObserver(() => {
+    const now = Boolean(root.querySelector('.htdviz-busy'));
+    if (busy && !now) window.htdvizUpdates += 1;
+    busy = now;
+  }).observe(root, {subtree: true, childList: true, characterData: true});
+}"""
+
+_QUIET = """async ([quiet, timeout]) => {
+  const kernel = window.jupyterapp.shell.currentWidget.sessionContext.session.kernel;
+  const start = Date.now();
+  let idleSince = Date.now();
+  while (Date.now() - start < timeout) {
+    if (kernel.status !== 'idle') idleSince = Date.now();
+    else if (Date.now() - idleSince >= quiet) return;
+    await new Promise(resolve => setTimeout(resolve, 100));
+  }
+}"""
+
+_KERNEL_SHAPES = """
+import json
+print(json.dumps([[s.type, s.xref, s.yref, s.x0, s.x1, s.y0, s.y1]
+                  for s in explorer.heatmap_widget.layout.shapes]))
+"""
+
+_GROUP_BOX = """([root, group, quantiles]) => {
+  const map = root.querySelector('.js-plotly-plot'), trace = map.data[0];
+  const xa = map._fullLayout.xaxis, ya = map._fullLayout.yaxis;
+  const box = map.getBoundingClientRect(), xs = [], ys = [];
+  trace.customdata.forEach((row, i) => {
+    if (String(row[1]) === group) { xs.push(trace.x[i]); ys.push(trace.y[i]); } });
+  const q = (a, p) => { const s = [...a].sort((u, v) => u - v);
+                        return s[Math.floor(p * (s.length - 1))]; };
+  return {x0: box.left + xa._offset + xa.l2p(q(xs, quantiles[0])),
+          x1: box.left + xa._offset + xa.l2p(q(xs, quantiles[1])),
+          y0: box.top + ya._offset + ya.l2p(q(ys, quantiles[0])),
+          y1: box.top + ya._offset + ya.l2p(q(ys, quantiles[1]))};
+}"""
+
+
+class ExplorerView:
+    def __init__(self, notebook: Notebook):
+        self.notebook, self.page = notebook, notebook.page
+        self.root = self.page.evaluate_handle(_EXPLORER)
+        assert self.root.as_element() is not None, "notebook 04 shows no explorer"
+        self.element = self.root.as_element()
+        self.page.evaluate(_COUNT_UPDATES, self.root)
+
+    def state(self) -> dict:
+        return self.page.evaluate(_VIEW_STATE, self.root)
+
+    def act(self, action, while_busy=None) -> None:
+        """Do ``action`` and wait for the explorer's update to finish: its busy sign has
+        come and gone (counted in the page, however short). ``while_busy()`` runs while
+        the sign shows."""
+        done = self.page.evaluate("() => window.htdvizUpdates")
+        action()
+        if while_busy is not None:
+            self.page.wait_for_function("(root) => root.querySelector('.htdviz-busy')",
+                                        arg=self.root, timeout=10_000)
+            while_busy()
+        self.page.wait_for_function(f"() => window.htdvizUpdates > {done}",
+                                    timeout=UPDATE_TIMEOUT * 1000)
+        # then the page's echoes settle (removing a drawn box makes plotly.js report an
+        # empty selection, which the kernel answers): the kernel idle for 1.5 s on end
+        self.page.evaluate(_QUIET, [1500, UPDATE_TIMEOUT * 1000])
+
+    def click_toggle(self, label: str) -> None:
+        self.element.query_selector(f"button:text-is('{label}')").click()
+
+    def choose(self, which: int, value: str) -> None:
+        """Pick ``value`` in the explorer's dropdown number ``which`` (method, dim, run,
+        colour)."""
+        self.element.query_selector_all("select")[which].select_option(label=value)
+
+    def kernel_shapes(self) -> list:
+        return json.loads(self.notebook.kernel(_KERNEL_SHAPES))
+
+    def assert_heatmap_matches_the_kernel(self, state: dict, when: str) -> None:
+        kernel = [[t, xr, yr, float(x0), float(x1), float(y0), float(y1)]
+                  for t, xr, yr, x0, x1, y0, y1 in self.kernel_shapes()]
+        assert state["heat_shapes"] == kernel, \
+            f"{when}: the page's heatmap has {len(state['heat_shapes'])} shapes, the " \
+            f"kernel's figure {len(kernel)}"
+        assert state["heat_shapes_drawn"] == len(kernel), \
+            f"{when}: {state['heat_shapes_drawn']} shapes drawn, the kernel has {len(kernel)}"
+
+    def assert_no_drawn_selection(self, state: dict, when: str) -> None:
+        assert state["selections"] == 0 and state["drawn_selection"] == 0, \
+            f"{when}: a drawn selection box is left in the map ({state['selections']} in " \
+            f"layout.selections, {state['drawn_selection']} outlines drawn)"
+
+
+@pytest.fixture(scope="module")
+def explorer_view(open_notebooks):
+    notebook = open_notebooks(EXPLORER_NOTEBOOK)
+    view = ExplorerView(notebook)
+    view.element.scroll_into_view_if_needed()
+    return view
+
+
+def test_explorer_box_selection_highlights_the_group_in_both_maps(explorer_view,
+                                                                  shot_on_failure):
+    view, page = explorer_view, explorer_view.page
+    shot_on_failure(page)
+    before = view.state()
+    groups = before["groups"]
+    counts = {g: groups.count(g) for g in set(groups)}
+    assert len(counts) > 1, f"the SMOKE maps show {len(counts)} HTD item group(s)"
+    group = max(counts, key=counts.get)
+
+    map_plot = view.element.query_selector(".js-plotly-plot")
+    map_plot.scroll_into_view_if_needed()
+    map_plot.hover()
+    map_plot.query_selector('[data-title="Box Select"]').click()
+    box = page.evaluate(_GROUP_BOX, [view.root, group, [0.35, 0.65]])
+
+    def drag():
+        page.mouse.move(box["x0"], box["y0"])
+        page.mouse.down()
+        page.mouse.move((box["x0"] + box["x1"]) / 2, (box["y0"] + box["y1"]) / 2, steps=5)
+        page.mouse.move(box["x1"], box["y1"], steps=5)
+        page.mouse.up()
+
+    view.act(drag)
+    state = view.state()
+
+    picked = re.search(r"HTD group (\d+): ", state["info"])
+    assert picked, f"the side panel names no group: {state['info'][:300]!r}"
+    chosen = picked.group(1)
+    members = [i for i, g in enumerate(state["groups"]) if g == chosen]
+    assert chosen == group, f"a box around group {group} picked group {chosen}"
+    assert [sorted(s or []) for s in state["selected"]] == [members, members], \
+        f"group {chosen} ({len(members)} items) is not the selection of both maps: " \
+        f"{[None if s is None else len(s) for s in state['selected']]} selected"
+    view.assert_no_drawn_selection(state, "after a box selection")
+    view.assert_heatmap_matches_the_kernel(state, "after a box selection")
+    assert any(s[0] == "rect" for s in state["heat_shapes"]), \
+        "the heatmap does not outline the selected group"
+
+    for mode in ("prototypes", "selected group", "groups"):
+        view.act(lambda: view.click_toggle(mode))
+        view.assert_heatmap_matches_the_kernel(view.state(), f"heatmap mode {mode!r}")
+
+
+def test_explorer_method_switches_the_run(explorer_view, shot_on_failure):
+    view = explorer_view
+    shot_on_failure(view.page)
+    before = view.state()
+    assert before["run"].startswith("htd"), before["run"]
+    view.act(lambda: view.choose(0, "student"))   # SMOKE's htd and student share d_s = 8
+    state = view.state()
+    assert state["run"] != before["run"] and state["run"].startswith("student"), \
+        f"choosing method 'student' left the run at {state['run']!r}"
+    assert any(state["run"] in title for title in state["titles"]), \
+        f"the student map's title {state['titles']} does not name {state['run']!r}"
+    view.assert_heatmap_matches_the_kernel(state, "after the method switch")
+    view.act(lambda: view.choose(0, "htd"))
+    assert view.state()["run"] == before["run"]
+
+
+def test_explorer_entity_colour_and_projection_controls(explorer_view, shot_on_failure):
+    view, page = explorer_view, explorer_view.page
+    shot_on_failure(page)
+    n_users = int(view.notebook.kernel("print(dataset.n_users)"))
+    view.act(lambda: view.click_toggle("users"))
+    state = view.state()
+    assert state["n_points"] == [n_users, n_users]
+    assert state["selected"] == [None, None], "a selection survived the entity switch"
+    view.assert_no_drawn_selection(state, "after the entity switch")
+    view.assert_heatmap_matches_the_kernel(state, "after the entity switch")
+    assert len(set(state["groups"])) > 1, "the SMOKE maps show one HTD user group"
+    assert "HTD group" in state["key"], f"no colour key above the maps: {state['key']!r}"
+
+    view.act(lambda: view.choose(3, "popularity"))
+    state = view.state()
+    assert state["coloraxis"] and state["key"] == "", \
+        "colour by popularity: expected a colour bar, not a key of categories"
+
+    pca_x = state["x"]
+
+    def locked():
+        assert view.element.query_selector_all("select")[0].is_disabled(), \
+            "the controls stay live while the kernel is busy"
+
+    view.act(lambda: view.click_toggle("umap"), while_busy=locked)   # a busy sign meanwhile
+    state = view.state()
+    assert state["x"] != pca_x, "the map did not change with the projection"
+    view.assert_no_drawn_selection(state, "after the projection switch")
+    assert state["selected"] == [None, None]
+    view.act(lambda: view.choose(3, "HTD group"))
+    view.act(lambda: view.click_toggle("items"))
+    view.assert_heatmap_matches_the_kernel(view.state(), "back to items")
+
+
+# --------------------------------------------------------------------------------------
+# The report
+# --------------------------------------------------------------------------------------
+
+_AXES_WITHOUT_TITLE = """() => {
+  const missing = [];
+  document.querySelectorAll('.js-plotly-plot').forEach((gd, i) => {
+    const layout = gd._fullLayout;
+    Object.keys(layout).filter(k => /^[xy]axis\\d*$/.test(k)).forEach(k => {
+      const axis = layout[k];
+      if (!axis.visible || axis.type === 'category' || !axis.showticklabels) return;
+      const title = axis.title && axis.title.text;
+      if (!title || !String(title).trim()) missing.push(`figure ${i} ${k}`);
+    });
+  });
+  return missing;
+}"""
+
+
+def test_report_reads_in_the_browser(tmp_path, browser, shot_on_failure):
+    from htdviz import report
+
+    if "dataset" not in inspect.signature(report.run_demo).parameters:
+        pytest.skip("report.run_demo has no dataset argument yet (synthetic SMOKE report)")
+    path = report.run_demo(dataset="synthetic", student_dim=8, epochs=1, teacher_epochs=2,
+                           runs_dir=tmp_path / "runs", report=tmp_path / "report.html",
+                           progress=False, projection="pca", max_heatmap=100)
+    page = browser.new_page(viewport={"width": 1280, "height": 900})
+    shot_on_failure(page, close=True)
+    errors = []
+    page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
+    page.on("pageerror", lambda e: errors.append(str(e)))
+    page.goto(Path(path).as_uri())
+    page.wait_for_function("() => [...document.querySelectorAll('.js-plotly-plot')]"
+                           ".every(gd => gd._fullLayout)")
+    page.wait_for_timeout(1000)
+    assert not errors, f"console errors in the report: {errors}"
+    width = page.evaluate("() => [document.documentElement.scrollWidth,"
+                          " document.documentElement.clientWidth]")
+    assert width[0] <= width[1], f"the report scrolls sideways at 1280 px: {width}"
+    assert page.evaluate("() => document.querySelectorAll('.js-plotly-plot').length") > 0
+    missing = page.evaluate(_AXES_WITHOUT_TITLE)
+    assert not missing, f"numeric axes without a title: {missing}"
