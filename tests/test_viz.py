@@ -821,3 +821,12 @@ def test_explorer_colouring_comes_back_with_a_run_that_offers_it(explorer_runs,
     ex.colour_dd.value = "tag"              # a choice of the user's stays
     ex.method_dd.value = "student"
     assert ex.colour_dd.value == "tag"
+
+
+def test_similarity_heatmaps_label_only_blocks_wide_enough_to_read():
+    teacher, student, _ = planted(n=100)
+    groups = np.r_[np.zeros(80, int), np.full(15, 1), np.full(3, 4), np.full(2, 10)]
+    fig = figures.similarity_heatmaps(teacher, student, groups, max_entities=100)
+    # blocks of 3 and 2 of 100 entities (< 4%) would print "4" and "10" on top of each other
+    assert fig.layout.xaxis.ticktext == ("0", "1") and fig.layout.yaxis.ticktext == ("0", "1")
+    assert len(fig.layout.shapes) == 3 * 2 * 3            # every boundary still drawn

@@ -398,9 +398,11 @@ def _similarity_triptych(t, s, ids, labels, entity, highlight, titles):
                    _line(panel, -0.5, k - 0.5, b - 0.5, b - 0.5))]
         block_groups = labels[starts]
         if len(starts) <= 40:          # a tick per group, at the middle of its block
-            centres = [names[(a + e - 1) // 2] for a, e in zip(starts, ends)]
-            ticks = dict(tickmode="array", tickvals=centres,
-                         ticktext=[str(g) for g in block_groups], showticklabels=True)
+            # blocks under 4% of the axis go unlabelled: their labels would overlap
+            wide = (ends - starts) >= 0.04 * k
+            centres = [names[(a + e - 1) // 2] for a, e in zip(starts[wide], ends[wide])]
+            ticks = dict(tickmode="array", tickvals=centres, tickangle=0,
+                         ticktext=[str(g) for g in block_groups[wide]], showticklabels=True)
             fig.update_xaxes(**ticks)
             fig.update_yaxes(**ticks)
         if highlight is not None:
