@@ -385,6 +385,10 @@ def test_learning_curves_one_line_per_method_and_dashed_reference():
     assert fig.data[2].line.dash == "dash" and fig.data[2].line.color == fig.data[1].line.color
     tidy = pd.concat([student.assign(method="student"), htd.assign(method="HTD")])
     assert [t.name for t in figures.learning_curves(tidy).data] == ["student", "HTD"]
+    authors = htd.assign(schedule="reference")
+    assert [t.name for t in figures.learning_curves({"HTD": authors}).data] == [
+        "HTD (authors' schedule)"]
+    assert fig.layout.yaxis.title.text == "test Recall@50"
     with pytest.raises(ValueError, match=r"histories\['HTD'\] lacks the columns"):
         figures.learning_curves({"HTD": htd.drop(columns="test_recall@50")})
 

@@ -540,7 +540,9 @@ def learning_curves(histories, metric: str = "test_recall@50", reference=None,
     -------
     plotly.graph_objects.Figure
         One Scatter trace per method in the given order, then one per reference curve
-        (named "<name> (paper)"); points sorted by ``x``.
+        (named "<name> (paper)"); points sorted by ``x``. A history trained with the
+        authors' schedule (column ``schedule`` = "reference", whose epoch e is after e + 1
+        epochs) is named "<name> (authors' schedule)".
     """
     curves = _as_curves(histories, metric, x)
     fig = go.Figure()
@@ -548,8 +550,11 @@ def learning_curves(histories, metric: str = "test_recall@50", reference=None,
     for k, (name, frame) in enumerate(curves.items()):
         colours[name] = PALETTE[k % len(PALETTE)]
         frame = frame.sort_values(x)
+        # the authors' loop labels epoch e after e + 1 epochs (docs/method.md §6.3)
+        authors = "schedule" in frame.columns and (frame["schedule"] == "reference").any()
+        label = f"{name} (authors' schedule)" if authors else str(name)
         fig.add_trace(go.Scatter(x=frame[x], y=frame[metric], mode="lines+markers",
-                                 name=str(name), line=dict(color=colours[name]),
+                                 name=label, line=dict(color=colours[name]),
                                  hovertemplate=f"{name}<br>{x} %{{x}}<br>{metric} "
                                                f"%{{y:.4f}}<extra></extra>"))
     for k, (name, series) in enumerate((reference or {}).items()):
