@@ -261,12 +261,17 @@ def open_notebooks(lab, browser, screenshots):
             page.set_default_timeout(UPDATE_TIMEOUT * 1000)
             notebook = Notebook(page, name)
             opened[name] = notebook
-            page.goto(f"{url}/lab/tree/notebooks/{name}.ipynb?token={token}")
+            # a workspace of its own, reset: JupyterLab would reopen the notebooks of the
+            # pages before, and Run All would go to whichever tab is current
+            page.goto(f"{url}/lab/workspaces/{name}/tree/notebooks/{name}.ipynb"
+                      f"?reset&token={token}")
             page.wait_for_function(
-                "() => { const w = window.jupyterapp && window.jupyterapp.shell.currentWidget;"
-                " return w && w.sessionContext && w.sessionContext.session &&"
+                "(path) => { const w = window.jupyterapp && window.jupyterapp.shell"
+                ".currentWidget; return w && w.context && w.context.path === path &&"
+                " w.sessionContext && w.sessionContext.session &&"
                 " w.sessionContext.session.kernel &&"
-                " w.sessionContext.session.kernel.connectionStatus === 'connected'; }")
+                " w.sessionContext.session.kernel.connectionStatus === 'connected'; }",
+                arg=f"notebooks/{name}.ipynb")
             page.evaluate("window.jupyterapp.commands.execute('application:toggle-left-area')")
             notebook.run_all()
         return opened[name]
