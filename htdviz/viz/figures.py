@@ -657,7 +657,7 @@ def capacity_curves(table: pd.DataFrame, recall: str | None = "auto",
                 hovertemplate=f"{method}<br>{x_words} %{{x}}<br>{readable(recall)} "
                               f"%{{y:.4f}}<extra></extra>"), row=1, col=col)
         fig.update_yaxes(title_text=readable(recall), row=1, col=col)
-    fig.update_xaxes(type="log", title_text=x_words)
+    fig.update_xaxes(type="log", dtick=1, title_text=x_words)        # decades only
     fig.update_layout(template="plotly_white", height=430, margin=dict(t=110),
                       title="Capacity: what a student of each size can keep, and keeps",
                       legend=dict(orientation="h", y=-0.22, x=0))
