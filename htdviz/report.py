@@ -22,7 +22,7 @@ from . import capacity, experiment, groups, topology
 from .data import _write_atomically
 from .evaluate import ranking_agreement
 from .reference import paper_recall
-from .runs import load_run
+from .runs import flat_metrics, load_run
 
 METHODS = ("student", "ftd", "htd")
 
@@ -140,7 +140,7 @@ def _sections(dataset, teacher, students, max_heatmap, projection, seed) -> list
                      "epochs": int(run.metrics["final"]["epoch"]),
                      "best-valid epoch": int(run.metrics["best_valid"]["epoch"]),
                      "training (s)": round(run.metrics["train_seconds"])})
-        full.append({"method": name, **_flat(run.metrics)})
+        full.append({"method": name, **flat_metrics(run.metrics)})
     order = sorted(students, key=lambda m: -recall[m])
     finding = (f"After {epochs} epochs, test Recall@50: " + ", ".join(
         f"{DISPLAY[m]} {recall[m]:.4f}" for m in order) +
@@ -341,16 +341,6 @@ def _sections(dataset, teacher, students, max_heatmap, projection, seed) -> list
         "a student whose cosines were all 0.", finding,
         [figures.capacity_curves(cap), curated], ("capacity", cap)))
     return sections
-
-
-def _flat(metrics: dict, prefix: str = "") -> dict:
-    out = {}
-    for key, value in metrics.items():
-        if isinstance(value, dict):
-            out.update(_flat(value, f"{prefix}{key}_"))
-        else:
-            out[f"{prefix}{key}"] = value
-    return out
 
 
 def _last_gain(history: pd.DataFrame) -> float | None:

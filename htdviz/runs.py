@@ -581,17 +581,18 @@ def list_runs(root: str | Path = "runs") -> pd.DataFrame:
             run = load_run(folder, embeddings=False)
             rows.append({"name": run.name, "path": str(folder), "method": run.method,
                          "dim": run.dim, "teacher": run.config.get("teacher"),
-                         **_flat_scalars(run.metrics)})
+                         **flat_metrics(run.metrics)})
     return pd.DataFrame(rows, columns=None if rows else ["name", "path", "method", "dim",
                                                          "teacher"])
 
 
-def _flat_scalars(metrics: dict, prefix: str = "") -> dict:
-    """Numbers of a (nested) metrics dict, keys joined with ``_``."""
+def flat_metrics(metrics: dict, prefix: str = "") -> dict:
+    """The numbers of a (nested) metrics dict, keys joined with ``_``:
+    ``{"final": {"test_recall@50": x}}`` -> ``{"final_test_recall@50": x}``."""
     out = {}
     for key, value in metrics.items():
         if isinstance(value, dict):
-            out.update(_flat_scalars(value, f"{prefix}{key}_"))
+            out.update(flat_metrics(value, f"{prefix}{key}_"))
         elif isinstance(value, (int, float)) and not isinstance(value, bool):
             out[f"{prefix}{key}"] = value
     return out
