@@ -2,12 +2,13 @@
 #   make demo   set up, train + distil on CiteULike, write the HTML report under reports/
 #   make test   set up, run the test suite (no network, no GPU), browser tests included
 #   make test-browser   only the browser tests (JupyterLab and the report in Chromium)
+#   make test-cluster   only the Ray executor's test (a local Ray instance)
 PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
 export HTDVIZ_DATA_MIRROR ?= $(abspath ../shared/data)
 
-.PHONY: setup chromium demo test test-browser lab bench clean
+.PHONY: setup chromium demo test test-browser test-cluster lab bench clean
 
 $(VENV)/.installed: pyproject.toml ci/requirements.txt
 	$(PYTHON) -m venv $(VENV)
@@ -41,6 +42,10 @@ test: setup chromium
 
 test-browser: setup chromium
 	$(PY) -m pytest -q -m browser tests/test_browser.py
+
+# Ray is in ci/requirements.txt, so `make test` runs this test too; here it runs alone.
+test-cluster: setup
+	$(PY) -m pytest -q -m cluster tests/test_study.py
 
 lab: setup
 	$(VENV)/bin/jupyter lab notebooks/

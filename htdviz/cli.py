@@ -1,4 +1,4 @@
-"""Command line: ``python -m htdviz {teacher,distill,sweep,demo} ...`` (see ``--help``).
+"""Command line: ``python -m htdviz {teacher,distill,sweep,study,demo} ...`` (see ``--help``).
 
 Each run shows a progress bar named after it ("teacher bpr d200", "htd d20 s0"); a finished
 run prints a summary line (test Recall@50) on stderr and its folder as the last line of
@@ -148,6 +148,38 @@ def build_parser() -> argparse.ArgumentParser:
     _teacher_options(p, "sweep")
     _common(p)
 
+    p = command("study", "a grid of runs -> one table, on local processes or Ray")
+    p.add_argument("--grid", nargs="+", action="append", default=[],
+                   metavar="OPTION VALUE", help="an option and its values (repeatable), e.g. "
+                   "--grid dim 10 20 --grid seed 0 1 2; the cells are the product; options: "
+                   "the student options of `distill` by field name (method, dim, n_groups, "
+                   "alpha, distill_weight, seed, group_design, positive_pairs_only, "
+                   "detach_student_prototypes, balance_weight, ...) and the teacher's (model, "
+                   "dataset, teacher_dim, teacher_epochs, teacher_seed, ...)")
+    p.add_argument("--preset", choices=sorted(study_module().PRESETS), default=None,
+                   help="a ready grid: 'sensitivity', the paper's study at d_s = 20 (K, "
+                   "alpha, lambda one at a time); 'balance', HTD with and without the "
+                   "load-balancing term at d_s = 20 and 10 (3 seeds)")
+    p.add_argument("--set", nargs=2, action="append", default=[], metavar=("OPTION", "VALUE"),
+                   help="an option for every cell (repeatable), e.g. --set epochs 30")
+    p.add_argument("--teacher", default=None,
+                   help="a finished teacher run for every cell (default: each cell's teacher "
+                        "from its teacher options, trained or reused)")
+    p.add_argument("--executor", choices=("local", "ray"), default="local",
+                   help="'local': this machine's processes; 'ray': Ray tasks (pip install "
+                        "'htdviz[cluster]')")
+    p.add_argument("--workers", type=int, default=1,
+                   help="runs at a time (local), or CPUs of the local Ray instance")
+    p.add_argument("--address", default=None,
+                   help="Ray: join this cluster ('auto', 'ray://head:10001') instead of "
+                        "starting one here")
+    p.add_argument("--gpus-per-run", type=float, default=0.0,
+                   help="Ray: GPU share of each run (0.25: four runs per GPU)")
+    p.add_argument("--cpus-per-run", type=int, default=1, help="Ray: CPUs of each run")
+    p.add_argument("--out", default=None,
+                   help="also write the table to this CSV file (after every run)")
+    _common(p)
+
     p = command("demo", "the main job: the quickstart pipeline and its HTML report")
     p.add_argument("--epochs", type=int, default=30, help="student epochs")
     p.add_argument("--teacher-epochs", type=int, default=100, help="teacher epochs")
@@ -163,6 +195,62 @@ def build_parser() -> argparse.ArgumentParser:
                            if f not in ("dataset", "min_items", "user_col", "item_col")])
     _common(p)
     return parser
+
+
+def study_module():
+    from . import study
+    return study
+
+
+def _study_value(option: str, text: str):
+    """A study option's value from its command-line text, by the option's type."""
+    study = study_module()
+    if option not in study.OPTIONS:
+        raise ValueError(f"--grid/--set: {option!r} is not a run option; the options are "
+                         f"{', '.join(study.OPTIONS)}")
+    if option in study.STUDENT_OPTIONS:
+        default = runs.StudentConfig.__dataclass_fields__[option].default
+    else:
+        default = runs.TeacherConfig.__dataclass_fields__[
+            study.TEACHER_OPTIONS[option]].default
+    if isinstance(default, bool):
+        if text.lower() not in ("true", "false", "1", "0"):
+            raise ValueError(f"--grid/--set {option}: expected true or false, got {text!r}")
+        return text.lower() in ("true", "1")
+    kind = str if option == "dataset" else float if isinstance(default, float) else \
+        int if isinstance(default, int) or default is None else str
+    try:
+        return kind(text)
+    except ValueError:
+        raise ValueError(f"--grid/--set {option}: expected {kind.__name__}, got "
+                         f"{text!r}") from None
+
+
+def _study(args) -> int:
+    study = study_module()
+    if not args.grid and not args.preset:
+        raise ValueError("study: give --grid OPTION VALUE ... or --preset")
+    grid = study.PRESETS[args.preset]() if args.preset else []
+    if args.grid:
+        own = {}
+        for option, *values in args.grid:
+            if not values:
+                raise ValueError(f"--grid {option}: give at least one value")
+            own[option] = [_study_value(option, v) for v in values]
+        grid = own if not grid else [dict(g, **own) for g in grid]
+    options = {option: _study_value(option, value) for option, value in args.set}
+    table = study.study(grid, teacher=args.teacher, executor=args.executor,
+                        workers=args.workers, address=args.address,
+                        gpus_per_run=args.gpus_per_run, cpus_per_run=args.cpus_per_run,
+                        runs_dir=args.runs, device=args.device,
+                        progress=not args.no_progress, out=args.out, **options)
+    varied = [c for c in study.OPTIONS if c in table and table[c].astype(str).nunique() > 1]
+    cols = ["status", *varied, "final_test_recall@50", "final_test_ndcg@50", "run"]
+    print(table[[c for c in cols if c in table]].to_string(index=False))
+    failed = table[table["status"] == "failed"]
+    for _, row in failed.iterrows():
+        print(f"cell {row['cell']} failed: {row['error']}", file=sys.stderr)
+    return 1 if len(failed) else 0
 
 
 def main(argv=None) -> int:
@@ -221,6 +309,8 @@ def _check_demo_options(args) -> None:
 
 
 def _run(args) -> int:
+    if args.command == "study":
+        return _study(args)
     if args.command == "demo":
         _check_demo_options(args)
     else:

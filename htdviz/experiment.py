@@ -10,19 +10,15 @@ configuration, so a changed file trains a new teacher instead of reusing a stale
 """
 from __future__ import annotations
 
-import os
 import re
-import subprocess
-import sys
-import time
 from pathlib import Path
 
 import pandas as pd
 import torch
 
 from . import data, distill, models
-from .runs import (DATASET_NAMES, METHODS, Run, StudentConfig, TeacherConfig, cli_args,
-                   finished, load_run, write_run)
+from .runs import (DATASET_NAMES, METHODS, Run, StudentConfig, TeacherConfig, finished,
+                   load_run, write_run)
 from .train import TrainConfig, default_device, fit
 
 
@@ -188,7 +184,7 @@ def teacher_run(model: str = "bpr", dim: int = 200, n_layers: int = 2,
     net = _build_model(model, ds, dim, n_layers, seed)
     device = torch.device(device) if device else default_device()
     result = fit(net, ds, _train_config(config), device=device,
-                 progress=f"teacher {model} d{dim}" if progress else False)
+                 progress=_bar(f"teacher {model} d{dim}", progress))
     return _save_run(path, config, net, result, device)
 
 
@@ -213,13 +209,13 @@ def make_distiller(config: StudentConfig, teacher_users, teacher_items,
         return distill.FitNet(teacher_users, teacher_items, dim, generator=generator)
     if method == "de":
         return distill.DE(teacher_users, teacher_items, dim, n_groups=config.n_groups,
-                          generator=generator)
+                          generator=generator, balance_weight=config.balance_weight)
     if method == "htd":
         return distill.HTD(teacher_users, teacher_items, dim, n_groups=config.n_groups,
                            alpha=config.alpha, group_design=config.group_design,
                            positive_pairs_only=config.positive_pairs_only,
                            detach_student_prototypes=config.detach_student_prototypes,
-                           generator=generator)
+                           generator=generator, balance_weight=config.balance_weight)
     raise ValueError(f"method must be one of {METHODS}, got {method!r}")
 
 
@@ -228,14 +224,15 @@ def student_run(teacher_dir: str | Path, method: str = "htd", dim: int = 20,
                 distill_weight: float = 1e-3, n_groups: int = 30, alpha: float = 0.5,
                 group_design: str = "P,e", positive_pairs_only: bool = True,
                 detach_student_prototypes: bool = True, runs_dir: str | Path | None = None,
-                device=None, progress: bool = True, schedule: str = "default") -> Path:
+                device=None, progress: bool | dict = True, schedule: str = "default",
+                balance_weight: float = 0.0) -> Path:
     """Distil (or reuse) a student of ``dim`` from a finished teacher run; returns its folder.
 
     The student is trained on its teacher's data set (for a data file: the same file,
     checked against the sha256 the teacher recorded) with the teacher's lr and weight
     decay. The options are those of :class:`htdviz.runs.StudentConfig`; ``runs_dir``
     defaults to the teacher's parent folder; ``progress`` shows a bar named after the run
-    ("htd d20 s0").
+    ("htd d20 s0"; a dict: more tqdm options for it, see :func:`htdviz.train.fit`).
     """
     teacher_dir = Path(teacher_dir)
     if not finished(teacher_dir):
@@ -247,7 +244,8 @@ def student_run(teacher_dir: str | Path, method: str = "htd", dim: int = 20,
                            alpha=alpha, group_design=group_design,
                            positive_pairs_only=positive_pairs_only,
                            detach_student_prototypes=detach_student_prototypes,
-                           schedule=schedule).inherit(teacher_dir.name, teacher)
+                           schedule=schedule, balance_weight=balance_weight
+                           ).inherit(teacher_dir.name, teacher)
     path = Path(runs_dir or teacher_dir.parent) / config.folder_name()
     if finished(path):
         return path
@@ -262,8 +260,15 @@ def student_run(teacher_dir: str | Path, method: str = "htd", dim: int = 20,
     device = torch.device(device) if device else default_device()
     result = fit(net, ds, _train_config(config, distill_weight=distill_weight),
                  distiller=distiller, device=device,
-                 progress=f"{method} d{dim} s{seed}" if progress else False)
+                 progress=_bar(f"{method} d{dim} s{seed}", progress))
     return _save_run(path, config, net, result, device, distiller)
+
+
+def _bar(name: str, progress: bool | dict):
+    """The ``progress`` argument of :func:`htdviz.train.fit` for a run called ``name``."""
+    if isinstance(progress, dict):
+        return {"desc": name, **progress}
+    return name if progress else False
 
 
 def load_metrics(run_dir: str | Path) -> dict:
@@ -285,6 +290,9 @@ def sweep(dims=(10, 20, 100, 200), methods=("student", "ftd", "htd"), teacher_di
           **student_kwargs) -> pd.DataFrame:
     """Every student dim x method from one teacher; returns the tidy table of their metrics.
 
+    A thin case of :func:`htdviz.study.study` (grid ``{"dim": dims, "method": methods}``)
+    that raises if a run fails.
+
     Parameters
     ----------
     dims, methods : sequences
@@ -293,55 +301,23 @@ def sweep(dims=(10, 20, 100, 200), methods=("student", "ftd", "htd"), teacher_di
         A finished teacher run; default: train (or reuse) the teacher of ``dataset`` and
         ``teacher_options`` (keyword arguments of :func:`teacher_run`).
     jobs : int, default 1
-        With ``jobs > 1`` the runs go to that many parallel processes of
-        ``python -m htdviz distill`` (useful on a GPU, where one run leaves most of the
-        device idle).
+        Runs at a time (the local executor's workers).
     **student_kwargs
-        Options of :func:`student_run`.
+        Options of :func:`student_run` (and ``device``).
     """
+    from .study import study
+
     if teacher_dir is None:
         teacher_dir = teacher_run(dataset=dataset, runs_dir=runs_dir, progress=progress,
+                                  device=student_kwargs.get("device"),
                                   **(teacher_options or {}))
-    grid = [(dim, method) for dim in dims for method in methods]
-    if jobs <= 1:
-        paths = [student_run(teacher_dir, method, dim, runs_dir=runs_dir, progress=progress,
-                             **student_kwargs) for dim, method in grid]
-    else:
-        paths = _parallel_students(teacher_dir, grid, jobs, runs_dir, student_kwargs)
-    return pd.DataFrame([load_metrics(p) for p in paths])
-
-
-def _parallel_students(teacher_dir, grid, jobs, runs_dir, student_kwargs) -> list[Path]:
-    student_kwargs = dict(student_kwargs)
     device = student_kwargs.pop("device", None)
-    pending = list(enumerate(grid))
-    running: dict[int, subprocess.Popen] = {}
-    paths: dict[int, Path] = {}
-    threads = max(1, (os.cpu_count() or 2) // jobs)
-    env = dict(os.environ, OMP_NUM_THREADS=str(threads))
-    try:
-        while pending or running:
-            while pending and len(running) < jobs:
-                index, (dim, method) = pending.pop(0)
-                config = StudentConfig(method=method, dim=dim, **student_kwargs)
-                cmd = [sys.executable, "-m", "htdviz", "distill", "--teacher", str(teacher_dir),
-                       "--runs", str(runs_dir), "--no-progress", "--print-path",
-                       *(["--device", str(device)] if device else []),
-                       *cli_args(config)]
-                running[index] = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE,
-                                                  text=True)
-            for index, proc in list(running.items()):
-                if proc.poll() is None:
-                    continue
-                out = proc.stdout.read()
-                del running[index]
-                if proc.returncode != 0:
-                    raise RuntimeError(f"student run {grid[index]} failed with exit code "
-                                       f"{proc.returncode}")
-                paths[index] = Path(out.strip().splitlines()[-1])
-            time.sleep(0.2)
-    finally:
-        for proc in running.values():       # on failure or interrupt, stop the others
-            proc.terminate()
-            proc.wait()
-    return [paths[i] for i in range(len(grid))]
+    table = study({"dim": list(dims), "method": list(methods)}, teacher=teacher_dir,
+                  workers=jobs, runs_dir=runs_dir, device=device, progress=progress,
+                  **student_kwargs)
+    failed = table[table["status"] == "failed"]
+    if len(failed):
+        first = failed.iloc[0]
+        raise RuntimeError(f"{len(failed)} of {len(table)} sweep runs failed; "
+                           f"{first['method']} d{first['dim']}: {first['error']}")
+    return table

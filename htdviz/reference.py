@@ -36,6 +36,10 @@ FIGURE_RECALL50 = {
                      "ftd": [.2542, .3303, .3356], "htd": [.2847, .3326, .3328]},
     }.items()}
 
+#: docs/method.md §10.3, BPR-MF, phi = 0.1: HTD's test Recall@50 by alpha (the paper's
+#: sensitivity study; alpha = 0 is DE).
+SENSITIVITY_ALPHA = {0.0: .2615, 0.1: .2793, 0.5: .2803, 0.9: .2801}
+
 #: docs/method.md §10.4, BPR-MF, phi = 0.1: topology-preservation KL(teacher || student),
 #: (most similar, random).
 PRESERVATION_KL = {"student": (.0458, .0564), "de": (.0435, .0511), "htd": (.0393, .0405)}

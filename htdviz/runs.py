@@ -86,7 +86,7 @@ class _Config:
         for name, low in counts.items():
             if hasattr(self, name):
                 check_int(getattr(self, name), name, low=low)
-        for name in ("lr", "weight_decay", "distill_weight"):
+        for name in ("lr", "weight_decay", "distill_weight", "balance_weight"):
             value = getattr(self, name, 0.0)
             if not isinstance(value, (int, float)) or not np.isfinite(value) or value < 0:
                 raise ValueError(f"{name} must be a finite number >= 0, got {value!r}")
@@ -245,12 +245,21 @@ class StudentConfig(_Config):
                             "epochs); 'reference' the authors' loop: E + 1 epochs (label e = "
                             "after e + 1) and tau = 1 for the first two", "--schedule",
                             record="changed", choices=SCHEDULES)
+    balance_weight: float = _option(0.0, "DE, HTD: weight of a load-balancing term that "
+                                    "spreads the group assignment (not the authors' method; "
+                                    "0: off)", "--balance-weight", record="changed")
     model: str = _option("bpr", "the teacher's model")
     dataset: str = _option("citeulike", "the teacher's data set")
     split: str = _option("reference", "the teacher's split")
     lr: float = _option(1e-3, "the teacher's learning rate")
     weight_decay: float = _option(1e-3, "the teacher's weight decay")
     n_layers: int = _option(2, "the teacher's LightGCN layers", record=_is_lightgcn)
+
+    def __post_init__(self):
+        super().__post_init__()
+        if self.balance_weight and not _has_groups(self):
+            raise ValueError(f"balance_weight applies to methods 'de' and 'htd', not "
+                             f"{self.method!r}")
 
     def inherit(self, teacher_name: str, teacher: TeacherConfig) -> "StudentConfig":
         """This configuration with what a student takes from its teacher run."""
@@ -264,6 +273,7 @@ class StudentConfig(_Config):
             label += "" if self.group_design == "P,e" else "-PP"
             label += "" if self.positive_pairs_only else "-allpairs"
             label += "" if self.detach_student_prototypes else "-liveproto"
+        label += f"-bal{self.balance_weight:g}" if self.balance_weight else ""
         label += "" if self.schedule == "default" else f"-{self.schedule}"
         return f"{self.dataset}-{self.model}-d{self.dim}-{label}-s{self.seed}"
 

@@ -119,8 +119,9 @@ def fit(model, dataset: Dataset, config: TrainConfig | None = None, distiller=No
         A distillation loss (see the module docstring); trained jointly with the model.
     device : str or torch.device, optional
         Default :func:`default_device`.
-    progress : bool or str, default True
-        Show a tqdm progress bar; a string names it (e.g. "htd d20 s0").
+    progress : bool, str or dict, default True
+        Show a tqdm progress bar; a string names it (e.g. "htd d20 s0"); a dict gives its
+        tqdm options (``desc``, ``position``, ``leave``: a study's runs side by side).
 
     Returns
     -------
@@ -172,8 +173,9 @@ def _fit(model, dataset, config, distiller, device, progress) -> FitResult:
              "seconds": 0.0}]
     best = (rows[0][f"valid_{config.monitor}"], -label_offset, _snapshot(model))
     since_best, seconds = 0, 0.0
-    bar = tqdm(range(1, n_epochs + 1), desc=progress if isinstance(progress, str) else "epochs",
-               disable=not progress)
+    bar_options = progress if isinstance(progress, dict) else \
+        {"desc": progress if isinstance(progress, str) else "epochs"}
+    bar = tqdm(range(1, n_epochs + 1), disable=not progress, **bar_options)
     for trained in bar:
         epoch = trained - label_offset                     # the epoch's label in the history
         if distiller is not None and hasattr(distiller, "start_epoch"):

@@ -39,7 +39,7 @@ ROOT = Path(__file__).resolve().parent.parent
 NOTEBOOK_DIR = ROOT / "notebooks"
 NOTEBOOKS = sorted(NOTEBOOK_DIR.glob("*.ipynb"))
 EXPECTED = ("01_quickstart", "02_teachers", "03_distillation", "04_topology_explorer",
-            "05_capacity_gap", "06_paper_analyses")
+            "05_capacity_gap", "06_paper_analyses", "07_sensitivity")
 #: Notebooks whose SMOKE setting reads CiteULike (the others use synthetic data).
 SMOKE_NEEDS_CITEULIKE = {"02_teachers", "04_topology_explorer"}
 #: Seconds one cell may run before the execution test fails (SMOKE cells take seconds).

@@ -108,6 +108,16 @@ def test_paper_figure():
         assert rows.to_numpy().tolist() == ours.to_numpy().tolist()
 
 
+def test_sensitivity_alpha():
+    """§10.3: HTD by alpha, "over alpha = 0 / 0.1 / 0.5 / 0.9, .2615 / .2793 / ..."."""
+    text = " ".join(section("10.3").split())
+    match = re.search(r"over alpha = ([\d./ ]+?), ([\d./ ]+?) \(alpha = 0 is DE\)", text)
+    assert match, "§10.3 no longer states the alpha sensitivity as 'over alpha = ..., ...'"
+    alphas = [float(a) for a in match.group(1).split(" / ")]
+    recalls = [float(r) for r in match.group(2).split(" / ")]
+    assert dict(zip(alphas, recalls)) == reference.SENSITIVITY_ALPHA
+
+
 def test_analyses():
     """§10.4: topology-preservation KL, tag retrieval, parameter counts."""
     kl, tags, parameters = tables("10.4")

@@ -142,11 +142,15 @@ class GroupAssignment(nn.Module):
     generator : torch.Generator, optional
         Draws the initialisation and the Gumbel noise (default: the global torch RNG), as
         the models draw theirs.
+    balance_weight : float, default 0.0
+        Weight of the load-balancing term :func:`balance_loss` (not part of DE or HTD; 0
+        leaves the authors' method unchanged).
     """
 
     def __init__(self, teacher_user_repr, teacher_item_repr, student_dim: int,
                  n_groups: int = 30, temperature_start: float = 1.0,
-                 temperature_end: float = 1e-10, generator: torch.Generator | None = None):
+                 temperature_end: float = 1e-10, generator: torch.Generator | None = None,
+                 balance_weight: float = 0.0):
         super().__init__()
         if int(n_groups) < 1:
             raise ValueError(f"n_groups must be >= 1, got {n_groups}")
@@ -161,7 +165,10 @@ class GroupAssignment(nn.Module):
         if self.teacher_items.shape[1] != teacher_dim:
             raise ValueError(f"teacher user dim {teacher_dim} != item dim "
                              f"{self.teacher_items.shape[1]}")
+        if not balance_weight >= 0:
+            raise ValueError(f"balance_weight must be >= 0, got {balance_weight}")
         self.n_groups, self.student_dim = int(n_groups), int(student_dim)
+        self.balance_weight = float(balance_weight)
         self.temperature_start, self.temperature_end = temperature_start, temperature_end
         self.temperature = temperature_start
         self.generator = generator
@@ -211,8 +218,32 @@ class GroupAssignment(nn.Module):
                    for kind, ids, student in (("user", users, student_users),
                                               ("item", items, student_items)))
 
+    def balance(self, users, items) -> torch.Tensor:
+        """:func:`balance_loss` of the batch's users plus that of its items."""
+        return sum(balance_loss(self.selection[kind](self.teacher(kind, ids)))
+                   for kind, ids in (("user", users), ("item", items)))
+
     def forward(self, users, items, student_users, student_items) -> dict[str, torch.Tensor]:
-        return {"loss": self.loss(users, items, student_users, student_items)}
+        loss = self.loss(users, items, student_users, student_items)
+        if not self.balance_weight:
+            return {"loss": loss}
+        balance = self.balance(users, items)
+        return {"loss": loss + self.balance_weight * balance, "assignment": loss.detach(),
+                "balance": balance.detach()}
+
+
+def balance_loss(logits: torch.Tensor) -> torch.Tensor:
+    """The load-balancing term of mixture-of-experts models: K * sum_k f_k * p_k.
+
+    ``logits`` (N, K) are the selection network's outputs for N entities; f_k is the share
+    of them whose argmax is k (a constant) and p_k their mean selection probability, so the
+    gradient moves probability out of the crowded groups. 1 when the entities are spread
+    evenly over the K groups, K when they all sit in one (docs/method.md §5.7).
+    """
+    n, k = logits.shape
+    probs = torch.softmax(logits, dim=1)
+    share = torch.bincount(logits.detach().argmax(1), minlength=k).to(probs.dtype) / n
+    return k * (share * probs.mean(0)).sum()
 
 
 #: DE as its own method is the group-assignment loss alone.

@@ -132,13 +132,17 @@ class HTD(nn.Module):
     temperature_start, temperature_end : float, default 1.0, 1e-10
     generator : torch.Generator, optional
         Draws the initialisation and the Gumbel noise (default: the global torch RNG).
+    balance_weight : float, default 0.0
+        Weight of the load-balancing term of the group assignment
+        (:func:`~htdviz.distill.experts.balance_loss`), added to L_HTD; 0 (the default) is
+        the authors' method.
     """
 
     def __init__(self, teacher_user_repr, teacher_item_repr, student_dim: int,
                  n_groups: int = 30, alpha: float = 0.5, group_design: str = "P,e",
                  positive_pairs_only: bool = True, detach_student_prototypes: bool = True,
                  temperature_start: float = 1.0, temperature_end: float = 1e-10,
-                 generator: torch.Generator | None = None):
+                 generator: torch.Generator | None = None, balance_weight: float = 0.0):
         super().__init__()
         if group_design not in GROUP_DESIGNS:
             raise ValueError(f"group_design must be one of {GROUP_DESIGNS}, got {group_design!r}")
@@ -146,7 +150,7 @@ class HTD(nn.Module):
             raise ValueError(f"alpha must be in [0, 1], got {alpha}")
         self.assignment = GroupAssignment(teacher_user_repr, teacher_item_repr, student_dim,
                                           n_groups, temperature_start, temperature_end,
-                                          generator)
+                                          generator, balance_weight)
         self.alpha, self.group_design = alpha, group_design
         self.positive_pairs_only = positive_pairs_only
         self.detach_student_prototypes = detach_student_prototypes
@@ -184,5 +188,11 @@ class HTD(nn.Module):
                                   self.detach_student_prototypes, 2 * self.n_groups)
         assignment = self.assignment.loss(users, items, student_users, student_items, noise)
         loss = self.alpha * (entity + group) + (1 - self.alpha) * assignment
-        return {"loss": loss, "entity": entity.detach(), "group": group.detach(),
-                "assignment": assignment.detach()}
+        out = {"entity": entity.detach(), "group": group.detach(),
+               "assignment": assignment.detach()}
+        weight = self.assignment.balance_weight
+        if weight:
+            balance = self.assignment.balance(users, items)
+            loss = loss + weight * balance
+            out["balance"] = balance.detach()
+        return {"loss": loss, **out}

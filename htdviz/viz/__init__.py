@@ -22,7 +22,8 @@ _EXPORTS = {
     "figures": ("projection_figure", "map_figure", "similarity_heatmaps", "group_heatmaps",
                 "prototype_heatmaps", "learning_curves", "capacity_curves",
                 "group_sizes_figure", "preservation_bars", "group_usage_figure",
-                "band_error_figure", "readable", "MAX_HEATMAP_ENTITIES"),
+                "band_error_figure", "sensitivity_figure", "readable",
+                "MAX_HEATMAP_ENTITIES"),
     "explorer": ("Explorer", "explore"),
 }
 _WHERE = {name: module for module, names in _EXPORTS.items() for name in names}

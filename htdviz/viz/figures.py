@@ -877,6 +877,64 @@ def band_error_figure(table: pd.DataFrame, value: str = "mean_sq_error") -> "go.
     return fig
 
 
+def sensitivity_figure(summary: pd.DataFrame, metric: str = "final_test_recall@50",
+                       reference: float | None = None) -> "go.Figure":
+    """A sensitivity study: one panel per factor, the metric's mean over seeds and its
+    range (min to max) at each value; the default value drawn filled, the others open.
+
+    Parameters
+    ----------
+    summary : pandas.DataFrame
+        :func:`htdviz.study.sensitivity_table`'s table (``factor``, ``value``,
+        ``is_default``, ``n``, ``mean``, ``min``, ``max``).
+    metric : str
+        What the table summarises (the y-axis title).
+    reference : float, optional
+        A value to draw as a dotted line in every panel (e.g. the paper's).
+
+    Returns
+    -------
+    plotly.graph_objects.Figure
+    """
+    needed = {"factor", "value", "is_default", "n", "mean", "min", "max"}
+    if not isinstance(summary, pd.DataFrame) or not needed <= set(summary.columns):
+        raise ValueError(f"summary must be a DataFrame with columns {sorted(needed)} "
+                         f"(htdviz.study.sensitivity_table)")
+    factors = list(dict.fromkeys(summary["factor"]))
+    if not factors:
+        raise ValueError("summary has no rows: no finished run of the study")
+    titles = [_FACTOR_WORDS.get(f, f.replace("_", " ")) for f in factors]
+    fig = _subplots.make_subplots(rows=1, cols=len(factors), subplot_titles=titles,
+                                  shared_yaxes=True, horizontal_spacing=0.04)
+    for col, factor in enumerate(factors, start=1):
+        part = summary[summary["factor"] == factor]
+        labels = [f"{v:g}" if isinstance(v, (int, float)) else str(v) for v in part["value"]]
+        fig.add_trace(go.Scatter(
+            x=labels, y=part["mean"], mode="markers",
+            error_y=dict(type="data", symmetric=False, array=part["max"] - part["mean"],
+                         arrayminus=part["mean"] - part["min"], thickness=1.5, width=6),
+            marker=dict(size=11, color=PALETTE[0], line=dict(width=2, color=PALETTE[0]),
+                        symbol=["circle" if d else "circle-open" for d in part["is_default"]]),
+            customdata=np.stack([part["n"], part["min"], part["max"]], axis=1),
+            hovertemplate=f"{titles[col - 1]} = %{{x}}<br>mean %{{y:.4f}} over %{{customdata[0]}}"
+                          f" seeds<br>range %{{customdata[1]:.4f}} to %{{customdata[2]:.4f}}"
+                          f"<extra></extra>", showlegend=False), row=1, col=col)
+        fig.update_xaxes(type="category", title_text="value (filled: default)", row=1,
+                         col=col)
+        if reference is not None:
+            fig.add_hline(y=reference, line=dict(dash="dot", color="grey"), row=1, col=col)
+    fig.update_yaxes(title_text=f"{readable(metric)}, mean and range over seeds", row=1,
+                     col=1)
+    fig.update_layout(height=380, margin=dict(l=70, r=20, t=50, b=60), template="plotly_white")
+    return fig
+
+
+#: Words for a study's factors (panel titles).
+_FACTOR_WORDS = {"n_groups": "K, groups per entity type", "alpha": "alpha (topology vs "
+                 "assignment)", "distill_weight": "lambda, distillation weight",
+                 "balance_weight": "load-balancing weight", "dim": "student dimension d"}
+
+
 def _band_name(band: str) -> str:
     """"1001-25180" -> "1001+": the last band's upper end is just the set's size."""
     lo, _, hi = str(band).partition("-")

@@ -1,0 +1,267 @@
+"""Studies (htdviz.study): grids, executors, resume, failures; the load-balancing option.
+
+Tiny synthetic runs throughout. The Ray executor test (marker ``cluster``) needs Ray
+(``pip install 'htdviz[cluster]'``; ``make test-cluster``) and is skipped without it.
+"""
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from htdviz import cli, distill, experiment, runs, study
+
+TINY = dict(dataset="synthetic", teacher_dim=16, teacher_epochs=2, epochs=2, eval_every=1)
+GRID = {"method": ["student", "htd"], "dim": [4, 8]}
+
+
+@pytest.fixture(scope="module")
+def serial(tmp_path_factory):
+    """The tiny grid, one run after another in this process."""
+    runs_dir = tmp_path_factory.mktemp("study_runs")
+    return runs_dir, study.study(GRID, runs_dir=runs_dir, progress=False, **TINY)
+
+
+def _same_runs(a: pd.DataFrame, b: pd.DataFrame) -> None:
+    assert list(a["run"]) == list(b["run"])
+    assert np.array_equal(a["final_test_recall@50"], b["final_test_recall@50"])
+    assert np.array_equal(a["final_test_ndcg@50"], b["final_test_ndcg@50"])
+
+
+def test_cells_product_union_and_duplicates():
+    assert study.cells({"method": ["student", "htd"], "dim": 20}) == [
+        {"method": "student", "dim": 20}, {"method": "htd", "dim": 20}]
+    grids = [{"dim": [10, 20], "seed": 0}, {"dim": 20, "seed": [0, 1]}]
+    assert study.cells(grids) == [{"dim": 10, "seed": 0}, {"dim": 20, "seed": 0},
+                                  {"dim": 20, "seed": 1}]
+    with pytest.raises(ValueError, match="'dimm' is not a run option"):
+        study.cells({"dimm": [1]})
+
+
+def test_sensitivity_grid_is_one_factor_at_a_time():
+    cells = study.cells(study.sensitivity_grid())
+    # default cell x 3 seeds; K 5, 10, 50; alpha 0, 1; lambda 1e-2: each x 2 seeds
+    assert len(cells) == 3 + (3 + 2 + 1) * 2
+    for cell in cells:
+        assert cell["method"] == "htd" and cell["dim"] == 20
+        changed = [k for k, default in (("n_groups", 30), ("alpha", 0.5),
+                                        ("distill_weight", 1e-3)) if cell.get(k, default) != default]
+        assert len(changed) <= 1
+        assert cell["seed"] in ((0, 1, 2) if not changed else (0, 1))
+
+
+def test_serial_study_table(serial):
+    runs_dir, table = serial
+    assert list(table["cell"]) == [0, 1, 2, 3]
+    assert set(table["status"]) == {"done"}
+    assert list(zip(table["method"], table["dim"])) == [("student", 4), ("student", 8),
+                                                        ("htd", 4), ("htd", 8)]
+    for _, row in table.iterrows():
+        config = json.loads((Path(row["path"]) / "config.json").read_text())
+        assert (config["method"], config["dim"], config["epochs"]) == \
+            (row["method"], row["dim"], 2)
+        assert row["teacher"] == config["teacher"]
+    assert table["final_test_recall@50"].between(0, 1).all()
+    # one teacher for all four cells
+    assert len({p.name for p in runs_dir.iterdir() if "-teacher-" in p.name}) == 1
+
+
+def test_parallel_workers_give_the_same_table(serial, tmp_path):
+    """Two worker processes (fresh folders) train the very same runs as one process."""
+    _, table = serial
+    parallel = study.study(GRID, runs_dir=tmp_path, workers=2, progress=False, **TINY)
+    assert set(parallel["status"]) == {"done"}
+    _same_runs(parallel, table)
+
+
+def test_finished_runs_are_reused_and_out_is_written(serial, tmp_path):
+    runs_dir, table = serial
+    out = tmp_path / "study.csv"
+    bigger = study.study({**GRID, "dim": [4, 8, 6]}, runs_dir=runs_dir, progress=False,
+                         out=out, **TINY)
+    assert list(bigger["status"]) == ["reused", "reused", "done"] * 2
+    _same_runs(bigger[bigger["dim"] != 6].reset_index(drop=True), table)
+    written = pd.read_csv(out)
+    assert list(written["run"]) == list(bigger["run"])
+
+
+def test_a_failed_run_is_recorded_and_the_others_go_on(serial, monkeypatch):
+    runs_dir, _ = serial
+    real = experiment.student_run
+
+    def flaky(teacher, method="htd", dim=20, **kwargs):
+        if dim == 5:
+            raise RuntimeError("out of memory (planted)")
+        return real(teacher, method, dim, **kwargs)
+
+    monkeypatch.setattr(experiment, "student_run", flaky)
+    table = study.study({"method": "student", "dim": [5, 3]}, runs_dir=runs_dir,
+                        progress=False, **TINY)
+    assert list(table["status"]) == ["failed", "done"]
+    assert table.loc[0, "error"] == "RuntimeError: out of memory (planted)"
+    assert pd.isna(table.loc[0, "final_test_recall@50"])
+    assert table.loc[1, "final_test_recall@50"] >= 0
+
+
+def test_a_killed_study_resumes_where_it_stopped(tmp_path):
+    """Kill the study (SIGKILL) once its first run is finished; started again, it reuses
+    that run and trains the rest, and no half-written run looks finished."""
+    grid = ["--grid", "method", "student", "ftd", "--grid", "dim", "3"]
+    common = ["--set", "dataset", "synthetic", "--set", "teacher_dim", "16",
+              "--set", "teacher_epochs", "2", "--set", "eval_every", "1",
+              "--runs", str(tmp_path), "--no-progress"]
+    # the second run (FTD, 60 epochs) is still training when the first has finished
+    slow = ["--set", "epochs", "60"]
+    proc = subprocess.Popen([sys.executable, "-m", "htdviz", "study", *grid, *common, *slow],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                            env=dict(os.environ, OMP_NUM_THREADS="1"))
+    deadline = time.monotonic() + 240
+    while not any(runs.finished(p) for p in tmp_path.glob("*-student-*")):
+        assert proc.poll() is None, proc.stderr.read().decode()
+        assert time.monotonic() < deadline, "the first run did not finish in time"
+        time.sleep(0.2)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    visible = [p for p in tmp_path.iterdir() if not p.name.startswith(".")]
+    assert all(runs.finished(p) for p in visible if p.is_dir())
+    assert not any("-ftd-" in p.name for p in visible)
+    table = study.study({"method": ["student", "ftd"], "dim": 3}, runs_dir=tmp_path,
+                        progress=False, **{**TINY, "epochs": 60})
+    assert list(table["status"]) == ["reused", "done"]
+
+
+def test_bad_cells_fail_before_anything_trains(tmp_path):
+    with pytest.raises(ValueError, match=r"study cell 1 \(.*dim=0.*\): dim must be"):
+        study.study({"dim": [4, 0]}, runs_dir=tmp_path, progress=False, **TINY)
+    with pytest.raises(ValueError, match="balance_weight applies to methods 'de' and 'htd'"):
+        study.study({"method": "student", "balance_weight": 1.0}, runs_dir=tmp_path,
+                    progress=False, **TINY)
+    with pytest.raises(ValueError, match="executor must be one of"):
+        study.study(GRID, executor="dask", runs_dir=tmp_path)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_teacher_given_and_teacher_options_conflict(serial):
+    runs_dir, table = serial
+    teacher = runs_dir / table.loc[0, "teacher"]
+    with pytest.raises(ValueError, match="sets teacher option 'dataset'"):
+        study.study({"dim": 4}, teacher=teacher, runs_dir=runs_dir, dataset="synthetic")
+    # a finished run of the default teacher in the same folder must not be taken instead
+    decoy = runs_dir / runs.TeacherConfig().folder_name()
+    decoy.mkdir()
+    (decoy / "metrics.json").write_text("{}")
+    again = study.study({"method": ["student", "htd"], "dim": 4, "epochs": 2,
+                         "eval_every": 1}, teacher=teacher, runs_dir=runs_dir, progress=False)
+    assert list(again["status"]) == ["reused", "reused"]
+    assert set(again["teacher"]) == {teacher.name}
+    decoy.joinpath("metrics.json").unlink()
+    decoy.rmdir()
+
+
+def test_sweep_is_a_study_and_raises_on_failure(serial, monkeypatch):
+    runs_dir, table = serial
+    teacher = runs_dir / table.loc[0, "teacher"]
+    swept = experiment.sweep((4, 8), ("student", "htd"), teacher_dir=teacher,
+                             runs_dir=runs_dir, progress=False, epochs=2, eval_every=1)
+    assert set(swept["status"]) == {"reused"}
+    monkeypatch.setattr(experiment, "student_run",
+                        lambda *a, **k: (_ for _ in ()).throw(ValueError("planted")))
+    with pytest.raises(RuntimeError, match="1 of 1 sweep runs failed.*planted"):
+        experiment.sweep((7,), ("student",), teacher_dir=teacher, runs_dir=runs_dir,
+                         progress=False, epochs=2, eval_every=1)
+
+
+def test_study_command(serial, capsys):
+    runs_dir, _ = serial
+    args = ["study", "--grid", "method", "student", "htd", "--grid", "dim", "4", "8",
+            "--set", "dataset", "synthetic", "--set", "teacher_dim", "16",
+            "--set", "teacher_epochs", "2", "--set", "epochs", "2", "--set", "eval_every", "1",
+            "--runs", str(runs_dir), "--no-progress"]
+    assert cli.main(args) == 0
+    out = capsys.readouterr().out
+    assert out.count("reused") == 4 and "final_test_recall@50" in out
+    assert cli.main(["study", "--grid", "alpha", "x", "--runs", str(runs_dir)]) == 2
+    assert "--grid/--set alpha: expected float, got 'x'" in capsys.readouterr().err
+
+
+@pytest.mark.cluster
+def test_ray_executor_gives_the_same_table(serial, tmp_path):
+    """A local Ray instance with 2 CPUs trains the same runs as the local executor."""
+    pytest.importorskip("ray", reason="the Ray executor needs Ray (make test-cluster)")
+    _, table = serial
+    remote = study.study(GRID, runs_dir=tmp_path, executor="ray", workers=2, progress=False,
+                         **TINY)
+    assert set(remote["status"]) == {"done"}
+    _same_runs(remote, table)
+
+
+def test_ray_missing_says_what_to_install(monkeypatch, tmp_path):
+    monkeypatch.setitem(sys.modules, "ray", None)
+    with pytest.raises(ImportError, match=r"pip install 'htdviz\[cluster\]'"):
+        study.study(GRID, runs_dir=tmp_path, executor="ray", progress=False, **TINY)
+
+
+# --------------------------------------------------------------------------------------
+# The load-balancing term (not the authors' method; off by default)
+# --------------------------------------------------------------------------------------
+
+def test_balance_loss_planted_values_and_gradient():
+    k = 5
+    collapsed = torch.zeros(40, k)
+    collapsed[:, 0] = 30.0                                   # every entity sure of group 0
+    assert distill.balance_loss(collapsed).item() == pytest.approx(k, rel=1e-6)
+    even = torch.full((40, k), -30.0)
+    even[torch.arange(40), torch.arange(40) % k] = 30.0      # one-hot, evenly spread
+    assert distill.balance_loss(even).item() == pytest.approx(1.0, rel=1e-6)
+    logits = torch.zeros(40, k)
+    logits[:30, 0] = 1.0                                     # 30 of 40 lean to group 0
+    logits.requires_grad_(True)
+    distill.balance_loss(logits).backward()
+    # descending the gradient takes probability away from the crowded group
+    assert logits.grad[:, 0].sum() > 0 > logits.grad[:, 1:].sum()
+
+
+def _htd(balance_weight):
+    g = torch.Generator().manual_seed(0)
+    teacher_users, teacher_items = torch.randn(30, 12, generator=g), torch.randn(40, 12,
+                                                                                 generator=g)
+    return distill.HTD(teacher_users, teacher_items, 4, n_groups=3,
+                       generator=torch.Generator().manual_seed(1),
+                       balance_weight=balance_weight)
+
+
+def test_balance_weight_adds_its_term_and_zero_changes_nothing():
+    users, items = torch.arange(10), torch.arange(15)
+    g = torch.Generator().manual_seed(2)
+    su, si = torch.randn(10, 4, generator=g), torch.randn(15, 4, generator=g)
+    noise = {"user": torch.zeros(10, 3), "item": torch.zeros(15, 3)}
+    off, on = _htd(0.0), _htd(2.0)
+    out_off = off(users, items, su, si, noise)
+    out_on = on(users, items, su, si, noise)
+    assert "balance" not in out_off
+    balance = on.assignment.balance(users, items)
+    assert 2.0 <= balance.item() <= 6.0                      # in [1, K] per entity type
+    assert out_on["loss"].item() == pytest.approx(out_off["loss"].item() + 2.0 * balance.item(),
+                                                  rel=1e-6)
+
+
+def test_balance_weight_in_the_run_configuration():
+    config = runs.StudentConfig(method="htd", balance_weight=0.5)
+    assert "-htd-bal0.5-" in config.folder_name()
+    assert runs.cli_args(config) == ["--balance-weight", "0.5"]
+    assert "balance_weight" not in runs.StudentConfig(method="htd").to_dict()
+    with pytest.raises(ValueError, match="balance_weight must be a finite number >= 0"):
+        runs.StudentConfig(method="htd", balance_weight=-1.0)
+
+
+def test_ray_is_imported_only_for_its_executor():
+    code = ("import sys, htdviz.study, htdviz.cli, htdviz.experiment; "
+            "sys.exit(int('ray' in sys.modules))")
+    assert subprocess.run([sys.executable, "-c", code]).returncode == 0
