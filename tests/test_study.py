@@ -265,3 +265,39 @@ def test_ray_is_imported_only_for_its_executor():
     code = ("import sys, htdviz.study, htdviz.cli, htdviz.experiment; "
             "sys.exit(int('ray' in sys.modules))")
     assert subprocess.run([sys.executable, "-c", code]).returncode == 0
+
+
+def test_sensitivity_table_compares_one_factor_at_a_time():
+    rows = [dict(n_groups=30, alpha=0.5, distill_weight=1e-3, seed=s, r=v)
+            for s, v in enumerate([.27, .28, .29])]
+    rows += [dict(n_groups=10, alpha=0.5, distill_weight=1e-3, seed=s, r=v)
+             for s, v in enumerate([.20, .22])]
+    rows += [dict(n_groups=10, alpha=1.0, distill_weight=1e-3, seed=0, r=.99)]  # two changed
+    rows += [dict(n_groups=30, alpha=0.0, distill_weight=1e-3, seed=0, r=.25, status="failed")]
+    table = pd.DataFrame(rows).fillna({"status": "done"})
+    summary = study.sensitivity_table(table, ("n_groups", "alpha"), metric="r")
+    k = summary[summary["factor"] == "n_groups"].set_index("value")
+    assert list(k.index) == [10, 30] and list(k["n"]) == [2, 3]
+    assert k.loc[30, "is_default"] and not k.loc[10, "is_default"]
+    assert k.loc[30, "mean"] == pytest.approx(.28) and k.loc[10, "max"] == pytest.approx(.22)
+    assert k.loc[30, "std"] == pytest.approx(0.01)
+    alpha = summary[summary["factor"] == "alpha"]
+    assert list(alpha["value"]) == [0.5]                 # the failed run and .99 left out
+    with pytest.raises(ValueError, match="metric 'nope'"):
+        study.sensitivity_table(table, ("n_groups",), metric="nope")
+
+
+def test_sensitivity_figure_draws_means_ranges_and_the_default():
+    figures = pytest.importorskip("htdviz.viz.figures")
+    summary = pd.DataFrame({"factor": ["n_groups"] * 2 + ["alpha"], "value": [10, 30, 0.5],
+                            "is_default": [False, True, True], "n": [2, 3, 3],
+                            "mean": [.21, .28, .28], "min": [.20, .27, .27],
+                            "max": [.22, .29, .29]})
+    fig = figures.sensitivity_figure(summary)
+    assert len(fig.data) == 2
+    k = fig.data[0]
+    assert list(k.x) == ["10", "30"] and list(k.marker.symbol) == ["circle-open", "circle"]
+    assert np.allclose(k.error_y.array, [.01, .01]) and np.allclose(k.error_y.arrayminus, [.01, .01])
+    titles = [a.text for a in fig.layout.annotations]
+    assert titles == ["K, groups per entity type", "alpha (topology vs assignment)"]
+    assert "Recall@50" in fig.layout.yaxis.title.text

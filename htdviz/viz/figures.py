@@ -925,7 +925,7 @@ def sensitivity_figure(summary: pd.DataFrame, metric: str = "final_test_recall@5
             fig.add_hline(y=reference, line=dict(dash="dot", color="grey"), row=1, col=col)
     fig.update_yaxes(title_text=f"{readable(metric)}, mean and range over seeds", row=1,
                      col=1)
-    fig.update_layout(height=380, margin=dict(l=70, r=20, t=50, b=60), template="plotly_white")
+    fig.update_layout(height=400, margin=dict(l=70, r=20, t=80, b=60), template="plotly_white")
     return fig
 
 
