@@ -1,7 +1,8 @@
 """What the diagnostics show on the reproduction's runs (docs/results.md, "What the
 diagnostics show").
 
-    python benchmarks/diagnose_reproduction.py [runs] [--out diagnostics.csv]
+    python benchmarks/diagnose_reproduction.py [runs] [--out diagnostics.csv] [--dims 10 100]
+                                               [--sample 3000] [--no-analyses | --no-probes]
 
 For every finished BPR-MF student of the seed-0 CiteULike teacher (reference split, default
 HTD switches): test Recall@50, agreement of its top-k items with the teacher's
@@ -41,7 +42,9 @@ def find_runs(root: Path):
         run = load_run(folder, embeddings=False)
         c = run.config
         if (c.get("dataset"), c.get("model"), c.get("split"), c.get("seed")) != \
-                ("citeulike", "bpr", "reference", 0) or c.get("epochs") != 100:
+                ("citeulike", "bpr", "reference", 0) or c.get("epochs") != 100 or \
+                c.get("updates", "dense") != "dense" or c.get("balance_weight", 0) or \
+                c.get("schedule", "default") != "default":
             continue
         if c.get("role") == "teacher" and c.get("dim") == 200 and \
                 c.get("weight_decay") == 1e-3:
@@ -59,18 +62,25 @@ def main(argv=None):
     parser.add_argument("runs", nargs="?", default="runs")
     parser.add_argument("--sample", type=int, default=3000)
     parser.add_argument("--out", default=None, help="write the main table to this CSV")
-    parser.add_argument("--no-probes", action="store_true")
+    parser.add_argument("--no-probes", action="store_true", help="no tag-retrieval probes")
+    parser.add_argument("--no-analyses", action="store_true",
+                        help="only the per-student table and bands (no KL, no probes)")
+    parser.add_argument("--dims", type=int, nargs="+", default=None,
+                        help="only the students of these dims (default: all)")
     args = parser.parse_args(argv)
     pd.set_option("display.width", 200, "display.max_columns", 30)
 
     teacher, students = find_runs(Path(args.runs))
+    every_student = students
+    if args.dims:
+        students = {key: run for key, run in students.items() if key[1] in args.dims}
     dataset = data.load_citeulike("reference")
     rows, bands = [], []
     for (method, dim), run in students.items():
         tic = time.perf_counter()
         agree = ranking_agreement(teacher.users, teacher.items, run.users, run.items,
                                   dataset.train, ks=(10, 50)).mean()
-        htd = students.get(("htd", dim))
+        htd = every_student.get(("htd", dim))
         target = (htd.user_groups, htd.item_groups) if htd is not None else (None, None)
         t_all, labels = topology.stack_entities(teacher.users, teacher.items, *target)
         s_all, _ = topology.stack_entities(run.users, run.items)
@@ -113,6 +123,8 @@ def main(argv=None):
         table.to_csv(args.out, index=False)
         bands.to_csv(Path(args.out).with_name(Path(args.out).stem + "_bands.csv"), index=False)
 
+    if args.no_analyses:
+        return
     analysis = {m: students[(m, 20)] for m in METHODS if (m, 20) in students}
     rng = np.random.default_rng(0)
     t_all, _ = topology.stack_entities(teacher.users, teacher.items)

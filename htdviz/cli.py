@@ -49,7 +49,7 @@ def _teacher_options(p: argparse.ArgumentParser, command: str) -> None:
     its epochs, seed and schedule from --epochs, --seed and --schedule."""
     g = p.add_argument_group("teacher and data options")
     if command == "teacher":
-        runs.add_options(g, runs.TeacherConfig, skip=("epochs", "seed", "schedule"),
+        runs.add_options(g, runs.TeacherConfig, skip=("epochs", "seed", "schedule", "updates"),
                          prefix="teacher_")
     else:
         runs.add_options(g, runs.TeacherConfig, defaults={"epochs": None}, prefix="teacher_")
@@ -65,7 +65,8 @@ def _teacher_options_of(args) -> dict:
     options = runs.options_from_args(runs.TeacherConfig, args, prefix="teacher_")
     options["eval_every"] = args.eval_every
     if args.command == "teacher":
-        options.update(epochs=args.epochs, seed=args.seed, schedule=args.schedule)
+        options.update(epochs=args.epochs, seed=args.seed, schedule=args.schedule,
+                       updates=args.updates)
     elif options["epochs"] is None:
         options["epochs"] = args.epochs
     return options
@@ -124,6 +125,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0, help="seed of the teacher (and its split)")
     p.add_argument("--schedule", choices=runs.SCHEDULES, default="default",
                    help=runs.StudentConfig.__dataclass_fields__["schedule"].metadata["help"])
+    p.add_argument("--updates", choices=runs.UPDATES, default="dense",
+                   help=runs.StudentConfig.__dataclass_fields__["updates"].metadata["help"])
     _teacher_options(p, "teacher")
     _common(p)
 

@@ -573,6 +573,94 @@ def synthetic(n_users: int = 600, n_items: int = 1200, n_groups: int = 6, dim: i
                   user_groups=user_groups[kept], item_groups=item_groups[raw_items])
 
 
+def synthetic_large(n_users: int = 138_000, n_items: int = 27_000,
+                    n_interactions: int = 20_000_000, n_groups: int = 20,
+                    in_group: float = 0.7, popularity: float = 0.8, seed: int = 0,
+                    chunk_users: int = 10_000) -> Dataset:
+    """A seeded data set of any size (MovieLens-20M-like by default), drawn in chunks.
+
+    For scale benchmarks: no user x item matrix is formed. Items have Zipf-like popularity
+    (weight (rank + 1) ** -popularity, ranks shuffled) and one of ``n_groups`` groups, as do
+    users. Each user draws about ``n_interactions / n_users`` items (geometric around that
+    mean, at least 5): a share ``in_group`` from its own group's items, the rest from all
+    items, both by popularity. Repeated draws count once: the first chunk measures the share
+    of distinct draws and later chunks draw that much more, so the data set has about the
+    interactions asked (``info["n_interactions"]``); a user left with fewer than 3 gets 3
+    uniform ones more. Then the usual seeded random leave-one-out split. True groups in ``user_groups`` and ``item_groups``.
+
+    Parameters
+    ----------
+    n_users, n_items, n_interactions, n_groups : int
+    in_group : float in [0, 1], default 0.7
+    popularity : float >= 0, default 0.8
+    seed : int, default 0
+    chunk_users : int, default 10,000
+        Users drawn at a time (memory: about 3 x chunk_users x mean items x 8 bytes).
+    """
+    for name, value, low in (("n_users", n_users, 1), ("n_items", n_items, 5),
+                             ("n_groups", n_groups, 1), ("chunk_users", chunk_users, 1)):
+        if int(value) < low:
+            raise ValueError(f"{name} must be >= {low}, got {value}")
+    if not 5 * n_users <= n_interactions <= n_users * n_items // 2:
+        raise ValueError(f"n_interactions must be in [5 * n_users, n_users * n_items / 2] = "
+                         f"[{5 * n_users}, {n_users * n_items // 2}], got {n_interactions}")
+    if not 0 <= in_group <= 1:
+        raise ValueError(f"in_group must be in [0, 1], got {in_group}")
+    rng = np.random.default_rng(seed)
+    weights = (np.arange(n_items) + 1.0) ** -float(popularity)
+    weights = weights[rng.permutation(n_items)]
+    item_groups = rng.integers(n_groups, size=n_items)
+    user_groups = rng.integers(n_groups, size=n_users)
+    all_cdf = np.cumsum(weights) / weights.sum()
+    members = [np.flatnonzero(item_groups == g) for g in range(n_groups)]
+    group_cdf = [np.cumsum(weights[m]) / weights[m].sum() if m.size else None
+                 for m in members]
+    mean = n_interactions / n_users
+    counts = np.maximum(5, rng.geometric(1.0 / (mean - 4), size=n_users) + 4)
+    counts = np.minimum(counts, n_items // 2)
+    keys, kept = [], 1.0
+    for start in range(0, n_users, chunk_users):
+        users = np.arange(start, min(start + chunk_users, n_users))
+        # repeated draws count once: draw more, by the share the chunks so far kept
+        wanted = np.minimum(np.round(counts[users] / kept).astype(np.int64), n_items // 2)
+        user_of = np.repeat(users, wanted)                                 # one per draw
+        items = np.searchsorted(all_cdf, rng.random(user_of.size))
+        own = rng.random(user_of.size) < in_group
+        for g in range(n_groups):
+            pick = own & (user_groups[user_of] == g)
+            if group_cdf[g] is not None and pick.any():
+                draws = np.searchsorted(group_cdf[g], rng.random(int(pick.sum())))
+                items[pick] = members[g][np.minimum(draws, members[g].size - 1)]
+        items = np.minimum(items, n_items - 1)
+        keys.append(np.unique(user_of.astype(np.int64) * n_items + items))
+        drawn = sum(k.size for k in keys)
+        kept = drawn / counts[:users[-1] + 1].sum() * kept if start == 0 else kept
+    keys = np.concatenate(keys)                                            # sorted by user
+    per_user = np.bincount(keys // n_items, minlength=n_users)
+    short = np.flatnonzero(per_user < 3)      # repeats left < 3 items: add uniform ones
+    if short.size:
+        extra = [u * n_items + rng.choice(n_items, 3, replace=False) for u in short]
+        keys = np.unique(np.concatenate([keys, *extra]))
+        per_user = np.bincount(keys // n_items, minlength=n_users)
+    users, items = keys // n_items, keys % n_items
+    # seeded leave-one-out: a random order within each user; first valid, second test
+    order = np.lexsort((rng.random(users.size), users))
+    users, items = users[order], items[order]
+    starts = np.concatenate([[0], np.cumsum(per_user)[:-1]])
+    valid, test = items[starts], items[starts + 1]
+    train = np.ones(users.size, dtype=bool)
+    train[starts] = train[starts + 1] = False
+    matrix = sp.csr_matrix((np.ones(int(train.sum()), np.float32),
+                            (users[train], items[train])), shape=(n_users, n_items))
+    matrix.sort_indices()
+    info = {"n_interactions": int(keys.size), "split": "random", "seed": seed,
+            "generator": "synthetic_large"}
+    return Dataset(name="synthetic_large", train=matrix, valid_items=valid.astype(np.int64),
+                   test_items=test.astype(np.int64), raw_user_ids=np.arange(n_users),
+                   raw_item_ids=np.arange(n_items), user_groups=user_groups,
+                   item_groups=item_groups, info=info)
+
+
 # --------------------------------------------------------------------------------------
 # Negative sampling
 # --------------------------------------------------------------------------------------

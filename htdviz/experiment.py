@@ -62,7 +62,7 @@ def teacher_config(model: str = "bpr", dim: int = 200, n_layers: int = 2,
                    epochs: int = 100, eval_every: int = 10, seed: int = 0, lr: float = 1e-3,
                    weight_decay: float = 1e-3, schedule: str = "default", min_items: int = 5,
                    split_seed: int | None = None, user_col: str = "user",
-                   item_col: str = "item") -> TeacherConfig:
+                   item_col: str = "item", updates: str = "dense") -> TeacherConfig:
     """The :class:`~htdviz.runs.TeacherConfig` of these options; a data file is recorded
     by its stem, absolute path and sha256, and its split (always random) by ``min_items``
     and the seed it used."""
@@ -79,7 +79,7 @@ def teacher_config(model: str = "bpr", dim: int = 200, n_layers: int = 2,
                          split=split, epochs=epochs, eval_every=eval_every, seed=seed, lr=lr,
                          weight_decay=weight_decay, schedule=schedule, min_items=min_items,
                          split_seed=split_seed, user_col=user_col, item_col=item_col,
-                         data_file=data_file, data_sha256=data_sha256)
+                         updates=updates, data_file=data_file, data_sha256=data_sha256)
 
 
 def dataset_of(config: TeacherConfig | dict):
@@ -136,7 +136,7 @@ def _train_config(config, **overrides) -> TrainConfig:
     return TrainConfig(epochs=config.epochs, eval_every=config.eval_every,
                        random_state=config.seed, lr=config.lr,
                        weight_decay=config.weight_decay, schedule=config.schedule,
-                       **overrides)
+                       updates=config.updates, **overrides)
 
 
 def teacher_run(model: str = "bpr", dim: int = 200, n_layers: int = 2,
@@ -145,7 +145,7 @@ def teacher_run(model: str = "bpr", dim: int = 200, n_layers: int = 2,
                 weight_decay: float = 1e-3, runs_dir: str | Path = "runs", device=None,
                 progress: bool = True, schedule: str = "default", min_items: int = 5,
                 split_seed: int | None = None, user_col: str = "user",
-                item_col: str = "item") -> Path:
+                item_col: str = "item", updates: str = "dense") -> Path:
     """Train (or reuse) a teacher; returns its run folder.
 
     Parameters
@@ -161,6 +161,8 @@ def teacher_run(model: str = "bpr", dim: int = 200, n_layers: int = 2,
         The recipe (:class:`htdviz.train.TrainConfig`).
     schedule : {"default", "reference"}, default "default"
         See :class:`htdviz.train.TrainConfig`.
+    updates : {"dense", "sparse"}, default "dense"
+        See :class:`htdviz.train.TrainConfig` ("sparse": BPR-MF only, for large data sets).
     min_items, split_seed, user_col, item_col
         Data options (:func:`load_dataset`; ``split_seed`` None: ``seed``).
     runs_dir : path, default "runs"
@@ -176,7 +178,7 @@ def teacher_run(model: str = "bpr", dim: int = 200, n_layers: int = 2,
     """
     config = teacher_config(model, dim, n_layers, dataset, split, epochs, eval_every, seed,
                             lr, weight_decay, schedule, min_items, split_seed, user_col,
-                            item_col)
+                            item_col, updates)
     path = Path(runs_dir) / config.folder_name()
     if finished(path):
         return path
@@ -225,7 +227,7 @@ def student_run(teacher_dir: str | Path, method: str = "htd", dim: int = 20,
                 group_design: str = "P,e", positive_pairs_only: bool = True,
                 detach_student_prototypes: bool = True, runs_dir: str | Path | None = None,
                 device=None, progress: bool | dict = True, schedule: str = "default",
-                balance_weight: float = 0.0) -> Path:
+                balance_weight: float = 0.0, updates: str = "dense") -> Path:
     """Distil (or reuse) a student of ``dim`` from a finished teacher run; returns its folder.
 
     The student is trained on its teacher's data set (for a data file: the same file,
@@ -244,8 +246,8 @@ def student_run(teacher_dir: str | Path, method: str = "htd", dim: int = 20,
                            alpha=alpha, group_design=group_design,
                            positive_pairs_only=positive_pairs_only,
                            detach_student_prototypes=detach_student_prototypes,
-                           schedule=schedule, balance_weight=balance_weight
-                           ).inherit(teacher_dir.name, teacher)
+                           schedule=schedule, balance_weight=balance_weight,
+                           updates=updates).inherit(teacher_dir.name, teacher)
     path = Path(runs_dir or teacher_dir.parent) / config.folder_name()
     if finished(path):
         return path

@@ -46,6 +46,8 @@ ENTITIES = ("users", "items")
 METHODS = ("student", "fitnet", "de", "ftd", "htd")
 #: Training schedules (see :class:`htdviz.train.TrainConfig`).
 SCHEDULES = ("default", "reference")
+#: Which rows a training step updates (see :class:`htdviz.train.TrainConfig`).
+UPDATES = ("dense", "sparse")
 #: Data sets known by name; anything else is a file (see :func:`htdviz.data.load_file`).
 DATASET_NAMES = ("citeulike", "synthetic")
 
@@ -179,12 +181,23 @@ class TeacherConfig(_Config):
                             "--user-col", record=_is_table_file)
     item_col: str = _option("item", "item column of a .csv/.tsv/.parquet data file",
                             "--item-col", record=_is_table_file)
+    updates: str = _option("dense", "the teacher's updates: 'dense', the recipe (Adam over "
+                           "every row at every step), or 'sparse' (BPR-MF: only the batch's "
+                           "rows; for large data sets)", "--teacher-updates",
+                           record="changed", choices=UPDATES)
     data_file: str | None = _option(None, "absolute path of the data file",
                                     record="changed")
     data_sha256: str | None = _option(None, "sha256 of the data file", record="changed")
 
+    def __post_init__(self):
+        super().__post_init__()
+        if self.updates == "sparse" and self.model != "bpr":
+            raise ValueError(f"updates 'sparse' needs model 'bpr' (a {self.model} teacher "
+                             f"propagates over the whole graph at every step)")
+
     def _summary(self) -> str:
         schedule = "" if self.schedule == "default" else f"-{self.schedule}"
+        schedule += "" if self.updates == "dense" else f"-{self.updates}"
         return f"{self.dataset}-{self.model}-d{self.dim}-teacher{schedule}-s{self.seed}"
 
 
@@ -245,6 +258,10 @@ class StudentConfig(_Config):
                             "epochs); 'reference' the authors' loop: E + 1 epochs (label e = "
                             "after e + 1) and tau = 1 for the first two", "--schedule",
                             record="changed", choices=SCHEDULES)
+    updates: str = _option("dense", "'dense': the recipe, Adam over every row at every "
+                           "step; 'sparse' (BPR-MF): only the batch's rows, row-wise Adam "
+                           "with L2 on them (for large data sets)", "--updates",
+                           record="changed", choices=UPDATES)
     balance_weight: float = _option(0.0, "DE, HTD: weight of a load-balancing term that "
                                     "spreads the group assignment (not the authors' method; "
                                     "0: off)", "--balance-weight", record="changed")
@@ -275,6 +292,7 @@ class StudentConfig(_Config):
             label += "" if self.detach_student_prototypes else "-liveproto"
         label += f"-bal{self.balance_weight:g}" if self.balance_weight else ""
         label += "" if self.schedule == "default" else f"-{self.schedule}"
+        label += "" if self.updates == "dense" else f"-{self.updates}"
         return f"{self.dataset}-{self.model}-d{self.dim}-{label}-s{self.seed}"
 
 

@@ -63,7 +63,8 @@ TEACHER_OPTIONS = {"model": "model", "n_layers": "n_layers", "dataset": "dataset
                    "min_items": "min_items", "split_seed": "split_seed",
                    "user_col": "user_col", "item_col": "item_col", "teacher_dim": "dim",
                    "teacher_epochs": "epochs", "teacher_seed": "seed",
-                   "teacher_schedule": "schedule", "teacher_eval_every": "eval_every"}
+                   "teacher_schedule": "schedule", "teacher_eval_every": "eval_every",
+                   "teacher_updates": "updates"}
 OPTIONS = STUDENT_OPTIONS + tuple(TEACHER_OPTIONS)
 
 #: The paper's sensitivity study: one factor at a time around HTD's defaults.

@@ -6,6 +6,11 @@ BPR loss summed over the batch, plus ``distill_weight`` times the distiller's lo
 distiller is given. Adam with its own ``weight_decay`` updates every trainable parameter
 (the model's and the distiller's).
 
+With ``updates="sparse"`` (opt-in; BPR-MF only) a step touches only the rows of the batch's
+users and items: they are gathered, get gradients, and are updated by :class:`RowAdam`,
+Adam with the recipe's weight decay on those rows alone (docs/method.md §2.1). The default,
+``"dense"``, is the recipe: Adam with weight decay over every row at every step.
+
 A distiller is any ``torch.nn.Module`` called as
 ``distiller(users, items, user_repr, item_repr)`` that returns a scalar loss (or a dict with
 a ``"loss"`` entry and further scalar terms to log), where ``users`` are the batch's unique
@@ -27,6 +32,9 @@ from tqdm.auto import tqdm
 
 from .data import Dataset, NegativeSampler
 from .evaluate import DEFAULT_KS, full_ranking
+
+
+UPDATES = ("dense", "sparse")
 
 
 def default_device() -> torch.device:
@@ -54,6 +62,9 @@ class TrainConfig:
     #: epochs (-1 = untrained), and a distiller's temperature is held at its start for the
     #: first two epochs, ending at tau(E - 1).
     schedule: str = "default"
+    #: "dense": the recipe, Adam over every parameter at every step; "sparse": only the
+    #: batch's rows (BPR-MF), row-wise Adam with L2 on those rows (docs/method.md §2.1).
+    updates: str = "dense"
 
     def __post_init__(self):
         for name in ("epochs", "batch_size", "eval_every"):
@@ -67,6 +78,8 @@ class TrainConfig:
                              f"got {self.early_stopping_patience}")
         if self.schedule not in ("default", "reference"):
             raise ValueError(f"schedule must be 'default' or 'reference', got {self.schedule!r}")
+        if self.updates not in UPDATES:
+            raise ValueError(f"updates must be one of {UPDATES}, got {self.updates!r}")
         if not self.ks or min(self.ks) < 1:
             raise ValueError(f"ks must be positive integers, got {self.ks}")
         metric, _, k = self.monitor.partition("@")
@@ -150,11 +163,20 @@ def _fit(model, dataset, config, distiller, device, progress) -> FitResult:
     config = config or TrainConfig()
     device = torch.device(device) if device is not None else default_device()
     model.to(device)
-    params = list(model.parameters())
+    sparse = config.updates == "sparse"
+    if sparse and not hasattr(model, "embedding_tables"):
+        raise ValueError(f"updates='sparse' needs a model whose representations are its "
+                         f"embedding rows (BPR-MF); {type(model).__name__}'s are not "
+                         f"(LightGCN propagates over the whole graph at every step)")
+    params = [] if sparse else list(model.parameters())
     if distiller is not None:
         distiller.to(device)
         params += [p for p in distiller.parameters() if p.requires_grad]
-    optimizer = _adam(params, config)
+    optimizers = [_adam(params, config)] if params else []
+    row_adam = RowAdam(model.embedding_tables(), config.lr, config.weight_decay) if sparse \
+        else None
+    if row_adam is not None:
+        optimizers.append(row_adam)
 
     rng = np.random.default_rng(config.random_state)
     torch.manual_seed(config.random_state)   # for a distiller built without a generator
@@ -192,23 +214,31 @@ def _fit(model, dataset, config, distiller, device, progress) -> FitResult:
         for b in range(n_batches):
             sl = slice(b * config.batch_size, (b + 1) * config.batch_size)
             users, pos, neg = users_all[sl], pos_all[sl], neg_all[sl]
-            user_repr, item_repr = model()
-            # one gather for positives and negatives: one full-size gradient in the backward
-            pos_repr, neg_repr = item_repr[torch.cat([pos, neg])].split(len(pos))
-            loss = bpr_loss(user_repr[users], pos_repr, neg_repr)
+            if sparse:
+                loss, batch_users, batch_items, batch_user_repr, batch_item_repr = \
+                    _sparse_bpr(row_adam, users, pos, neg)
+            else:
+                user_repr, item_repr = model()
+                # one gather for positives and negatives: one full-size gradient in the backward
+                pos_repr, neg_repr = item_repr[torch.cat([pos, neg])].split(len(pos))
+                loss = bpr_loss(user_repr[users], pos_repr, neg_repr)
             terms = {"bpr_loss": loss.detach()}
             if distiller is not None:
-                batch_users = torch.unique(users)
-                batch_items = torch.unique(torch.cat([pos, neg]))
-                out = distiller(batch_users, batch_items, user_repr[batch_users],
-                                item_repr[batch_items])
+                if not sparse:
+                    batch_users = torch.unique(users)
+                    batch_items = torch.unique(torch.cat([pos, neg]))
+                    batch_user_repr = user_repr[batch_users]
+                    batch_item_repr = item_repr[batch_items]
+                out = distiller(batch_users, batch_items, batch_user_repr, batch_item_repr)
                 out = out if isinstance(out, dict) else {"loss": out}
                 loss = loss + config.distill_weight * out["loss"]
                 terms.update({f"distill_{k}" if k == "loss" else k: v.detach()
                               for k, v in out.items()})
-            optimizer.zero_grad(set_to_none=True)
+            for optimizer in optimizers:
+                optimizer.zero_grad(set_to_none=True)
             loss.backward()
-            optimizer.step()
+            for optimizer in optimizers:
+                optimizer.step()
             for k, v in terms.items():
                 sums[k] = sums.get(k, 0.0) + v
         sums = {k: float(v) / n_batches for k, v in sums.items()}
@@ -234,6 +264,84 @@ def _fit(model, dataset, config, distiller, device, progress) -> FitResult:
     history = pd.DataFrame(rows)
     history["schedule"] = config.schedule
     return FitResult(history=history, best_epoch=best[1], seconds=seconds)
+
+
+def _sparse_bpr(rows: "RowAdam", users, pos, neg):
+    """The BPR loss of a batch from the rows it touches.
+
+    Returns the loss (BPR summed over the batch), the batch's unique users and items and
+    their representations (for a distiller), gathered through ``rows`` so that its next
+    :meth:`RowAdam.step` updates exactly them.
+    """
+    batch_users, user_of = torch.unique(users, return_inverse=True)
+    batch_items, item_of = torch.unique(torch.cat([pos, neg]), return_inverse=True)
+    user_rows = rows.gather(0, batch_users)                                   # (U, d)
+    item_rows = rows.gather(1, batch_items)                                   # (I, d)
+    pos_of, neg_of = item_of.split(len(pos))
+    loss = bpr_loss(user_rows[user_of], item_rows[pos_of], item_rows[neg_of])
+    return loss, batch_users, batch_items, user_rows, item_rows
+
+
+class RowAdam:
+    """Adam on the rows of embedding tables that a step touched ("lazy" Adam).
+
+    :meth:`gather` hands out a table's rows as a leaf tensor; after the backward pass,
+    :meth:`step` applies to those rows exactly what :class:`torch.optim.Adam` with
+    ``weight_decay`` (coupled L2, the recipe) applies to a parameter: gradient plus
+    ``weight_decay * row``, moments, bias correction by the number of steps taken. Rows a
+    step does not touch keep their values and moments (the dense recipe would decay them and
+    move them along their momentum): the difference from the recipe, docs/method.md §2.1.
+    A step costs in proportion to the touched rows, not to the tables.
+
+    Parameters
+    ----------
+    tables : sequence of torch.nn.Parameter of shape (n_rows, dim)
+    lr, weight_decay : float
+    betas : (float, float), default (0.9, 0.999)
+    eps : float, default 1e-8
+    """
+
+    def __init__(self, tables, lr: float, weight_decay: float = 0.0, betas=(0.9, 0.999),
+                 eps: float = 1e-8):
+        self.tables = list(tables)
+        self.lr, self.weight_decay, self.betas, self.eps = lr, weight_decay, betas, eps
+        self.moments = [(torch.zeros_like(t, requires_grad=False),
+                         torch.zeros_like(t, requires_grad=False)) for t in self.tables]
+        self.steps = 0
+        self._touched: list[tuple[int, torch.Tensor, torch.Tensor]] = []
+
+    def gather(self, table: int, ids: torch.Tensor) -> torch.Tensor:
+        """Rows ``ids`` (unique) of table ``table`` as a leaf tensor that collects their
+        gradient; shape (len(ids), dim)."""
+        rows = self.tables[table].detach().index_select(0, ids).requires_grad_(True)
+        self._touched.append((table, ids, rows))
+        return rows
+
+    def zero_grad(self, set_to_none: bool = True) -> None:
+        """Nothing to clear: each :meth:`gather` makes fresh leaves, and :meth:`step`
+        forgets them."""
+
+    @torch.no_grad()
+    def step(self) -> None:
+        self.steps += 1
+        beta1, beta2 = self.betas
+        correction1 = 1 - beta1 ** self.steps
+        correction2 = 1 - beta2 ** self.steps
+        for table, ids, rows in self._touched:
+            if rows.grad is None:
+                continue
+            grad = rows.grad.add(rows, alpha=self.weight_decay) if self.weight_decay \
+                else rows.grad
+            first, second = self.moments[table]
+            exp_avg = first.index_select(0, ids).mul_(beta1).add_(grad, alpha=1 - beta1)
+            exp_avg_sq = second.index_select(0, ids).mul_(beta2).addcmul_(grad, grad,
+                                                                          value=1 - beta2)
+            denom = exp_avg_sq.sqrt().div_(math.sqrt(correction2)).add_(self.eps)
+            new = rows.detach().addcdiv(exp_avg, denom, value=-self.lr / correction1)
+            first.index_copy_(0, ids, exp_avg)
+            second.index_copy_(0, ids, exp_avg_sq)
+            self.tables[table].index_copy_(0, ids, new)
+        self._touched = []
 
 
 def _group_usage(distiller) -> dict[str, float]:

@@ -92,6 +92,18 @@ def synthetic_dataset() -> data.Dataset:
     return data.synthetic(seed=0)
 
 
+@pytest.fixture(scope="session")
+def smoke_project(tmp_path_factory) -> Path:
+    """One temporary project for every notebook execution of the session: ``<root>/notebooks``
+    is where the notebooks run, so their SMOKE runs (``../runs/smoke``) and projection cache
+    land in ``<root>``, never in the project. tests/test_browser.py (JupyterLab) and
+    tests/test_notebooks.py (nbclient) share it, as a user's notebooks share runs/: the
+    first to run a notebook trains its runs, the other reuses them."""
+    root = tmp_path_factory.mktemp("smoke_project")
+    (root / "notebooks").mkdir()
+    return root
+
+
 @pytest.hookimpl(wrapper=True, tryfirst=True)
 def pytest_runtest_makereport(item, call):
     """Keep each phase's report on the test item (``item.rep_call``), so a fixture can tell

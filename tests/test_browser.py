@@ -101,14 +101,16 @@ def _lab_settings(folder: Path) -> None:
 
 
 @pytest.fixture(scope="module")
-def lab(tmp_path_factory, request):
-    """A JupyterLab on a free port with a token, serving a temporary copy of notebooks/.
+def lab(smoke_project, request):
+    """A JupyterLab on a free port with a token, serving a temporary copy of notebooks/ in
+    the session's ``smoke_project`` (conftest.py; its SMOKE runs are shared with
+    tests/test_notebooks.py).
 
     Yields (url, token, root). Its kernels inherit the data and cache folders: CiteULike
-    from the session's offline copy where there is one, a projection cache of its own.
+    from the session's offline copy where there is one, the project's projection cache.
     """
-    root = tmp_path_factory.mktemp("lab")
-    shutil.copytree(ROOT / "notebooks", root / "notebooks",
+    root = smoke_project
+    shutil.copytree(ROOT / "notebooks", root / "notebooks", dirs_exist_ok=True,
                     ignore=shutil.ignore_patterns(".ipynb_checkpoints"))
     _lab_settings(root / "settings")
     env = dict(os.environ, HTDVIZ_CACHE_DIR=str(root / "cache"),

@@ -531,3 +531,27 @@ def test_negative_sampler_rejects_user_with_every_item():
 
     with pytest.raises(ValueError, match="every item"):
         data.NegativeSampler(sp.csr_matrix(np.ones((2, 3), np.float32)))
+
+
+def test_synthetic_large_is_seeded_sized_and_split():
+    ds = data.synthetic_large(n_users=2000, n_items=3000, n_interactions=60_000, n_groups=5,
+                              seed=3, chunk_users=500)
+    again = data.synthetic_large(n_users=2000, n_items=3000, n_interactions=60_000,
+                                 n_groups=5, seed=3, chunk_users=500)
+    assert (ds.train != again.train).nnz == 0
+    assert np.array_equal(ds.test_items, again.test_items)
+    assert (ds.n_users, ds.n_items) == (2000, 3000)
+    # repeated draws are made up for after the first chunk: close to what was asked
+    assert 0.85 * 60_000 <= ds.info["n_interactions"] <= 1.05 * 60_000
+    assert ds.info["n_interactions"] == ds.n_train + 2 * ds.n_users
+    train = ds.train.tocsr()
+    for u in range(0, 2000, 97):             # held-out items are not training items
+        row = set(train.indices[train.indptr[u]:train.indptr[u + 1]])
+        assert ds.valid_items[u] not in row and ds.test_items[u] not in row
+        assert ds.valid_items[u] != ds.test_items[u] and len(row) >= 1
+    # users mostly pick items of their own planted group (in_group = 0.7 plus chance)
+    users, items = ds.train_pairs()
+    same = (ds.user_groups[users] == ds.item_groups[items]).mean()
+    assert 0.6 < same < 0.9
+    with pytest.raises(ValueError, match="n_interactions must be in"):
+        data.synthetic_large(n_users=100, n_items=50, n_interactions=100)

@@ -9,10 +9,10 @@ Two kinds of test:
 - execution (marker ``notebooks``; deselect with ``-m "not notebooks"``): each notebook runs
   on a fresh kernel with nbclient, in its committed SMOKE setting.
 
-Execution happens in a temporary copy of notebooks/: the kernel's working directory is
-``<tmp>/notebooks``, so the notebooks' relative runs folder (``../runs/smoke``) and the
-projection cache land in the temporary folder, never in the project, and the executed
-copies are discarded. The notebooks run in name order and share that folder, as a user's
+Execution happens in a temporary copy of notebooks/ (``smoke_project`` of conftest.py,
+shared with the browser tests): the kernel's working directory is ``<tmp>/notebooks``, so
+the notebooks' relative runs folder (``../runs/smoke``) and the projection cache land in the
+temporary folder, never in the project, and the executed copies are discarded. The notebooks run in name order and share that folder, as a user's
 notebooks share runs/: a later notebook reuses the finished runs of an earlier one with the
 same settings (what ``experiment.teacher_run`` / ``student_run`` promise), and each one also
 runs on its own (it then trains what it needs).
@@ -94,11 +94,9 @@ def test_parameters_cell_comes_first_and_is_smoke(path):
 
 
 @pytest.fixture(scope="module")
-def workdir(tmp_path_factory) -> Path:
-    """One temporary project copy for all executions: <tmp>/notebooks is the kernel's cwd."""
-    root = tmp_path_factory.mktemp("notebooks_run")
-    (root / "notebooks").mkdir()
-    return root
+def workdir(smoke_project) -> Path:
+    """The session's temporary project (conftest.py): <root>/notebooks is the kernel's cwd."""
+    return smoke_project
 
 
 @pytest.mark.notebooks

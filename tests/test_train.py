@@ -215,3 +215,117 @@ def test_fit_with_distiller(small_synthetic):
     history = fit(model, small_synthetic, config, distiller=RecordingDistiller(model),
                   device="cpu", progress=False).history
     assert {"distill_loss", "offset_term"} <= set(history.columns)
+
+
+# --------------------------------------------------------------------------------------
+# updates="sparse": only the batch's rows
+# --------------------------------------------------------------------------------------
+
+def _one_step(ds, updates: str, batch_size: int = 64):
+    """The model after exactly one training step of each kind, from the same start."""
+    # unit-scale rows: gradients far above Adam's eps (see below)
+    model = BPRMF(ds.n_users, ds.n_items, 8, init_std=1.0,
+                  generator=torch.Generator().manual_seed(0))
+    start = {k: v.detach().clone() for k, v in model.state_dict().items()}
+    n_train = ds.train.nnz
+    fit(model, ds, TrainConfig(epochs=1, batch_size=n_train, eval_every=1, lr=0.01,
+                               weight_decay=0.05, updates=updates), device="cpu",
+        progress=False)
+    return start, model
+
+
+def _few_items_used(n_users: int = 20, n_items: int = 400, seed: int = 0):
+    """A data set whose users interact with 3 of the first 40 items each: one step over
+    all training pairs leaves most of the 400 item rows untouched."""
+    import scipy.sparse as sp
+
+    from htdviz.data import Dataset
+
+    rng = np.random.default_rng(seed)
+    rows = np.repeat(np.arange(n_users), 3)
+    cols = np.concatenate([rng.choice(40, 3, replace=False) for _ in range(n_users)])
+    train = sp.csr_matrix((np.ones(len(rows), np.float32), (rows, cols)),
+                          shape=(n_users, n_items))
+    held_out = np.full(n_users, n_items - 1)
+    return Dataset("few", train, held_out, held_out, np.arange(n_users), np.arange(n_items))
+
+
+def test_sparse_step_equals_the_recipe_on_touched_rows_and_leaves_the_rest():
+    """One step over a batch that touches some rows: the touched rows move as in the dense
+    recipe (Adam, gradient of BPR + weight decay); untouched rows do not move (the recipe
+    decays them too)."""
+    ds = _few_items_used()
+    start, dense = _one_step(ds, "dense")
+    _, sparse = _one_step(ds, "sparse")
+    # the single batch is every training pair: each user, and the items that occur as a
+    # positive or as the sampled negative (same rng, same draw in both runs)
+    users, items = ds.train_pairs()
+    touched_items = np.zeros(ds.n_items, dtype=bool)
+    touched_items[items] = True
+    moved = (sparse.item_emb.detach() != start["item_emb"]).any(1).numpy()
+    assert moved[touched_items].all()
+    assert torch.allclose(sparse.user_emb.detach(), dense.user_emb.detach(), rtol=1e-6,
+                          atol=1e-7)
+    assert torch.allclose(sparse.item_emb.detach()[moved], dense.item_emb.detach()[moved],
+                          rtol=1e-6, atol=1e-7)
+    untouched = ~moved
+    assert untouched.any(), "every item was touched: the test needs untouched rows"
+    assert torch.equal(sparse.item_emb.detach()[untouched], start["item_emb"][untouched])
+    assert not torch.equal(dense.item_emb.detach()[untouched], start["item_emb"][untouched])
+
+
+def test_row_adam_steps_like_adam_on_the_touched_rows():
+    """Two steps of RowAdam on the rows a batch touches equal two steps of torch's Adam
+    (coupled weight decay) on a copy holding only those rows; other rows never change."""
+    model = BPRMF(5, 7, 3, init_std=1.0, generator=torch.Generator().manual_seed(0))
+    start = model.item_emb.detach().clone()
+    rows = train.RowAdam(model.embedding_tables(), lr=0.05, weight_decay=0.1)
+    users, pos, neg = torch.tensor([0, 2, 2]), torch.tensor([1, 3, 1]), torch.tensor([4, 4, 6])
+    copy = torch.nn.Parameter(start[[1, 3, 4, 6]].clone())
+    adam = torch.optim.Adam([copy], lr=0.05, weight_decay=0.1)
+    index = {1: 0, 3: 1, 4: 2, 6: 3}
+    for _ in range(2):
+        loss, batch_users, batch_items, user_rows, item_rows = \
+            train._sparse_bpr(rows, users, pos, neg)
+        assert batch_items.tolist() == [1, 3, 4, 6]
+        assert loss.item() == pytest.approx(bpr_loss(model.user_emb[users], model.item_emb[pos],
+                                                     model.item_emb[neg]).item(), rel=1e-6)
+        # the same loss as a function of the copy (users held fixed)
+        mine = bpr_loss(user_rows.detach()[[0, 1, 1]],
+                        copy[[index[i] for i in pos.tolist()]],
+                        copy[[index[i] for i in neg.tolist()]])
+        adam.zero_grad()
+        mine.backward()
+        adam.step()
+        loss.backward()
+        rows.step()
+    assert torch.allclose(model.item_emb.detach()[[1, 3, 4, 6]], copy.detach(), rtol=1e-6,
+                          atol=1e-7)
+    untouched = [0, 2, 5]
+    assert torch.equal(model.item_emb.detach()[untouched], start[untouched])
+
+
+def test_sparse_updates_train_and_refuse_lightgcn(small_synthetic):
+    ds = small_synthetic
+    model = make_model("bpr", ds)
+    result = fit(model, ds, quick_config(updates="sparse", epochs=3), device="cpu",
+                 progress=False)
+    assert result.history["test_recall@50"].iloc[-1] > result.history["test_recall@50"].iloc[0]
+    with pytest.raises(ValueError, match="updates='sparse' needs a model whose"):
+        fit(make_model("lightgcn", ds), ds, quick_config(updates="sparse"), device="cpu",
+            progress=False)
+    with pytest.raises(ValueError, match="updates must be one of"):
+        TrainConfig(updates="lazy")
+
+
+def test_sparse_updates_in_the_run_configurations():
+    from htdviz import runs
+
+    teacher = runs.TeacherConfig(updates="sparse")
+    assert "-teacher-sparse-" in teacher.folder_name()
+    assert "updates" not in runs.TeacherConfig().to_dict()     # old folders keep their names
+    assert "-htd-sparse-" in runs.StudentConfig(updates="sparse").folder_name()
+    with pytest.raises(ValueError, match="updates 'sparse' needs model 'bpr'"):
+        runs.TeacherConfig(model="lightgcn", updates="sparse")
+    with pytest.raises(ValueError, match="updates must be one of"):
+        runs.StudentConfig(updates="lazy")

@@ -37,6 +37,11 @@ class BPRMF(Recommender):
     def forward(self) -> tuple[torch.Tensor, torch.Tensor]:
         return self.user_emb, self.item_emb
 
+    def embedding_tables(self) -> tuple[nn.Parameter, nn.Parameter]:
+        """The user and item tables whose rows are the representations (what
+        ``updates="sparse"`` training looks up row by row)."""
+        return self.user_emb, self.item_emb
+
     def config(self) -> dict:
         return {"n_users": self.n_users, "n_items": self.n_items, "dim": self.dim,
                 "init_std": self.init_std}
