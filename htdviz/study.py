@@ -245,6 +245,10 @@ def study(grid, teacher: str | Path | None = None, executor: str = "local",
         raise ValueError(f"workers must be an int >= 1, got {workers!r}")
     if not 0 <= gpus_per_run:
         raise ValueError(f"gpus_per_run must be >= 0, got {gpus_per_run!r}")
+    unknown = sorted(set(options) - set(OPTIONS))
+    if unknown:
+        raise ValueError(f"study option {unknown[0]!r} is not a run option; the options are "
+                         f"{', '.join(OPTIONS)}")
     runs_dir = Path(runs_dir).resolve()
     todo = [{**options, **cell} for cell in cells(grid)]
     specs = [_Cell(i, cell, teacher) for i, cell in enumerate(todo)]

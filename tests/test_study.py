@@ -145,6 +145,8 @@ def test_bad_cells_fail_before_anything_trains(tmp_path):
                     progress=False, **TINY)
     with pytest.raises(ValueError, match="executor must be one of"):
         study.study(GRID, executor="dask", runs_dir=tmp_path)
+    with pytest.raises(ValueError, match="study option 'epoch' is not a run option"):
+        study.study(GRID, runs_dir=tmp_path, epoch=2)
     assert list(tmp_path.iterdir()) == []
 
 
