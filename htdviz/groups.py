@@ -188,6 +188,60 @@ def group_usage(labels, n_groups: int | None = None) -> dict[str, float]:
     return {"used": int(share.size), "entropy": entropy, "effective": float(2.0 ** entropy)}
 
 
+def stratified_sample(n_entities: int, size: int, labels=None, random_state=0) -> np.ndarray:
+    """Ids of a seeded sample of ``size`` entities that keeps every group's share.
+
+    For views of large sets (maps, heatmaps): each group gets draws in proportion to its
+    size (largest remainders), at least one while ``size`` allows, so small groups stay
+    visible; without labels the sample is uniform.
+
+    Parameters
+    ----------
+    n_entities : int
+    size : int
+        Entities to draw; all of them (``arange(n_entities)``) when ``size >= n_entities``.
+    labels : int array of shape (n_entities,), optional
+    random_state : int or numpy Generator, default 0
+
+    Returns
+    -------
+    int array of shape (min(size, n_entities),), ascending
+    """
+    n_entities = _check_positive_int(n_entities, "n_entities")
+    size = _check_positive_int(size, "size")
+    rng = np.random.default_rng(random_state)
+    if size >= n_entities:
+        return np.arange(n_entities)
+    if labels is None:
+        return np.sort(rng.choice(n_entities, size, replace=False))
+    labels, _ = _as_labels(labels, n_entities)
+    sizes = np.bincount(labels)
+    present = np.flatnonzero(sizes)
+    quota = _apportion(sizes[present], size)
+    return np.sort(np.concatenate([
+        rng.choice(np.flatnonzero(labels == g), q, replace=False)
+        for g, q in zip(present, quota) if q > 0]))
+
+
+def _apportion(sizes: np.ndarray, total: int) -> np.ndarray:
+    """Split ``total`` draws among groups of ``sizes`` in proportion (largest remainders),
+    each group keeping at least one while ``total`` allows, never more than its size."""
+    exact = sizes * total / sizes.sum()
+    quota = np.minimum(np.floor(exact).astype(np.int64), sizes)
+    if total >= sizes.size:
+        quota = np.maximum(quota, 1)
+    by_remainder = np.argsort(-(exact - np.floor(exact)), kind="stable")
+    while quota.sum() > total:                      # the minimum of one overshot
+        quota[np.argmax(quota)] -= 1
+    while quota.sum() < total:
+        for g in by_remainder:
+            if quota[g] < sizes[g]:
+                quota[g] += 1
+                if quota.sum() == total:
+                    break
+    return quota
+
+
 def agreement(a, b) -> dict[str, float]:
     """How much two assignments of the same entities agree, up to renaming the groups.
 

@@ -96,8 +96,11 @@ DISPLAY = {"teacher": "teacher", "student": "student alone", "ftd": "FTD", "htd"
            "de": "DE", "fitnet": "FitNet"}
 #: Row entities sampled for the band errors (columns stay complete, so ranks are exact).
 BAND_ROWS = 1000
-#: Entities sampled for the discrepancy measures.
-DISCREPANCY_SAMPLE = 5000
+#: Entities whose nearest neighbours the discrepancy measures search (each against all
+#: items; :func:`htdviz.topology.discrepancy`'s ``max_rows``); all other measures are exact.
+NEIGHBOUR_ROWS = 2000
+#: Entities sampled for the capacity bounds.
+CAPACITY_SAMPLE = 5000
 
 
 @dataclass
@@ -243,32 +246,33 @@ def _sections(dataset, teacher, students, max_heatmap, projection, seed) -> list
         finding, contents))
 
     # -- maps and heatmaps ----------------------------------------------------------------
-    rng = np.random.default_rng(seed)
-    sample = np.sort(rng.choice(dataset.n_items, size=min(DISCREPANCY_SAMPLE, dataset.n_items),
-                                replace=False))
-    rows = []
-    for name, run in students.items():
-        measures = topology.discrepancy(teacher.items[sample], run.items[sample],
-                                        labels=htd.item_groups[sample], random_state=seed)
-        rows.append({"method": name, **measures})
-    measures = pd.DataFrame(rows).set_index("method")
+    n_items = dataset.n_items
+    measures = pd.DataFrame([{"method": name, **topology.discrepancy(
+        teacher.items, run.items, labels=htd.item_groups, random_state=seed,
+        max_rows=NEIGHBOUR_ROWS)} for name, run in students.items()]).set_index("method")
+    searched = (f"estimated from {NEIGHBOUR_ROWS:,} sampled items, each ranked against all "
+                f"{n_items:,}" if n_items > NEIGHBOUR_ROWS else "exact, all items searched")
     overlap = measures["knn_overlap@10"]
+    mapped = f"all {n_items:,} items" if n_items <= figures.MAX_MAP_POINTS else (
+        f"{figures.MAX_MAP_POINTS:,} of the {n_items:,} items, a sample stratified by HTD "
+        f"group (sets above {figures.MAX_MAP_POINTS:,} are sampled to keep the map quick)")
     sections.append(Section(
         "Teacher and HTD student, mapped",
-        f"{projection.upper()} of all items in the teacher space and in the student space "
+        f"{projection.upper()} of {mapped} in the teacher space and in the student space "
         f"(the student's map aligned to the teacher's by Procrustes), coloured by HTD's "
         f"item group. Nearby points are items with similar representations.",
         f"Of each item's 10 nearest teacher neighbours, HTD's student keeps "
         f"{overlap['htd']:.0%} among its own 10 nearest, FTD's {overlap['ftd']:.0%}, the "
-        f"student alone {overlap['student']:.0%} ({len(sample):,} sampled items).",
+        f"student alone {overlap['student']:.0%} ({searched}).",
         figures.projection_figure(teacher.items, htd.items, method=projection,
-                                  groups=htd.item_groups, random_state=seed)))
+                                  groups=htd.item_groups, random_state=seed,
+                                  max_points=figures.MAX_MAP_POINTS)))
     sections.append(Section(
         "Similarity heatmaps",
         f"Cosine similarities among {max_heatmap} items sampled in proportion to group size "
         f"and ordered by HTD group: teacher, HTD student and their difference. Same-group "
         f"blocks lie on the diagonal: HTD's entity level distils them.",
-        f"On {len(sample):,} sampled items, HTD's student misses same-group pairs by "
+        f"Over all {n_items:,} items, HTD's student misses same-group pairs by "
         f"{measures.loc['htd', 'htd_entity_error']:.4f} (mean squared cosine difference) "
         f"and all pairs by {measures.loc['htd', 'ftd_error']:.4f}; FTD's by "
         f"{measures.loc['ftd', 'htd_entity_error']:.4f} and "
@@ -285,8 +289,10 @@ def _sections(dataset, teacher, students, max_heatmap, projection, seed) -> list
     table.index = [DISPLAY[m] for m in table.index]
     sections.append(Section(
         "Topology discrepancy",
-        f"How far each student's item topology is from the teacher's on {len(sample):,} "
-        f"sampled items (htdviz.topology.discrepancy). Errors and KL: lower is closer; "
+        f"How far each student's item topology is from the teacher's over all "
+        f"{n_items:,} items (htdviz.topology.discrepancy; the nearest-neighbour measures, "
+        f"kNN overlap and KL most similar: {searched}; "
+        f"Spearman from 1,000,000 sampled pairs). Errors and KL: lower is closer; "
         f"overlap, Spearman and CKA: higher is closer. The HTD target uses HTD's item "
         f"groups.", _discrepancy_finding(measures, recall, bands, agreement),
         table.reset_index(names="method"),
@@ -313,7 +319,7 @@ def _sections(dataset, teacher, students, max_heatmap, projection, seed) -> list
     cap = capacity.capacity_table(teacher.users, teacher.items, dims=grid,
                                   runs={DISPLAY[m]: r for m, r in students.items()},
                                   user_labels=htd.user_groups, item_labels=htd.item_groups,
-                                  max_entities=DISCREPANCY_SAMPLE, random_state=seed)
+                                  max_entities=CAPACITY_SAMPLE, random_state=seed)
     cap["test_recall@50"] = cap.pop("final_test_recall@50") \
         if "final_test_recall@50" in cap.columns else np.nan
     achieved = cap[cap["kind"] == "achieved"]
@@ -336,7 +342,8 @@ def _sections(dataset, teacher, students, max_heatmap, projection, seed) -> list
         "Capacity gap",
         "The smallest topology error any d-dimensional representation can reach (rank-d "
         "bounds, htdviz.capacity) on the full topology and on HTD's hierarchical target "
-        "(HTD's groups; users and items together, 5,000 sampled), as a share of the "
+        f"(HTD's groups; users and items together, {CAPACITY_SAMPLE:,} sampled), as a "
+        f"share of the "
         "target's energy, beside what the students reached. A value of 1 is as far off as "
         "a student whose cosines were all 0.", finding,
         [figures.capacity_curves(cap), curated], ("capacity", cap)))

@@ -319,7 +319,7 @@ def _within_sse(t_unit, s_unit, labels: np.ndarray, n_groups: int) -> np.ndarray
 
 
 def _row_pass(t_unit, s_unit, k_teacher: int, k_student: int, labels=None,
-              chunk_size: int = 1024):
+              chunk_size: int = 1024, rows=None):
     """Stream the two N x N topologies in blocks of rows, never more than a block of each.
 
     Returns the teacher's and the student's ``k_teacher`` / ``k_student`` nearest
@@ -327,28 +327,32 @@ def _row_pass(t_unit, s_unit, k_teacher: int, k_student: int, labels=None,
     per row the squared error and the number of same-group pairs whose TEACHER cosine is
     > 0 (the reference implementation's quirk, docs/method.md §6.1), which only an
     elementwise mask can give. ``s_unit`` may be None when only the teacher is searched.
+    Given ``rows`` (entity ids), only those rows are searched, each against all N
+    entities, and the outputs have one row per id.
     """
-    n = t_unit.shape[0]
+    ids = torch.arange(t_unit.shape[0]) if rows is None else torch.from_numpy(rows)
+    n = ids.numel()
     t_top = np.empty((n, k_teacher), dtype=np.int64) if k_teacher else None
     s_top = np.empty((n, k_student), dtype=np.int64) if k_student else None
     sse = np.empty(n) if labels is not None else None
     count = np.empty(n, dtype=np.int64) if labels is not None else None
     label_t = torch.from_numpy(labels) if labels is not None else None
     for start, stop in _blocks(n, chunk_size):
-        cos_t = t_unit[start:stop] @ t_unit.T                         # (B, N)
-        cos_s = s_unit[start:stop] @ s_unit.T if (k_student or labels is not None) else None
+        block = ids[start:stop]
+        cos_t = t_unit[block] @ t_unit.T                              # (B, N)
+        cos_s = s_unit[block] @ s_unit.T if (k_student or labels is not None) else None
         if labels is not None:
-            kept = (label_t[start:stop, None] == label_t[None, :]) & (cos_t > 0)   # (B, N)
+            kept = (label_t[block, None] == label_t[None, :]) & (cos_t > 0)       # (B, N)
             sse[start:stop] = ((cos_t - cos_s).square_() * kept).sum(
                 1, dtype=torch.float64).numpy()
             count[start:stop] = kept.sum(1).numpy()
             del kept
-        rows = torch.arange(stop - start)
+        within = torch.arange(stop - start)
         if k_teacher:
-            cos_t[rows, rows + start] = -torch.inf                    # not its own neighbour
+            cos_t[within, block] = -torch.inf                         # not its own neighbour
             t_top[start:stop] = cos_t.topk(k_teacher, dim=1).indices.numpy()
         if k_student:
-            cos_s[rows, rows + start] = -torch.inf
+            cos_s[within, block] = -torch.inf
             s_top[start:stop] = cos_s.topk(k_student, dim=1).indices.numpy()
     return t_top, s_top, sse, count
 
@@ -430,15 +434,18 @@ def _random_neighbours(n: int, n_neighbors: int, rng: np.random.Generator) -> np
 
 
 def _kl_per_entity(t_unit, s_unit, neighbours: np.ndarray, temperature: float,
-                   chunk_size: int) -> np.ndarray:
-    """KL(teacher || student) of the softmax over each entity's neighbour set, shape (N,)."""
-    n = t_unit.shape[0]
+                   chunk_size: int, rows=None) -> np.ndarray:
+    """KL(teacher || student) of the softmax over each entity's neighbour set, shape (N,);
+    given ``rows`` (entity ids), ``neighbours`` holds their sets and the output one value
+    per id."""
+    ids = torch.arange(t_unit.shape[0]) if rows is None else torch.from_numpy(rows)
+    n = ids.numel()
     out = np.empty(n)
     neighbours = torch.from_numpy(neighbours)
     for start, stop in _blocks(n, chunk_size):
-        nb = neighbours[start:stop]                                       # (B, n_nb)
-        cos_t = torch.einsum("bd,bnd->bn", t_unit[start:stop], t_unit[nb])  # (B, n_nb)
-        cos_s = torch.einsum("bd,bnd->bn", s_unit[start:stop], s_unit[nb])
+        nb, block = neighbours[start:stop], ids[start:stop]               # (B, n_nb), (B,)
+        cos_t = torch.einsum("bd,bnd->bn", t_unit[block], t_unit[nb])     # (B, n_nb)
+        cos_s = torch.einsum("bd,bnd->bn", s_unit[block], s_unit[nb])
         log_p = torch.log_softmax(cos_t.double() / temperature, dim=1)
         log_q = torch.log_softmax(cos_s.double() / temperature, dim=1)
         out[start:stop] = (log_p.exp() * (log_p - log_q)).sum(1).numpy()
@@ -524,7 +531,7 @@ def discrepancy(teacher, student, labels=None, k: int = 10,
                 n_neighbors: int = DEFAULT_N_NEIGHBORS,
                 temperature: float = DEFAULT_TEMPERATURE, n_pairs: int = DEFAULT_N_PAIRS,
                 positive_pairs_only: bool = False, measures=None, random_state=0,
-                chunk_size: int = 1024) -> dict[str, float]:
+                chunk_size: int = 1024, max_rows: int | None = None) -> dict[str, float]:
     """How far a student's topology is from its teacher's, by several measures.
 
     Parameters
@@ -554,6 +561,16 @@ def discrepancy(teacher, student, labels=None, k: int = 10,
         ``mode="random"`` and the same ``random_state``).
     chunk_size : int, default 1024
         Rows of the two topologies computed at a time.
+    max_rows : int, optional
+        The sampled mode, for large sets: the measures that need each entity's nearest
+        neighbours ("knn_overlap", "kl_most_similar", and the entity-level error with
+        ``positive_pairs_only``) are computed for a seeded uniform sample of this many
+        entities (seeded by ``random_state``), each still ranked against ALL entities, so
+        every sampled value is exact and the mean an unbiased estimate of the full one.
+        All other measures stay exact over the whole set. Cost: O(max_rows x n_entities)
+        instead of O(n_entities^2). Default: every entity (exact). The estimates' error
+        against the exact values on CiteULike is in docs/benchmarks.md ("Analysis of large
+        sets").
 
     Returns
     -------
@@ -613,6 +630,9 @@ def discrepancy(teacher, student, labels=None, k: int = 10,
     n_neighbors, temperature = _check_kl_params(n, n_neighbors, temperature)
     n_pairs = _check_positive_int(n_pairs, "n_pairs")
     chunk_size = _check_positive_int(chunk_size, "chunk_size")
+    rows = None
+    if max_rows is not None and _check_positive_int(max_rows, "max_rows") < n:
+        rows = np.sort(_rng(random_state).choice(n, max_rows, replace=False))
     t_unit, s_unit = _unit(t), _unit(s)
 
     out: dict[str, float] = {}
@@ -624,10 +644,11 @@ def discrepancy(teacher, student, labels=None, k: int = 10,
     quirk_labels = labels if ("htd" in wanted and positive_pairs_only) else None
     if k_teacher or quirk_labels is not None:
         t_top, s_top, quirk_sse, quirk_count = _row_pass(t_unit, s_unit, k_teacher, k_student,
-                                                         quirk_labels, chunk_size)
+                                                         quirk_labels, chunk_size, rows)
     if "htd" in wanted:
-        if positive_pairs_only:
-            entity_sse, entity_pairs = float(quirk_sse.sum()), int(quirk_count.sum())
+        if positive_pairs_only:            # sampled rows stand for all: scale both sums
+            scale = 1.0 if rows is None else n / rows.size
+            entity_sse, entity_pairs = scale * quirk_sse.sum(), scale * quirk_count.sum()
         else:
             entity_sse = float(_within_sse(t_unit, s_unit, labels, n_groups).sum())
             entity_pairs = int(np.sum(np.bincount(labels) ** 2))
@@ -646,7 +667,7 @@ def discrepancy(teacher, student, labels=None, k: int = 10,
     if "kl_most_similar" in wanted:
         out["kl_most_similar"] = float(_kl_per_entity(
             t_unit, s_unit, np.ascontiguousarray(t_top[:, :n_neighbors]),
-            temperature, chunk_size).mean())
+            temperature, chunk_size, rows).mean())
     if "kl_random" in wanted:
         out["kl_random"] = float(_kl_per_entity(
             t_unit, s_unit, _random_neighbours(n, n_neighbors, _rng(random_state)), temperature,

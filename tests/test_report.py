@@ -150,3 +150,42 @@ def test_capacity_view_draws_both_bounds_over_a_grid_of_dims(demo):
     assert len(bounds) == 2 and len(bounds[0].x) > 10
     assert "Runs at one size only" in fig.layout.annotations[-1].text
     assert "no student can get below" in section.finding
+
+
+def test_a_large_set_switches_to_sampled_views_and_says_so(demo, monkeypatch):
+    """Above the thresholds the map shows a stratified sample and the nearest-neighbour
+    measures come from sampled rows; the page says so (thresholds lowered to the synthetic
+    set's size instead of training on 100,000 items)."""
+    from htdviz import experiment
+    from htdviz.runs import list_runs, load_run
+    from htdviz.viz import figures
+
+    path, _, sections = demo
+    runs = path.parent / "runs"
+    table = list_runs(runs)
+    teacher = load_run(runs / table.loc[table["method"] == "teacher", "name"].iloc[0])
+    students = {m: load_run(runs / table.loc[table["method"] == m, "name"].iloc[0])
+                for m in report.METHODS}
+    dataset = experiment.dataset_of(teacher.config)
+    n = dataset.n_items
+    monkeypatch.setattr(figures, "MAX_MAP_POINTS", n // 2)
+    monkeypatch.setattr(report, "NEIGHBOUR_ROWS", n // 4)
+    large = {s.title: s for s in report._sections(dataset, teacher, students, 100, "pca", 0)}
+    small = {s.title: s for s in sections}
+
+    mapped = large["Teacher and HTD student, mapped"]
+    assert len(mapped.content.data[0].x) == n // 2
+    assert f"{n // 2:,} of the {n:,} items, a sample stratified by HTD group" in mapped.text
+    assert f"{n // 2:,} of {n:,} items, a sample stratified by group" in \
+        mapped.content.layout.title.text
+    assert f"estimated from {n // 4:,} sampled items, each ranked against all {n:,}" in \
+        mapped.finding
+    assert "sampled" not in small["Teacher and HTD student, mapped"].text
+    assert "exact, all items searched" in small["Topology discrepancy"].text
+    assert f"estimated from {n // 4:,} sampled items" in large["Topology discrepancy"].text
+    # only the nearest-neighbour measures change; the exact ones stay as they were
+    before = pd.read_csv(path.with_name(f"{path.stem}.discrepancy.csv")).set_index("method")
+    after = large["Topology discrepancy"].csv[1].set_index("method")
+    for key in ("ftd_error", "htd_error", "cka", "spearman", "kl_random"):
+        pd.testing.assert_series_equal(after[key], before[key], check_exact=False, rtol=1e-9)
+    assert not after["knn_overlap@10"].equals(before["knn_overlap@10"])

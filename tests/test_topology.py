@@ -267,3 +267,43 @@ def test_discrepancy_kl_random_equals_the_standalone_function():
     assert got["kl_random"] == pytest.approx(
         topology.preservation_kl(t, s, mode="random", random_state=4), rel=1e-12)
     assert got["kl_most_similar"] == pytest.approx(topology.preservation_kl(t, s), rel=1e-12)
+
+
+def test_sampled_rows_give_the_exact_values_of_those_rows_and_leave_the_rest_exact():
+    t, labels = _clustered(n=90, dim=12, n_groups=4, noise=1.5)
+    s = t @ np.random.default_rng(2).standard_normal((12, 5)) \
+        + 0.3 * np.random.default_rng(3).standard_normal((90, 5))
+    k, n_nb, m, seed = 7, 6, 25, 5
+    rows = np.sort(np.random.default_rng(seed).choice(90, m, replace=False))
+    # the oracle, per row over the dense matrices: ranked against all 90, not the sample
+    ct, cs = _unit(t) @ _unit(t).T, _unit(s) @ _unit(s).T
+    off_t, off_s = ct.copy(), cs.copy()
+    np.fill_diagonal(off_t, -np.inf)
+    np.fill_diagonal(off_s, -np.inf)
+    nn_t, nn_s = np.argsort(-off_t, axis=1), np.argsort(-off_s, axis=1)
+    overlap = [len(set(nn_t[i, :k]) & set(nn_s[i, :k])) / k for i in rows]
+    kl = []
+    for i in rows:
+        nb = nn_t[i, :n_nb]
+        p, q = np.exp(ct[i, nb]) / np.exp(ct[i, nb]).sum(), np.exp(cs[i, nb]) / \
+            np.exp(cs[i, nb]).sum()
+        kl.append(np.sum(p * np.log(p / q)))
+    keep = (labels[:, None] == labels[None, :]) & (ct > 0)
+    sq = (ct - cs) ** 2
+
+    exact = topology.discrepancy(t, s, labels, k=k, n_neighbors=n_nb, random_state=seed,
+                                 positive_pairs_only=True, chunk_size=11)
+    got = topology.discrepancy(t, s, labels, k=k, n_neighbors=n_nb, random_state=seed,
+                               positive_pairs_only=True, chunk_size=11, max_rows=m)
+    assert got[f"knn_overlap@{k}"] == pytest.approx(np.mean(overlap), rel=1e-12)
+    assert got["kl_most_similar"] == pytest.approx(np.mean(kl), rel=1e-9)
+    assert got["htd_entity_error"] == pytest.approx(sq[rows][keep[rows]].mean(), rel=1e-9)
+    assert got["htd_entity_error"] != pytest.approx(exact["htd_entity_error"], rel=1e-6)
+    for key in ("ftd_error", "htd_group_error", "htd_prototype_error", "spearman", "cka",
+                "kl_random"):
+        assert got[key] == exact[key], key
+    # a sample as large as the set is the exact computation
+    assert topology.discrepancy(t, s, labels, k=k, n_neighbors=n_nb, max_rows=90) == \
+        topology.discrepancy(t, s, labels, k=k, n_neighbors=n_nb)
+    with pytest.raises(ValueError, match="max_rows"):
+        topology.discrepancy(t, s, max_rows=0)

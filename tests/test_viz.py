@@ -278,6 +278,46 @@ def test_projection_figure_is_deterministic_under_a_seed(tmp_path):
     assert fig.to_json() == again.to_json()
 
 
+def test_projection_figure_maps_a_stratified_sample_of_a_large_set_and_says_so():
+    teacher, student, labels = planted(n=400)
+    labels = labels.copy()
+    labels[:3] = 7                               # a group of 3 among 400 keeps its point
+    tags = [f"tag{i}" for i in range(400)]
+    fig = figures.projection_figure(teacher, student, method="pca", max_points=40,
+                                    groups=labels, entity_tags=tags, random_state=1)
+    ids = fig.data[0].customdata[:, 0].astype(int)
+    assert ids.size == 40 and np.unique(ids).size == 40
+    # the points are the entities they claim to be: groups, tags and map positions
+    np.testing.assert_array_equal(fig.data[0].customdata[:, 1].astype(int), labels[ids])
+    assert list(fig.data[0].customdata[:, 3]) == [tags[i] for i in ids]
+    xy = projection.project(teacher[ids], method="pca")
+    np.testing.assert_allclose(fig.data[0].x, xy[:, 0], rtol=1e-5, atol=1e-6)
+    # every group keeps its share (largest remainders), the small one at least one point
+    sizes, drawn = np.bincount(labels), np.bincount(labels[ids], minlength=labels.max() + 1)
+    assert drawn[7] >= 1
+    assert np.all(np.abs(drawn - sizes * 40 / 400) <= 1)
+    assert "40 of 400 items, a sample stratified by group" in fig.layout.title.text
+    assert fig.layout.meta["n_total"] == 400
+    whole = figures.projection_figure(teacher, student, method="pca", max_points=None)
+    assert len(whole.data[0].x) == 400 and "of 400" not in whole.layout.title.text
+    with pytest.raises(ValueError, match="max_points"):
+        figures.projection_figure(teacher, student, method="pca", max_points=0)
+
+
+def test_stratified_sample_is_seeded_proportional_and_uniform_without_labels():
+    labels = np.repeat([0, 1, 2], [900, 90, 10])
+    a = groups.stratified_sample(1000, 100, labels, random_state=3)
+    assert a.size == 100 and np.all(np.diff(a) > 0)
+    assert np.bincount(labels[a]).tolist() == [90, 9, 1]
+    np.testing.assert_array_equal(a, groups.stratified_sample(1000, 100, labels, 3))
+    assert not np.array_equal(a, groups.stratified_sample(1000, 100, labels, 4))
+    np.testing.assert_array_equal(groups.stratified_sample(5, 9), np.arange(5))
+    u = groups.stratified_sample(1000, 100, random_state=0)
+    assert u.size == 100 and np.unique(u).size == 100
+    with pytest.raises(ValueError, match="labels"):
+        groups.stratified_sample(1000, 100, labels[:10])
+
+
 # --------------------------------------------------------------------------------------
 # Heatmaps
 # --------------------------------------------------------------------------------------
@@ -586,6 +626,38 @@ def test_explorer_builds_and_reacts_to_a_selection(explorer_runs, small_syntheti
     assert sorted(ex.heatmap_widget.layout.meta["ids"]) == members
     ex.heat_mode_tb.value = "prototypes"
     assert list(ex.heatmap_widget.data[0].x) == ["0", "1", "2", "3"]
+
+
+def test_explorer_maps_a_stratified_sample_of_a_large_set_and_picks_by_entity_id(
+        explorer_runs, small_synthetic_for_viz):
+    from htdviz.viz import Explorer
+
+    ds = small_synthetic_for_viz
+    ex = Explorer(explorer_runs, dataset=ds, projection="pca", n_groups=4, cache_dir=False,
+                  max_heatmap=80, max_points=50)
+    ids = ex.map_ids()
+    assert ids.size == 50 and np.all(np.diff(ids) > 0)
+    # stratified by the teacher's k-means groups: each keeps its share
+    kmeans = ex._kmeans()
+    assert np.all(np.abs(np.bincount(kmeans[ids], minlength=4) -
+                         np.bincount(kmeans, minlength=4) * 50 / ds.n_items) <= 1)
+    for trace in ex.map_widget.data:
+        assert len(trace.x) == 50
+        assert [int(row[0]) for row in trace.customdata] == ids.tolist()
+    assert f"50 of {ds.n_items:,} items mapped" in ex._summary
+    # a click on the 8th point selects the group of entity ids[7], and the highlight
+    # marks the points of that group's members that are on the map
+    ex.map_widget.data[1]._dispatch_on_click(points([7], 1), None)
+    group = ds.item_groups[ids[7]]
+    assert ex.selected_group == group
+    expected = np.flatnonzero(ds.item_groups[ids] == group).tolist()
+    assert list(ex.map_widget.data[0].selectedpoints) == expected
+    # the panel still measures the whole group
+    assert f"{(ds.item_groups == group).sum():,} items" in ex.info.value
+    ex.entity_tb.value = "users"                          # 120 users: a sample of 50 too
+    assert len(ex.map_widget.data[0].x) == 50 and ex.map_ids().max() < ds.n_users
+    assert len(Explorer(explorer_runs, projection="pca", cache_dir=False,
+                        max_points=None).map_widget.data[0].x) == ds.n_items
 
 
 def test_explorer_controls_switch_run_entity_and_colour(explorer_runs,

@@ -80,6 +80,10 @@ class Explorer:
         Where maps are cached (see :func:`htdviz.viz.projection.project`).
     umap_kwargs : dict, optional
         Further arguments of :func:`~htdviz.viz.projection.project` (``n_epochs``, ...).
+    max_points : int or None, default :data:`htdviz.viz.figures.MAX_MAP_POINTS` (30,000)
+        Entity types with more entities are mapped from a sample of this many, stratified
+        by the teacher's k-means groups and seeded (:meth:`map_ids`); the status line says
+        so. Selections, groups and measures still cover every entity. None maps all.
 
     Attributes
     ----------
@@ -100,7 +104,8 @@ class Explorer:
     def __init__(self, runs: Mapping, teacher: str | None = None, dataset=None,
                  entity: str = "items", projection: str = "umap", n_groups: int = 30,
                  max_heatmap: int = 400, random_state: int = 0, cache_dir=None,
-                 umap_kwargs: dict | None = None):
+                 umap_kwargs: dict | None = None,
+                 max_points: int | None = figures.MAX_MAP_POINTS):
         self.runs = _as_runs(runs)
         self.teacher_name = _pick_teacher(self.runs, teacher)
         self.students = [name for name in self.runs if name != self.teacher_name]
@@ -113,6 +118,7 @@ class Explorer:
         self.max_heatmap = figures._check_max_entities(max_heatmap)
         self.n_groups, self.random_state, self.cache_dir = n_groups, random_state, cache_dir
         self.umap_kwargs = dict(umap_kwargs or {})
+        self.max_points = None if max_points is None else figures._check_max_points(max_points)
         self.dataset = dataset
         self._check_entities()
         self._cache: dict = {}
@@ -251,6 +257,16 @@ class Explorer:
     def labels(self) -> np.ndarray:
         """The current grouping's labels, shape (n,)."""
         return self._htd_groups() if self.grouping == HTD_GROUP else self._kmeans()
+
+    def map_ids(self) -> np.ndarray:
+        """Ids of the current entities drawn in the maps, ascending: all of them, or above
+        ``max_points`` a seeded sample stratified by the teacher's k-means groups (fixed
+        per entity type, whatever the student or the colouring)."""
+        n = self.teacher_repr().shape[0]
+        if self.max_points is None or n <= self.max_points:
+            return np.arange(n)
+        return self._memo(("map ids", self.entity), lambda: groups_module.stratified_sample(
+            n, self.max_points, self._kmeans(), self.random_state))
 
     def _kmeans(self) -> np.ndarray:
         teacher = self.teacher_repr()
@@ -394,7 +410,8 @@ class Explorer:
         if inside.size == 0:
             self._show_highlight()
             return
-        values, counts = np.unique(self.labels()[inside], return_counts=True)
+        values, counts = np.unique(self.labels()[self.map_ids()[inside]],
+                                   return_counts=True)
         self.select_group(int(values[np.argmax(counts)]))
 
     def _on_selection(self, trace, points, selector=None) -> None:
@@ -412,7 +429,7 @@ class Explorer:
     def _on_click(self, trace, points, state=None) -> None:
         """A click on a point selects its group (plotly calls every trace; one has it)."""
         if points.point_inds:
-            self.select_group(int(self.labels()[points.point_inds[0]]))
+            self.select_group(int(self.labels()[self.map_ids()[points.point_inds[0]]]))
 
     def select_group(self, group: int) -> None:
         """Highlight ``group`` in both maps and the heatmap; describe it in the panel."""
@@ -439,7 +456,7 @@ class Explorer:
     def _show_highlight(self) -> None:
         """The selected group as the selection of both maps (every point plain if none)."""
         members = None if self.selected_group is None else \
-            np.flatnonzero(self.labels() == self.selected_group).tolist()
+            np.flatnonzero(self.labels()[self.map_ids()] == self.selected_group).tolist()
         if self._selection_drawn:
             self._clear_drawn_selection()
             # removing the box also unselects the points under it in the page, which the
@@ -476,19 +493,21 @@ class Explorer:
                        **(self.umap_kwargs if method == "umap" else {}))
         keys = [("map", name, self.entity, method)
                 for name in (self.teacher_name, self.student_name)]
+        ids = self.map_ids()
         if keys[0] not in self._cache and keys[1] not in self._cache:
             # both at once: project_pair may compute them in two processes
             self._cache[keys[0]], self._cache[keys[1]] = project_pair(
-                self.teacher_repr(), self.student_repr(), align="none", **options)
-        teacher_xy = self._memo(keys[0], lambda: project(self.teacher_repr(), **options))
-        student_xy = self._memo(keys[1], lambda: project(self.student_repr(), **options))
+                self.teacher_repr()[ids], self.student_repr()[ids], align="none", **options)
+        teacher_xy = self._memo(keys[0], lambda: project(self.teacher_repr()[ids], **options))
+        student_xy = self._memo(keys[1], lambda: project(self.student_repr()[ids], **options))
         return teacher_xy, procrustes_align(student_xy, teacher_xy)[0]
 
     def _draw_map(self) -> None:
         teacher_xy, student_xy = self._maps()
         colour, name, categorical = self._colour()
-        labels = self.labels()
-        fig = figures.map_figure(teacher_xy, student_xy, groups=labels, color=colour,
+        ids, labels = self.map_ids(), self.labels()
+        fig = figures.map_figure(teacher_xy, student_xy, ids=ids, groups=labels[ids],
+                                 color=colour[ids],
                                  color_name=name, categorical=categorical,
                                  group_tags=self._top_tags(), entity=self.entity,
                                  titles=(f"teacher ({self.teacher_name})",
@@ -507,8 +526,11 @@ class Explorer:
             self.map_widget.layout.height = 480
         self._clear_drawn_selection()
         self.key.value = _colour_key(fig, name)
-        self._summary = (f"{len(labels):,} {self.entity}; colour: {name}; a selection picks "
-                         f"a {self.grouping}")
+        shown = f"{len(labels):,} {self.entity}" if ids.size == len(labels) else (
+            f"{ids.size:,} of {len(labels):,} {self.entity} mapped (a sample stratified by "
+            f"the teacher's k-means groups: sets above {self.max_points:,} are sampled; "
+            f"groups and measures use all)")
+        self._summary = f"{shown}; colour: {name}; a selection picks a {self.grouping}"
 
     def _draw_heatmap(self) -> None:
         mode = self.heat_mode_tb.value

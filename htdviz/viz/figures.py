@@ -40,6 +40,10 @@ PALETTE = tuple(_colors.qualitative.Dark24 + _colors.qualitative.Light24)
 MAX_LEGEND_ENTRIES = len(PALETTE)
 #: Above this many points per panel, maps use WebGL (Scattergl).
 WEBGL_THRESHOLD = 2000
+#: Above this many entities, :func:`projection_figure` maps a stratified sample of them.
+MAX_MAP_POINTS = 30_000
+#: Arguments of :func:`map_figure` that hold one value per entity.
+_PER_ENTITY = ("ids", "groups", "color", "entity_tags")
 
 
 # --------------------------------------------------------------------------------------
@@ -49,7 +53,8 @@ WEBGL_THRESHOLD = 2000
 def projection_figure(teacher, student, method: str = "umap", align: str = "procrustes",
                       n_neighbors: int = 15, min_dist: float = 0.1,
                       n_epochs: int | None = None, init: str = "pca", random_state: int = 0,
-                      cache_dir=None, parallel: bool = True, **map_kwargs) -> "go.Figure":
+                      cache_dir=None, parallel: bool = True,
+                      max_points: int | None = MAX_MAP_POINTS, **map_kwargs) -> "go.Figure":
     """Teacher and student representations mapped to 2-D, side by side.
 
     Parameters
@@ -62,15 +67,38 @@ def projection_figure(teacher, student, method: str = "umap", align: str = "proc
     n_neighbors, min_dist, n_epochs, init, random_state, cache_dir, parallel
         See :func:`htdviz.viz.projection.project_pair`; maps are cached on disk and
         seeded.
+    max_points : int or None, default :data:`MAX_MAP_POINTS` (30,000)
+        Larger sets are mapped from a sample of this many entities, stratified by
+        ``groups`` when given (:func:`htdviz.groups.stratified_sample`, seeded by
+        ``random_state``); the title says so. None maps every entity.
     **map_kwargs
         Passed to :func:`map_figure` (``ids``, ``groups``, ``color``, ``group_tags``, ...).
 
     Returns
     -------
     plotly.graph_objects.Figure
-        As :func:`map_figure`; ``layout.meta`` also records the method, the alignment and
-        the Procrustes disparity of the two maps (0 = the same shape).
+        As :func:`map_figure`; ``layout.meta`` also records the method, the alignment,
+        the Procrustes disparity of the two maps (0 = the same shape) and ``n_total``,
+        the number of entities before sampling.
     """
+    teacher, student = _as_matrix(teacher, "teacher"), _as_matrix(student, "student")
+    n_total = teacher.shape[0]
+    if student.shape[0] != n_total:
+        raise ValueError(f"teacher and student must hold the same entities: got {n_total} "
+                         f"and {student.shape[0]} rows")
+    sampled = max_points is not None and n_total > _check_max_points(max_points)
+    if sampled:
+        from ..groups import stratified_sample
+
+        keep = stratified_sample(n_total, max_points, map_kwargs.get("groups"),
+                                 random_state)
+        map_kwargs.setdefault("ids", np.arange(n_total))
+        map_kwargs.update({key: _take(map_kwargs[key], keep) for key in _PER_ENTITY
+                           if map_kwargs.get(key) is not None})
+        if map_kwargs.get("highlight") is not None and \
+                np.asarray(map_kwargs["highlight"]).dtype == bool:
+            map_kwargs["highlight"] = np.asarray(map_kwargs["highlight"])[keep]
+        teacher, student = teacher[keep], student[keep]
     teacher_xy, student_xy = project_pair(teacher, student, method=method, align=align,
                                           n_neighbors=n_neighbors, min_dist=min_dist,
                                           n_epochs=n_epochs, init=init,
@@ -79,11 +107,27 @@ def projection_figure(teacher, student, method: str = "umap", align: str = "proc
     fig = map_figure(teacher_xy, student_xy, **map_kwargs)
     disparity = procrustes_align(student_xy, teacher_xy)[1]
     fig.layout.meta = {**(fig.layout.meta or {}), "method": method, "align": align,
-                       "disparity": disparity}
+                       "disparity": disparity, "n_total": n_total}
     entity = map_kwargs.get("entity", "items")
-    fig.update_layout(title=f"{method.upper()} of teacher and student {entity} "
-                            f"(student aligned by {align}; disparity {disparity:.3f})")
+    what = (f"{len(teacher):,} of {n_total:,} {entity}, a sample "
+            f"{'stratified by group' if map_kwargs.get('groups') is not None else 'drawn uniformly'}"
+            if sampled else f"teacher and student {entity}")
+    fig.update_layout(title=f"{method.upper()} of {what} (student aligned by {align}; "
+                            f"disparity {disparity:.3f})")
     return fig
+
+
+def _check_max_points(value) -> int:
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 10:
+        raise ValueError(f"max_points must be an int >= 10 or None, got {value!r}")
+    return int(value)
+
+
+def _take(values, keep: np.ndarray):
+    """Rows ``keep`` of a per-entity argument (array, tensor, list or pandas object)."""
+    if isinstance(values, (pd.Series, pd.Index)):
+        return values.to_numpy()[keep]
+    return np.asarray(values, dtype=object if isinstance(values, list) else None)[keep]
 
 
 def map_figure(teacher_xy, student_xy, ids=None, groups=None, color=None,
@@ -468,20 +512,10 @@ def _rect(panel, x0, x1, y0, y1) -> dict:
 
 def _ordered_sample(t: np.ndarray, labels, max_entities: int, rng) -> np.ndarray:
     """Positions of at most ``max_entities`` entities: by group, typical first, then id."""
-    n = t.shape[0]
-    if labels is None:
-        return np.arange(n) if n <= max_entities else \
-            np.sort(rng.choice(n, max_entities, replace=False))
-    if n <= max_entities:
-        chosen = np.arange(n)
-    else:
-        sizes = np.bincount(labels)
-        present = np.flatnonzero(sizes)
-        quota = _apportion(sizes[present], max_entities)
-        chosen = np.sort(np.concatenate([
-            rng.choice(np.flatnonzero(labels == g), q, replace=False)
-            for g, q in zip(present, quota) if q > 0]))
-    return chosen[_typical_first(t, labels, chosen)]
+    from ..groups import stratified_sample
+
+    chosen = stratified_sample(t.shape[0], max_entities, labels, rng)
+    return chosen if labels is None else chosen[_typical_first(t, labels, chosen)]
 
 
 def _typical_first(t: np.ndarray, labels: np.ndarray, chosen: np.ndarray) -> np.ndarray:
@@ -495,25 +529,6 @@ def _typical_first(t: np.ndarray, labels: np.ndarray, chosen: np.ndarray) -> np.
     p = p / np.maximum(np.linalg.norm(p, axis=1, keepdims=True), 1e-12)
     typicality = (unit * p).sum(1)
     return np.lexsort((chosen, -typicality, labels[chosen]))
-
-
-def _apportion(sizes: np.ndarray, total: int) -> np.ndarray:
-    """Split ``total`` draws among groups of ``sizes`` in proportion (largest remainders),
-    each group keeping at least one while ``total`` allows, never more than its size."""
-    exact = sizes * total / sizes.sum()
-    quota = np.minimum(np.floor(exact).astype(np.int64), sizes)
-    if total >= sizes.size:
-        quota = np.maximum(quota, 1)
-    by_remainder = np.argsort(-(exact - np.floor(exact)), kind="stable")
-    while quota.sum() > total:                      # the minimum of one overshot
-        quota[np.argmax(quota)] -= 1
-    while quota.sum() < total:
-        for g in by_remainder:
-            if quota[g] < sizes[g]:
-                quota[g] += 1
-                if quota.sum() == total:
-                    break
-    return quota
 
 
 # --------------------------------------------------------------------------------------
