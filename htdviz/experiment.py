@@ -101,8 +101,15 @@ def _build_model(kind: str, dataset, dim: int, n_layers: int, seed: int):
     raise ValueError(f"model must be 'bpr' or 'lightgcn', got {kind!r}")
 
 
+def checkpoint_path(run_dir: str | Path) -> Path:
+    """Where an unfinished run keeps its training state (beside its folder-to-be): a run
+    that is stopped resumes from its last epoch when it is asked for again."""
+    run_dir = Path(run_dir)
+    return run_dir.with_name(run_dir.name + ".checkpoint.pt")
+
+
 def _save_run(path: Path, config, model, result, device, distiller=None) -> Path:
-    """The run's files, through :func:`htdviz.runs.write_run`."""
+    """The run's files, through :func:`htdviz.runs.write_run`; the checkpoint goes."""
     from safetensors.torch import save_file
 
     history = result.history
@@ -129,7 +136,9 @@ def _save_run(path: Path, config, model, result, device, distiller=None) -> Path
                  if "teacher" not in k}
         if state:
             extra["distiller.safetensors"] = lambda file: save_file(state, str(file))
-    return write_run(path, run, extra)
+    written = write_run(path, run, extra)
+    checkpoint_path(path).unlink(missing_ok=True)
+    return written
 
 
 def _train_config(config, **overrides) -> TrainConfig:
@@ -186,7 +195,8 @@ def teacher_run(model: str = "bpr", dim: int = 200, n_layers: int = 2,
     net = _build_model(model, ds, dim, n_layers, seed)
     device = torch.device(device) if device else default_device()
     result = fit(net, ds, _train_config(config), device=device,
-                 progress=_bar(f"teacher {model} d{dim}", progress))
+                 progress=_bar(f"teacher {model} d{dim}", progress),
+                 checkpoint=checkpoint_path(path))
     return _save_run(path, config, net, result, device)
 
 
@@ -262,7 +272,8 @@ def student_run(teacher_dir: str | Path, method: str = "htd", dim: int = 20,
     device = torch.device(device) if device else default_device()
     result = fit(net, ds, _train_config(config, distill_weight=distill_weight),
                  distiller=distiller, device=device,
-                 progress=_bar(f"{method} d{dim} s{seed}", progress))
+                 progress=_bar(f"{method} d{dim} s{seed}", progress),
+                 checkpoint=checkpoint_path(path))
     return _save_run(path, config, net, result, device, distiller)
 
 

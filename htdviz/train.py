@@ -23,6 +23,7 @@ from __future__ import annotations
 import math
 import time
 from dataclasses import asdict, dataclass
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -119,7 +120,8 @@ def evaluate_both(model, dataset: Dataset, ks=DEFAULT_KS) -> dict[str, float]:
 
 
 def fit(model, dataset: Dataset, config: TrainConfig | None = None, distiller=None,
-        device: str | torch.device | None = None, progress: bool = True) -> FitResult:
+        device: str | torch.device | None = None, progress: bool = True,
+        checkpoint: str | Path | None = None) -> FitResult:
     """Train ``model`` (a :class:`~htdviz.models.Recommender`) on ``dataset`` in place.
 
     Parameters
@@ -135,6 +137,13 @@ def fit(model, dataset: Dataset, config: TrainConfig | None = None, distiller=No
     progress : bool, str or dict, default True
         Show a tqdm progress bar; a string names it (e.g. "htd d20 s0"); a dict gives its
         tqdm options (``desc``, ``position``, ``leave``: a study's runs side by side).
+    checkpoint : str or Path, optional
+        A file that holds the whole training state after every epoch (model, distiller,
+        optimiser moments, random generators, history; written atomically, read back with
+        ``torch.load(weights_only=True)``). If it exists when ``fit`` starts, training
+        resumes after its epoch, and ends exactly as an uninterrupted run would (same
+        device and threads). It is left in place; the caller deletes it once the results
+        are saved. A checkpoint of another configuration or model is an error.
 
     Returns
     -------
@@ -153,13 +162,13 @@ def fit(model, dataset: Dataset, config: TrainConfig | None = None, distiller=No
     # has no getter for this process-wide setting: fit leaves it off (the default) after.
     flushing = torch.set_flush_denormal(True)
     try:
-        return _fit(model, dataset, config, distiller, device, progress)
+        return _fit(model, dataset, config, distiller, device, progress, checkpoint)
     finally:
         if flushing:
             torch.set_flush_denormal(False)
 
 
-def _fit(model, dataset, config, distiller, device, progress) -> FitResult:
+def _fit(model, dataset, config, distiller, device, progress, checkpoint) -> FitResult:
     config = config or TrainConfig()
     device = torch.device(device) if device is not None else default_device()
     model.to(device)
@@ -190,15 +199,23 @@ def _fit(model, dataset, config, distiller, device, progress) -> FitResult:
     reference = config.schedule == "reference"
     n_epochs = config.epochs + 1 if reference else config.epochs
     label_offset = 1 if reference else 0
-    rows = [{"epoch": -label_offset, "epochs_trained": 0,
-             **evaluate_both(model, dataset, config.ks), **_group_usage(distiller),
-             "seconds": 0.0}]
-    best = (rows[0][f"valid_{config.monitor}"], -label_offset, _snapshot(model))
-    since_best, seconds = 0, 0.0
+    saver = _Checkpoint(checkpoint, config, model, distiller, optimizers, row_adam, rng) \
+        if checkpoint is not None else None
+    if saver is not None and saver.exists():
+        done, rows, best, since_best, seconds = saver.load()
+    else:
+        rows = [{"epoch": -label_offset, "epochs_trained": 0,
+                 **evaluate_both(model, dataset, config.ks), **_group_usage(distiller),
+                 "seconds": 0.0}]
+        best = (rows[0][f"valid_{config.monitor}"], -label_offset, _snapshot(model))
+        done, since_best, seconds = 0, 0, 0.0
     bar_options = progress if isinstance(progress, dict) else \
         {"desc": progress if isinstance(progress, str) else "epochs"}
-    bar = tqdm(range(1, n_epochs + 1), disable=not progress, **bar_options)
-    for trained in bar:
+    bar = tqdm(range(done + 1, n_epochs + 1), disable=not progress, initial=done,
+               total=n_epochs, **bar_options)
+    stopped = config.early_stopping_patience is not None and \
+        since_best >= config.early_stopping_patience
+    for trained in ([] if stopped else bar):
         epoch = trained - label_offset                     # the epoch's label in the history
         if distiller is not None and hasattr(distiller, "start_epoch"):
             distiller.start_epoch(max(trained - 1 - label_offset, 0), config.epochs)
@@ -254,9 +271,11 @@ def _fit(model, dataset, config, distiller, device, progress) -> FitResult:
                 best, since_best = (score, epoch, _snapshot(model)), 0
             else:
                 since_best += 1
-            if config.early_stopping_patience is not None and \
-                    since_best >= config.early_stopping_patience:
-                break
+        if saver is not None:
+            saver.save(trained, rows, best, since_best, seconds)
+        if config.early_stopping_patience is not None and \
+                since_best >= config.early_stopping_patience:
+            break
     bar.close()
     if config.early_stopping_patience is not None:
         model.load_state_dict(best[2])
@@ -342,6 +361,110 @@ class RowAdam:
             second.index_copy_(0, ids, exp_avg_sq)
             self.tables[table].index_copy_(0, ids, new)
         self._touched = []
+
+
+class _Checkpoint:
+    """The whole state of a :func:`fit` in one file, saved after each epoch and loaded to
+    resume (torch.save, read with ``weights_only=True``: tensors and plain values only)."""
+
+    FORMAT = 1
+
+    def __init__(self, path, config, model, distiller, optimizers, row_adam, rng):
+        self.path = Path(path)
+        self.config, self.model, self.distiller = config, model, distiller
+        self.optimizers = [o for o in optimizers if o is not row_adam]
+        self.row_adam, self.rng = row_adam, rng
+        self.identity = {"config": config.to_dict(), "model": type(model).__name__,
+                         "distiller": type(distiller).__name__ if distiller is not None
+                         else None}
+
+    def exists(self) -> bool:
+        return self.path.exists()
+
+    def save(self, trained, rows, best, since_best, seconds) -> None:
+        from .data import _write_atomically
+
+        state = {
+            "format": self.FORMAT, **self.identity, "trained": trained,
+            "model_state": self.model.state_dict(),
+            "distiller_state": self._distiller_state(),
+            "optimizers": [o.state_dict() for o in self.optimizers],
+            "row_adam": None if self.row_adam is None else {
+                "steps": self.row_adam.steps, "moments": [list(m) for m in
+                                                          self.row_adam.moments]},
+            "numpy_rng": self.rng.bit_generator.state,
+            "torch_rng": torch.get_rng_state(),
+            "cuda_rng": torch.cuda.get_rng_state_all() if torch.cuda.is_initialized() else [],
+            "generators": {name: g.get_state() for name, g in self._generators()},
+            "rows": [{k: v.item() if hasattr(v, "item") else v for k, v in row.items()}
+                     for row in rows],
+            "best": list(best), "since_best": since_best, "seconds": seconds,
+        }
+        _write_atomically(self.path, lambda f: torch.save(state, f))
+
+    def load(self):
+        """Restore every object given to the constructor; returns (epochs trained, history
+        rows, best, evaluations since the best, seconds of training)."""
+        try:
+            state = torch.load(self.path, weights_only=True, map_location="cpu")
+        except Exception as error:
+            raise ValueError(f"checkpoint {self.path}: cannot be read ({error}); delete it "
+                             f"to train from the start") from error
+        mine = {k: state.get(k) for k in self.identity}
+        if state.get("format") != self.FORMAT or mine != self.identity:
+            raise ValueError(f"checkpoint {self.path} was written by another run "
+                             f"({mine['model']}, {mine['distiller']}, "
+                             f"{mine['config']}); delete it to train from the start")
+        self.model.load_state_dict(state["model_state"])
+        if self.distiller is not None:
+            missing, unexpected = self.distiller.load_state_dict(state["distiller_state"],
+                                                                 strict=False)
+            if unexpected or any("teacher" not in k for k in missing):
+                raise ValueError(f"checkpoint {self.path}: the distiller's state does not "
+                                 f"fit (missing {missing}, unexpected {unexpected})")
+        for optimizer, saved in zip(self.optimizers, state["optimizers"], strict=True):
+            optimizer.load_state_dict(saved)
+        if self.row_adam is not None:
+            self.row_adam.steps = state["row_adam"]["steps"]
+            for mine_, saved in zip(self.row_adam.moments, state["row_adam"]["moments"]):
+                for target, source in zip(mine_, saved):
+                    target.copy_(source)
+        self.rng.bit_generator.state = state["numpy_rng"]
+        torch.set_rng_state(state["torch_rng"])
+        if state["cuda_rng"] and torch.cuda.is_available():
+            torch.cuda.set_rng_state_all(state["cuda_rng"])
+        generators = dict(self._generators(state["generators"]))
+        for name, saved in state["generators"].items():
+            generators[name].set_state(saved)
+        best = state["best"]
+        return state["trained"], state["rows"], (best[0], best[1], best[2]), \
+            state["since_best"], state["seconds"]
+
+    def _distiller_state(self) -> dict:
+        """The distiller's state without the teacher's representations (fixed inputs)."""
+        if self.distiller is None:
+            return {}
+        return {k: v for k, v in self.distiller.state_dict().items() if "teacher" not in k}
+
+    def _generators(self, wanted=()):
+        """(name, generator) of the distiller's random streams: each module's
+        ``generator`` and its per-device noise generators; those named in ``wanted`` that
+        a fresh distiller has not made yet are made."""
+        if self.distiller is None:
+            return []
+        out = []
+        for name, module in self.distiller.named_modules():
+            if isinstance(getattr(module, "generator", None), torch.Generator):
+                out.append((f"{name}.generator", module.generator))
+            noise = getattr(module, "_noise_generators", None)
+            if isinstance(noise, dict):
+                for key in wanted:
+                    prefix = f"{name}.noise."
+                    if key.startswith(prefix):
+                        device = torch.device(key[len(prefix):])
+                        noise.setdefault(device, torch.Generator(device))
+                out += [(f"{name}.noise.{device}", g) for device, g in noise.items()]
+        return out
 
 
 def _group_usage(distiller) -> dict[str, float]:

@@ -50,8 +50,64 @@ def test_interrupted_run_leaves_no_finished_looking_folder(teacher, monkeypatch)
     monkeypatch.setattr(experiment.models, "save", boom)
     with pytest.raises(KeyboardInterrupt):
         experiment.student_run(teacher, "ftd", 3, progress=False, **FAST)
-    leftovers = [p.name for p in teacher.parent.iterdir() if "-d3-ftd-" in p.name]
-    assert leftovers == []
+    leftovers = [p for p in teacher.parent.iterdir() if "-d3-ftd-" in p.name]
+    # only the training state, from which the run resumes; no run folder
+    assert [p.name.endswith(".checkpoint.pt") and p.is_file() for p in leftovers] == [True]
+    monkeypatch.undo()
+    path = experiment.student_run(teacher, "ftd", 3, progress=False, **FAST)
+    assert runs.finished(path) and not experiment.checkpoint_path(path).exists()
+
+
+@pytest.mark.parametrize("method, updates", [("htd", "dense"), ("student", "sparse")])
+def test_a_stopped_run_resumes_where_it_stopped_and_ends_as_an_uninterrupted_one(
+        teacher, tmp_path, monkeypatch, method, updates):
+    from htdviz import train
+
+    options = dict(epochs=4, eval_every=2, n_groups=4, progress=False, updates=updates)
+    whole = experiment.student_run(teacher, method, 4, runs_dir=tmp_path / "whole", **options)
+
+    real = train.evaluate_both
+    calls = []
+
+    def stop_at_the_third_evaluation(*args, **kwargs):      # after epoch 2 of 4 is saved
+        calls.append(1)
+        if len(calls) == 3:
+            raise KeyboardInterrupt
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(train, "evaluate_both", stop_at_the_third_evaluation)
+    with pytest.raises(KeyboardInterrupt):
+        experiment.student_run(teacher, method, 4, runs_dir=tmp_path / "split", **options)
+    monkeypatch.undo()
+    checkpoint = experiment.checkpoint_path(tmp_path / "split" / whole.name)
+    assert checkpoint.is_file() and not (tmp_path / "split" / whole.name).exists()
+    assert torch.load(checkpoint, weights_only=True)["trained"] == 3
+    resumed = experiment.student_run(teacher, method, 4, runs_dir=tmp_path / "split", **options)
+    assert resumed.name == whole.name and not checkpoint.exists()
+    a, b = runs.load_run(whole), runs.load_run(resumed)
+    np.testing.assert_array_equal(a.users, b.users)
+    np.testing.assert_array_equal(a.items, b.items)
+    columns = [c for c in a.history.columns if c != "seconds"]
+    assert len(a.history) == 3
+    assert a.history[columns].equals(b.history[columns])
+    if method == "htd":
+        np.testing.assert_array_equal(a.item_groups, b.item_groups)
+
+
+def test_a_checkpoint_of_another_run_is_refused(tmp_path, small_synthetic):
+    from htdviz import models
+    from htdviz.train import TrainConfig, fit
+
+    checkpoint = tmp_path / "state.pt"
+    model = models.BPRMF(small_synthetic.n_users, small_synthetic.n_items, 4)
+    fit(model, small_synthetic, TrainConfig(epochs=1), progress=False, checkpoint=checkpoint)
+    with pytest.raises(ValueError, match=r"state\.pt was written by another run"):
+        fit(model, small_synthetic, TrainConfig(epochs=1, lr=0.01), progress=False,
+            checkpoint=checkpoint)
+    checkpoint.write_bytes(b"not a checkpoint")
+    with pytest.raises(ValueError, match=r"state\.pt: cannot be read"):
+        fit(model, small_synthetic, TrainConfig(epochs=1), progress=False,
+            checkpoint=checkpoint)
 
 
 def test_cli_options_reach_the_same_configuration(teacher, capsys):
