@@ -189,3 +189,26 @@ def test_a_large_set_switches_to_sampled_views_and_says_so(demo, monkeypatch):
     for key in ("ftd_error", "htd_error", "cka", "spearman", "kl_random"):
         pd.testing.assert_series_equal(after[key], before[key], check_exact=False, rtol=1e-9)
     assert not after["knn_overlap@10"].equals(before["knn_overlap@10"])
+
+
+def test_sampled_differences_within_the_margin_are_ties_not_wins():
+    measures = pd.DataFrame({
+        "ftd_error": [0.02, 0.03], "htd_error": [0.025, 0.024],
+        "knn_overlap@10": [0.466, 0.468], "spearman": [0.8, 0.6], "cka": [0.83, 0.69],
+        "kl_most_similar": [0.00140, 0.00170], "kl_random": [0.009, 0.013]},
+        index=pd.Index(["ftd", "htd"], name="method"))
+    bands = pd.DataFrame({"pairs": "item-item", "method": ["HTD", "FTD", "HTD", "FTD"],
+                          "band": ["1-10", "1-10", "11-99", "11-99"],
+                          "mean_sq_error": [0.008, 0.011, 0.03, 0.02],
+                          "n_pairs": [10, 10, 90, 90]})
+    recall = {"htd": 0.27, "ftd": 0.25}
+    agreement = {"htd": {"overlap@50": 0.63}, "ftd": {"overlap@50": 0.64}}
+    exact = report._discrepancy_finding(measures, recall, bands, agreement, sampled=False)
+    # HTD is closer on htd_error and (by .002) on kNN overlap; FTD on the other 5
+    assert exact.startswith("FTD's student is closer to the teacher than HTD's on 5 of 7 ")
+    sampled = report._discrepancy_finding(measures, recall, bands, agreement, sampled=True)
+    assert sampled.startswith("FTD's student is closer to the teacher than HTD's on 5 of 7 "
+                              "measures (kNN overlap@10: a tie")
+    measures.loc["htd", "knn_overlap@10"] = 0.43        # beyond the margin: FTD's win
+    assert "on 6 of 7 measures;" in report._discrepancy_finding(measures, recall, bands,
+                                                               agreement, sampled=True)
