@@ -36,6 +36,9 @@ from .evaluate import DEFAULT_KS, full_ranking
 
 
 UPDATES = ("dense", "sparse")
+#: A checkpoint is saved after the first epoch that ends at least this many seconds after
+#: the last one (a d = 200 teacher's state takes about 0.25 s to write on this CPU).
+CHECKPOINT_SECONDS = 60.0
 
 
 def default_device() -> torch.device:
@@ -138,11 +141,12 @@ def fit(model, dataset: Dataset, config: TrainConfig | None = None, distiller=No
         Show a tqdm progress bar; a string names it (e.g. "htd d20 s0"); a dict gives its
         tqdm options (``desc``, ``position``, ``leave``: a study's runs side by side).
     checkpoint : str or Path, optional
-        A file that holds the whole training state after every epoch (model, distiller,
-        optimiser moments, random generators, history; written atomically, read back with
-        ``torch.load(weights_only=True)``). If it exists when ``fit`` starts, training
-        resumes after its epoch, and ends exactly as an uninterrupted run would (same
-        device and threads). It is left in place; the caller deletes it once the results
+        A file that holds the whole training state (model, distiller, optimiser moments,
+        random generators, history; written atomically, read back with
+        ``torch.load(weights_only=True)``), saved after an epoch at most every
+        :data:`CHECKPOINT_SECONDS`. If it exists when ``fit`` starts, training resumes
+        after its epoch, and ends exactly as an uninterrupted run would (same device and
+        threads). It is left in place; the caller deletes it once the results
         are saved. A checkpoint of another configuration or model is an error.
 
     Returns
@@ -271,7 +275,7 @@ def _fit(model, dataset, config, distiller, device, progress, checkpoint) -> Fit
                 best, since_best = (score, epoch, _snapshot(model)), 0
             else:
                 since_best += 1
-        if saver is not None:
+        if saver is not None and saver.due():
             saver.save(trained, rows, best, since_best, seconds)
         if config.early_stopping_patience is not None and \
                 since_best >= config.early_stopping_patience:
@@ -374,12 +378,17 @@ class _Checkpoint:
         self.config, self.model, self.distiller = config, model, distiller
         self.optimizers = [o for o in optimizers if o is not row_adam]
         self.row_adam, self.rng = row_adam, rng
+        self.last_saved = time.perf_counter()
         self.identity = {"config": config.to_dict(), "model": type(model).__name__,
                          "distiller": type(distiller).__name__ if distiller is not None
                          else None}
 
     def exists(self) -> bool:
         return self.path.exists()
+
+    def due(self) -> bool:
+        """Whether :data:`CHECKPOINT_SECONDS` have passed since the last save (or start)."""
+        return time.perf_counter() - self.last_saved >= CHECKPOINT_SECONDS
 
     def save(self, trained, rows, best, since_best, seconds) -> None:
         from .data import _write_atomically
@@ -401,6 +410,7 @@ class _Checkpoint:
             "best": list(best), "since_best": since_best, "seconds": seconds,
         }
         _write_atomically(self.path, lambda f: torch.save(state, f))
+        self.last_saved = time.perf_counter()
 
     def load(self):
         """Restore every object given to the constructor; returns (epochs trained, history

@@ -47,7 +47,10 @@ def test_htd_student_run_records_groups_and_its_configuration(teacher):
 def test_interrupted_run_leaves_no_finished_looking_folder(teacher, monkeypatch):
     def boom(*args, **kwargs):
         raise KeyboardInterrupt
+    from htdviz import train
+
     monkeypatch.setattr(experiment.models, "save", boom)
+    monkeypatch.setattr(train, "CHECKPOINT_SECONDS", 0.0)
     with pytest.raises(KeyboardInterrupt):
         experiment.student_run(teacher, "ftd", 3, progress=False, **FAST)
     leftovers = [p for p in teacher.parent.iterdir() if "-d3-ftd-" in p.name]
@@ -63,6 +66,7 @@ def test_a_stopped_run_resumes_where_it_stopped_and_ends_as_an_uninterrupted_one
         teacher, tmp_path, monkeypatch, method, updates):
     from htdviz import train
 
+    monkeypatch.setattr(train, "CHECKPOINT_SECONDS", 0.0)          # after every epoch
     options = dict(epochs=4, eval_every=2, n_groups=4, progress=False, updates=updates)
     whole = experiment.student_run(teacher, method, 4, runs_dir=tmp_path / "whole", **options)
 
@@ -78,7 +82,7 @@ def test_a_stopped_run_resumes_where_it_stopped_and_ends_as_an_uninterrupted_one
     monkeypatch.setattr(train, "evaluate_both", stop_at_the_third_evaluation)
     with pytest.raises(KeyboardInterrupt):
         experiment.student_run(teacher, method, 4, runs_dir=tmp_path / "split", **options)
-    monkeypatch.undo()
+    monkeypatch.setattr(train, "evaluate_both", real)
     checkpoint = experiment.checkpoint_path(tmp_path / "split" / whole.name)
     assert checkpoint.is_file() and not (tmp_path / "split" / whole.name).exists()
     assert torch.load(checkpoint, weights_only=True)["trained"] == 3
@@ -94,10 +98,11 @@ def test_a_stopped_run_resumes_where_it_stopped_and_ends_as_an_uninterrupted_one
         np.testing.assert_array_equal(a.item_groups, b.item_groups)
 
 
-def test_a_checkpoint_of_another_run_is_refused(tmp_path, small_synthetic):
-    from htdviz import models
+def test_a_checkpoint_of_another_run_is_refused(tmp_path, small_synthetic, monkeypatch):
+    from htdviz import models, train
     from htdviz.train import TrainConfig, fit
 
+    monkeypatch.setattr(train, "CHECKPOINT_SECONDS", 0.0)
     checkpoint = tmp_path / "state.pt"
     model = models.BPRMF(small_synthetic.n_users, small_synthetic.n_items, 4)
     fit(model, small_synthetic, TrainConfig(epochs=1), progress=False, checkpoint=checkpoint)
