@@ -368,8 +368,9 @@ class RowAdam:
 
 
 class _Checkpoint:
-    """The whole state of a :func:`fit` in one file, saved after each epoch and loaded to
-    resume (torch.save, read with ``weights_only=True``: tensors and plain values only)."""
+    """The whole state of a :func:`fit` in one file, saved after an epoch (see
+    :meth:`due`) and loaded to resume (torch.save, read with ``weights_only=True``:
+    tensors and plain values only)."""
 
     FORMAT = 1
 
