@@ -40,21 +40,15 @@ ML20M = dict(n_users=138_000, n_items=27_000, n_interactions=20_000_000)
 
 
 def _steps_seconds(model, ds, updates: str, steps: int, distiller=None) -> float:
-    """Seconds per training step (mean over ``steps`` after 3 warm-up steps)."""
+    """Seconds per training step (mean over ``steps`` after 3 warm-up steps): the step of
+    ``train.fit`` on random batches of the training pairs."""
     from htdviz import train
 
     users, items = ds.train_pairs()
     rng = np.random.default_rng(0)
     sampler = train.NegativeSampler(ds.train)
     config = train.TrainConfig(updates=updates)
-    params = [] if updates == "sparse" else list(model.parameters())
-    if distiller is not None:
-        params += [p for p in distiller.parameters() if p.requires_grad]
-    optimizers = [train._adam(params, config)] if params else []
-    rows = train.RowAdam(model.embedding_tables(), config.lr, config.weight_decay) \
-        if updates == "sparse" else None
-    if rows is not None:
-        optimizers.append(rows)
+    optimizers, rows = train._optimizers(model, distiller, config)
     times = []
     for step in range(steps + 3):
         pick = rng.integers(users.size, size=config.batch_size)
@@ -62,21 +56,7 @@ def _steps_seconds(model, ds, updates: str, steps: int, distiller=None) -> float
         pos = torch.from_numpy(items[pick])
         neg = torch.from_numpy(sampler.sample(users[pick], rng))
         tic = time.perf_counter()
-        if updates == "sparse":
-            loss, bu, bi, ur, ir = train._sparse_bpr(rows, u, pos, neg)
-        else:
-            user_repr, item_repr = model()
-            p_repr, n_repr = item_repr[torch.cat([pos, neg])].split(len(pos))
-            loss = train.bpr_loss(user_repr[u], p_repr, n_repr)
-            bu, bi = torch.unique(u), torch.unique(torch.cat([pos, neg]))
-            ur, ir = user_repr[bu], item_repr[bi]
-        if distiller is not None:
-            loss = loss + config.distill_weight * distiller(bu, bi, ur, ir)["loss"]
-        for optimizer in optimizers:
-            optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        for optimizer in optimizers:
-            optimizer.step()
+        train._step(model, u, pos, neg, distiller, optimizers, rows, config.distill_weight)
         if step >= 3:
             times.append(time.perf_counter() - tic)
     return float(np.mean(times))

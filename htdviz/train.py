@@ -176,20 +176,13 @@ def _fit(model, dataset, config, distiller, device, progress, checkpoint) -> Fit
     config = config or TrainConfig()
     device = torch.device(device) if device is not None else default_device()
     model.to(device)
-    sparse = config.updates == "sparse"
-    if sparse and not hasattr(model, "embedding_tables"):
+    if config.updates == "sparse" and not hasattr(model, "embedding_tables"):
         raise ValueError(f"updates='sparse' needs a model whose representations are its "
                          f"embedding rows (BPR-MF); {type(model).__name__}'s are not "
                          f"(LightGCN propagates over the whole graph at every step)")
-    params = [] if sparse else list(model.parameters())
     if distiller is not None:
         distiller.to(device)
-        params += [p for p in distiller.parameters() if p.requires_grad]
-    optimizers = [_adam(params, config)] if params else []
-    row_adam = RowAdam(model.embedding_tables(), config.lr, config.weight_decay) if sparse \
-        else None
-    if row_adam is not None:
-        optimizers.append(row_adam)
+    optimizers, row_adam = _optimizers(model, distiller, config)
 
     rng = np.random.default_rng(config.random_state)
     torch.manual_seed(config.random_state)   # for a distiller built without a generator
@@ -234,32 +227,8 @@ def _fit(model, dataset, config, distiller, device, progress, checkpoint) -> Fit
         model.train()
         for b in range(n_batches):
             sl = slice(b * config.batch_size, (b + 1) * config.batch_size)
-            users, pos, neg = users_all[sl], pos_all[sl], neg_all[sl]
-            if sparse:
-                loss, batch_users, batch_items, batch_user_repr, batch_item_repr = \
-                    _sparse_bpr(row_adam, users, pos, neg)
-            else:
-                user_repr, item_repr = model()
-                # one gather for positives and negatives: one full-size gradient in the backward
-                pos_repr, neg_repr = item_repr[torch.cat([pos, neg])].split(len(pos))
-                loss = bpr_loss(user_repr[users], pos_repr, neg_repr)
-            terms = {"bpr_loss": loss.detach()}
-            if distiller is not None:
-                if not sparse:
-                    batch_users = torch.unique(users)
-                    batch_items = torch.unique(torch.cat([pos, neg]))
-                    batch_user_repr = user_repr[batch_users]
-                    batch_item_repr = item_repr[batch_items]
-                out = distiller(batch_users, batch_items, batch_user_repr, batch_item_repr)
-                out = out if isinstance(out, dict) else {"loss": out}
-                loss = loss + config.distill_weight * out["loss"]
-                terms.update({f"distill_{k}" if k == "loss" else k: v.detach()
-                              for k, v in out.items()})
-            for optimizer in optimizers:
-                optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            for optimizer in optimizers:
-                optimizer.step()
+            terms = _step(model, users_all[sl], pos_all[sl], neg_all[sl], distiller,
+                          optimizers, row_adam, config.distill_weight)
             for k, v in terms.items():
                 sums[k] = sums.get(k, 0.0) + v
         sums = {k: float(v) / n_batches for k, v in sums.items()}
@@ -287,6 +256,54 @@ def _fit(model, dataset, config, distiller, device, progress, checkpoint) -> Fit
     history = pd.DataFrame(rows)
     history["schedule"] = config.schedule
     return FitResult(history=history, best_epoch=best[1], seconds=seconds)
+
+
+def _optimizers(model, distiller, config: TrainConfig):
+    """The optimisers of one training run: Adam over the trainable parameters (the
+    model's unless updates are sparse, and the distiller's), and with sparse updates a
+    :class:`RowAdam` over the model's embedding tables (also the last of the list)."""
+    params = [] if config.updates == "sparse" else list(model.parameters())
+    if distiller is not None:
+        params += [p for p in distiller.parameters() if p.requires_grad]
+    optimizers = [_adam(params, config)] if params else []
+    row_adam = RowAdam(model.embedding_tables(), config.lr, config.weight_decay) \
+        if config.updates == "sparse" else None
+    if row_adam is not None:
+        optimizers.append(row_adam)
+    return optimizers, row_adam
+
+
+def _step(model, users, pos, neg, distiller, optimizers, row_adam,
+          distill_weight: float) -> dict[str, torch.Tensor]:
+    """One training step on a batch of (user, positive, negative) triples; returns the
+    loss terms (detached): ``bpr_loss`` and, with a distiller, ``distill_loss`` and its
+    other terms."""
+    if row_adam is not None:
+        loss, batch_users, batch_items, batch_user_repr, batch_item_repr = \
+            _sparse_bpr(row_adam, users, pos, neg)
+    else:
+        user_repr, item_repr = model()
+        # one gather for positives and negatives: one full-size gradient in the backward
+        pos_repr, neg_repr = item_repr[torch.cat([pos, neg])].split(len(pos))
+        loss = bpr_loss(user_repr[users], pos_repr, neg_repr)
+    terms = {"bpr_loss": loss.detach()}
+    if distiller is not None:
+        if row_adam is None:
+            batch_users = torch.unique(users)
+            batch_items = torch.unique(torch.cat([pos, neg]))
+            batch_user_repr = user_repr[batch_users]
+            batch_item_repr = item_repr[batch_items]
+        out = distiller(batch_users, batch_items, batch_user_repr, batch_item_repr)
+        out = out if isinstance(out, dict) else {"loss": out}
+        loss = loss + distill_weight * out["loss"]
+        terms.update({f"distill_{k}" if k == "loss" else k: v.detach()
+                      for k, v in out.items()})
+    for optimizer in optimizers:
+        optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    for optimizer in optimizers:
+        optimizer.step()
+    return terms
 
 
 def _sparse_bpr(rows: "RowAdam", users, pos, neg):
