@@ -211,17 +211,14 @@ def _study_value(option: str, text: str):
     if option not in study.OPTIONS:
         raise ValueError(f"--grid/--set: {option!r} is not a run option; the options are "
                          f"{', '.join(study.OPTIONS)}")
-    if option in study.STUDENT_OPTIONS:
-        default = runs.StudentConfig.__dataclass_fields__[option].default
-    else:
-        default = runs.TeacherConfig.__dataclass_fields__[
-            study.TEACHER_OPTIONS[option]].default
-    if isinstance(default, bool):
+    field = runs.StudentConfig.__dataclass_fields__[option] \
+        if option in study.STUDENT_OPTIONS else \
+        runs.TeacherConfig.__dataclass_fields__[study.TEACHER_OPTIONS[option]]
+    kind = runs.option_type(field)
+    if kind is bool:
         if text.lower() not in ("true", "false", "1", "0"):
             raise ValueError(f"--grid/--set {option}: expected true or false, got {text!r}")
         return text.lower() in ("true", "1")
-    kind = str if option == "dataset" else float if isinstance(default, float) else \
-        int if isinstance(default, int) or default is None else str
     try:
         return kind(text)
     except ValueError:

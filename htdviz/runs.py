@@ -306,6 +306,14 @@ def config_from_dict(config: Mapping) -> TeacherConfig | StudentConfig:
     raise ValueError(f"config role must be 'teacher' or 'student', got {role!r}")
 
 
+def option_type(field) -> type:
+    """The type of a configuration field's command-line value: its default's (int where
+    the default is None; ``dataset`` is a name or a path, so str)."""
+    if field.name == "dataset":
+        return str
+    return type(field.default) if field.default is not None else int
+
+
 def add_options(parser, config_class, skip=(), defaults: Mapping | None = None,
                 prefix: str = "") -> None:
     """Add the command-line options of ``config_class``'s fields to an argparse parser.
@@ -323,9 +331,7 @@ def add_options(parser, config_class, skip=(), defaults: Mapping | None = None,
             parser.add_argument(flag, dest=prefix + f.name, action="store_false",
                                 help=f.metadata["help"])
             continue
-        kind = str if f.name == "dataset" else type(f.default) if f.default is not None \
-            else int
-        parser.add_argument(flag, dest=prefix + f.name, type=kind,
+        parser.add_argument(flag, dest=prefix + f.name, type=option_type(f),
                             default=defaults.get(f.name, f.default),
                             choices=f.metadata["choices"],
                             metavar=f.metadata["metavar"] or (None if f.metadata["choices"]

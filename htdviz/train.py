@@ -33,9 +33,8 @@ from tqdm.auto import tqdm
 
 from .data import Dataset, NegativeSampler
 from .evaluate import DEFAULT_KS, full_ranking
+from .runs import SCHEDULES, UPDATES
 
-
-UPDATES = ("dense", "sparse")
 #: A checkpoint is saved after the first epoch that ends at least this many seconds after
 #: the last one (a d = 200 teacher's state takes about 0.25 s to write on this CPU).
 CHECKPOINT_SECONDS = 60.0
@@ -80,8 +79,8 @@ class TrainConfig:
         if self.early_stopping_patience is not None and self.early_stopping_patience < 1:
             raise ValueError(f"early_stopping_patience must be None or >= 1, "
                              f"got {self.early_stopping_patience}")
-        if self.schedule not in ("default", "reference"):
-            raise ValueError(f"schedule must be 'default' or 'reference', got {self.schedule!r}")
+        if self.schedule not in SCHEDULES:
+            raise ValueError(f"schedule must be one of {SCHEDULES}, got {self.schedule!r}")
         if self.updates not in UPDATES:
             raise ValueError(f"updates must be one of {UPDATES}, got {self.updates!r}")
         if not self.ks or min(self.ks) < 1:
