@@ -20,6 +20,11 @@ $(VENV)/.installed: pyproject.toml ci/requirements.txt
 
 setup: $(VENV)/.installed
 
+# Ray, for the study executor's test only (the demo does not need it)
+$(VENV)/.cluster: $(VENV)/.installed ci/requirements-cluster.txt
+	$(PY) -m pip install -q -r ci/requirements-cluster.txt
+	touch $@
+
 demo: setup
 	$(PY) -m htdviz demo
 
@@ -37,14 +42,14 @@ chromium:
 	  echo "no chromium and no apt-get: the browser tests will be skipped"; \
 	fi
 
-test: setup chromium
+test: setup $(VENV)/.cluster chromium
 	$(PY) -m pytest -q
 
 test-browser: setup chromium
 	$(PY) -m pytest -q -m browser tests/test_browser.py
 
-# Ray is in ci/requirements.txt, so `make test` runs this test too; here it runs alone.
-test-cluster: setup
+# `make test` runs this test too; here it runs alone.
+test-cluster: setup $(VENV)/.cluster
 	$(PY) -m pytest -q -m cluster tests/test_study.py
 
 lab: setup
