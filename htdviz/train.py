@@ -277,21 +277,27 @@ def _step(model, users, pos, neg, distiller, optimizers, row_adam,
     """One training step on a batch of (user, positive, negative) triples; returns the
     loss terms (detached): ``bpr_loss`` and, with a distiller, ``distill_loss`` and its
     other terms."""
+    if row_adam is not None and distiller is None and users.is_cpu:
+        # a teacher's sparse step on the CPU (its only optimiser is row_adam): loss and
+        # gradient in one compiled pass, no autograd
+        loss = _sparse_bpr_cpu(row_adam, users, pos, neg)
+        row_adam.step()
+        return {"bpr_loss": loss}
     if row_adam is not None:
         loss, batch_users, batch_items, batch_user_repr, batch_item_repr = \
             _sparse_bpr(row_adam, users, pos, neg)
     else:
         user_repr, item_repr = model()
         # one gather for positives and negatives: one full-size gradient in the backward
-        pos_repr, neg_repr = item_repr[torch.cat([pos, neg])].split(len(pos))
-        loss = bpr_loss(user_repr[users], pos_repr, neg_repr)
+        pos_repr, neg_repr = item_repr.index_select(0, torch.cat([pos, neg])).split(len(pos))
+        loss = bpr_loss(user_repr.index_select(0, users), pos_repr, neg_repr)
     terms = {"bpr_loss": loss.detach()}
     if distiller is not None:
         if row_adam is None:
             batch_users = torch.unique(users)
             batch_items = torch.unique(torch.cat([pos, neg]))
-            batch_user_repr = user_repr[batch_users]
-            batch_item_repr = item_repr[batch_items]
+            batch_user_repr = user_repr.index_select(0, batch_users)
+            batch_item_repr = item_repr.index_select(0, batch_items)
         out = distiller(batch_users, batch_items, batch_user_repr, batch_item_repr)
         out = out if isinstance(out, dict) else {"loss": out}
         loss = loss + distill_weight * out["loss"]
@@ -316,17 +322,36 @@ def _sparse_bpr(rows: "RowAdam", users, pos, neg):
     batch_items, item_of = torch.unique(torch.cat([pos, neg]), return_inverse=True)
     user_rows = rows.gather(0, batch_users)                                   # (U, d)
     item_rows = rows.gather(1, batch_items)                                   # (I, d)
-    pos_of, neg_of = item_of.split(len(pos))
-    loss = bpr_loss(user_rows[user_of], item_rows[pos_of], item_rows[neg_of])
+    pos_repr, neg_repr = item_rows.index_select(0, item_of).split(len(pos))
+    loss = bpr_loss(user_rows.index_select(0, user_of), pos_repr, neg_repr)
     return loss, batch_users, batch_items, user_rows, item_rows
+
+
+def _sparse_bpr_cpu(rows: "RowAdam", users, pos, neg) -> torch.Tensor:
+    """:func:`_sparse_bpr` and its backward pass, compiled (``htdviz._kernels``): returns
+    the loss and hands the gradients of the touched rows to ``rows`` for its next
+    :meth:`RowAdam.step`. The batch's users and items are in order of first appearance."""
+    from . import _kernels
+
+    threads = _kernels.use_torch_threads()
+    user_table, item_table = (table.detach().numpy() for table in rows.tables)
+    user_ids, user_of = _kernels.unique_inverse(users.numpy(), rows.scratch(0))
+    item_ids, item_of = _kernels.unique_inverse(torch.cat([pos, neg]).numpy(),
+                                                rows.scratch(1))
+    loss, user_grad, item_grad = _kernels.bpr_grad(
+        user_table, item_table, user_ids, item_ids, user_of, item_of[:len(pos)],
+        item_of[len(pos):], threads)
+    rows.add_grad(0, torch.from_numpy(user_ids), torch.from_numpy(user_grad))
+    rows.add_grad(1, torch.from_numpy(item_ids), torch.from_numpy(item_grad))
+    return torch.tensor(loss, dtype=rows.tables[0].dtype)
 
 
 class RowAdam:
     """Adam on the rows of embedding tables that a step touched ("lazy" Adam).
 
-    :meth:`gather` hands out a table's rows as a leaf tensor; after the backward pass,
-    :meth:`step` applies to those rows exactly what :class:`torch.optim.Adam` with
-    ``weight_decay`` (coupled L2, the recipe) applies to a parameter: gradient plus
+    :meth:`gather` hands out a table's rows as a leaf tensor (or :meth:`add_grad` takes
+    their gradient computed without autograd); after the backward pass, :meth:`step`
+    applies to those rows exactly what :class:`torch.optim.Adam` with ``weight_decay`` (coupled L2, the recipe) applies to a parameter: gradient plus
     ``weight_decay * row``, moments, bias correction by the number of steps taken. Rows a
     step does not touch keep their values and moments (the dense recipe would decay them and
     move them along their momentum): the difference from the recipe, docs/method.md §2.1.
@@ -347,14 +372,29 @@ class RowAdam:
         self.moments = [(torch.zeros_like(t, requires_grad=False),
                          torch.zeros_like(t, requires_grad=False)) for t in self.tables]
         self.steps = 0
-        self._touched: list[tuple[int, torch.Tensor, torch.Tensor]] = []
+        self._scratch: dict[int, np.ndarray] = {}
+        # (table, ids, rows gathered for autograd or None, gradient or None)
+        self._touched: list[tuple[int, torch.Tensor, torch.Tensor | None,
+                                  torch.Tensor | None]] = []
 
     def gather(self, table: int, ids: torch.Tensor) -> torch.Tensor:
         """Rows ``ids`` (unique) of table ``table`` as a leaf tensor that collects their
         gradient; shape (len(ids), dim)."""
         rows = self.tables[table].detach().index_select(0, ids).requires_grad_(True)
-        self._touched.append((table, ids, rows))
+        self._touched.append((table, ids, rows, None))
         return rows
+
+    def add_grad(self, table: int, ids: torch.Tensor, grad: torch.Tensor) -> None:
+        """The gradient (len(ids), dim) of rows ``ids`` (unique) of table ``table``,
+        computed without autograd, for the next :meth:`step`."""
+        self._touched.append((table, ids, None, grad))
+
+    def scratch(self, table: int) -> np.ndarray:
+        """-1 for each row of table ``table``: the scratch space of
+        ``htdviz._kernels.unique_inverse`` (it leaves it as it found it)."""
+        if table not in self._scratch:
+            self._scratch[table] = np.full(len(self.tables[table]), -1, dtype=np.int64)
+        return self._scratch[table]
 
     def zero_grad(self, set_to_none: bool = True) -> None:
         """Nothing to clear: each :meth:`gather` makes fresh leaves, and :meth:`step`
@@ -364,23 +404,42 @@ class RowAdam:
     def step(self) -> None:
         self.steps += 1
         beta1, beta2 = self.betas
-        correction1 = 1 - beta1 ** self.steps
-        correction2 = 1 - beta2 ** self.steps
-        for table, ids, rows in self._touched:
-            if rows.grad is None:
+        hyper = dict(lr=self.lr / (1 - beta1 ** self.steps), beta1=beta1, beta2=beta2,
+                     weight_decay=self.weight_decay, eps=self.eps,
+                     sqrt_correction2=math.sqrt(1 - beta2 ** self.steps))
+        for table, ids, rows, grad in self._touched:
+            grad = rows.grad if grad is None else grad
+            if grad is None:
                 continue
-            grad = rows.grad.add(rows, alpha=self.weight_decay) if self.weight_decay \
-                else rows.grad
             first, second = self.moments[table]
-            exp_avg = first.index_select(0, ids).mul_(beta1).add_(grad, alpha=1 - beta1)
-            exp_avg_sq = second.index_select(0, ids).mul_(beta2).addcmul_(grad, grad,
-                                                                          value=1 - beta2)
-            denom = exp_avg_sq.sqrt().div_(math.sqrt(correction2)).add_(self.eps)
-            new = rows.detach().addcdiv(exp_avg, denom, value=-self.lr / correction1)
-            first.index_copy_(0, ids, exp_avg)
-            second.index_copy_(0, ids, exp_avg_sq)
-            self.tables[table].index_copy_(0, ids, new)
+            update = _row_adam_cpu if grad.is_cpu else _row_adam_torch
+            update(self.tables[table].detach(), first, second, ids, grad, **hyper)
         self._touched = []
+
+
+def _row_adam_torch(table, first, second, ids, grad, lr, beta1, beta2, weight_decay, eps,
+                    sqrt_correction2) -> None:
+    """Adam on rows ``ids`` of ``table`` and of its moments, in place, with torch's ops
+    (``lr`` already divided by the first moment's bias correction)."""
+    rows = table.index_select(0, ids)
+    grad = grad.add(rows, alpha=weight_decay) if weight_decay else grad
+    exp_avg = first.index_select(0, ids).lerp_(grad, 1 - beta1)
+    exp_avg_sq = second.index_select(0, ids).mul_(beta2).addcmul_(grad, grad, value=1 - beta2)
+    denom = exp_avg_sq.sqrt().div_(sqrt_correction2).add_(eps)
+    first.index_put_((ids,), exp_avg)
+    second.index_put_((ids,), exp_avg_sq)
+    table.index_put_((ids,), rows.addcdiv_(exp_avg, denom, value=-lr))
+
+
+def _row_adam_cpu(table, first, second, ids, grad, **hyper) -> None:
+    """:func:`_row_adam_torch` in one pass over each touched row (``htdviz._kernels``):
+    on the CPU the update is bound by memory, and torch's ops read and write every touched
+    row of the table and of both moments several times."""
+    from . import _kernels
+
+    _kernels.use_torch_threads()
+    _kernels.row_adam(table.numpy(), first.numpy(), second.numpy(), ids.numpy(),
+                      grad.contiguous().numpy(), **hyper)
 
 
 class _Checkpoint:

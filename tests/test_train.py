@@ -305,6 +305,54 @@ def test_row_adam_steps_like_adam_on_the_touched_rows():
     assert torch.equal(model.item_emb.detach()[untouched], start[untouched])
 
 
+def test_row_adam_compiled_update_equals_torch_ops():
+    """The CPU's one-pass row update (numba) and the torch ops used on a GPU move the same
+    rows and moments the same way, over several steps with repeated rows; other rows stay."""
+    gen = torch.Generator().manual_seed(0)
+    table = torch.randn(50, 7, generator=gen)
+    states = [(table.clone(), torch.zeros(50, 7), torch.zeros(50, 7)) for _ in range(2)]
+    for step in range(1, 4):
+        ids = torch.tensor([3, 8, 9, 41]) + step          # overlapping rows across steps
+        grad = torch.randn(4, 7, generator=gen)
+        hyper = dict(lr=0.01 / (1 - 0.9 ** step), beta1=0.9, beta2=0.999, weight_decay=0.1,
+                     eps=1e-8, sqrt_correction2=math.sqrt(1 - 0.999 ** step))
+        train._row_adam_cpu(*states[0], ids, grad, **hyper)
+        train._row_adam_torch(*states[1], ids, grad, **hyper)
+    for mine, theirs in zip(*states):
+        assert torch.allclose(mine, theirs, rtol=1e-5, atol=1e-7)
+    assert torch.equal(states[0][0][:4], table[:4])
+    assert not torch.equal(states[0][0][4], table[4])
+
+
+def test_compiled_sparse_bpr_equals_autograd():
+    """The teacher's sparse step on the CPU (loss and row gradients in one compiled pass)
+    gives the loss and gradients of the autograd path, with users and items repeated in the
+    batch and scores large enough that exp would overflow if computed naively."""
+    model = BPRMF(6, 9, 5, init_std=1.0, generator=torch.Generator().manual_seed(1))
+    with torch.no_grad():
+        model.user_emb[0] *= 60                         # |score| of its triples > 100
+    users = torch.tensor([0, 2, 2, 5, 0, 1])
+    pos = torch.tensor([1, 3, 1, 8, 4, 1])
+    neg = torch.tensor([4, 4, 6, 0, 7, 2])
+    autograd = train.RowAdam(model.embedding_tables(), lr=0.1)
+    loss, batch_users, batch_items, user_rows, item_rows = \
+        train._sparse_bpr(autograd, users, pos, neg)
+    loss.backward()
+    compiled = train.RowAdam(model.embedding_tables(), lr=0.1)
+    compiled_loss = train._sparse_bpr_cpu(compiled, users, pos, neg)
+    (_, user_ids, _, user_grad), (_, item_ids, _, item_grad) = compiled._touched
+    assert math.isfinite(compiled_loss.item()) and compiled_loss.item() > 100
+    assert compiled_loss.item() == pytest.approx(loss.item(), rel=1e-5)
+    # the compiled path lists rows in order of first appearance, autograd's sorted
+    assert user_ids.tolist() == [0, 2, 5, 1] and item_ids.tolist() == [1, 3, 8, 4, 6, 0, 7, 2]
+    assert (compiled.scratch(0) == -1).all() and (compiled.scratch(1) == -1).all()
+    user_order, item_order = torch.argsort(user_ids), torch.argsort(item_ids)
+    assert torch.equal(user_ids[user_order], batch_users)
+    assert torch.equal(item_ids[item_order], batch_items)
+    assert torch.allclose(user_grad[user_order], user_rows.grad, rtol=1e-5, atol=1e-6)
+    assert torch.allclose(item_grad[item_order], item_rows.grad, rtol=1e-5, atol=1e-6)
+
+
 def test_sparse_updates_train_and_refuse_lightgcn(small_synthetic):
     ds = small_synthetic
     model = make_model("bpr", ds)
