@@ -1,7 +1,10 @@
-"""Compiled CPU kernels (numba), imported on first use.
+"""Compiled CPU loops (numba), imported on first use: the sparse teacher step (the batch's
+distinct rows, the BPR loss and its gradient, row-wise Adam) and the negative sampler's
+membership test.
 
-Each is the one-pass form of a few torch operations that are bound by memory on the CPU,
-where torch reads and writes the same rows once per operation.
+All are bound by memory on the CPU: each touches a row once where a chain of torch (or
+numpy) operations reads and writes it once per operation, or searches a row of the
+training matrix instead of all pairs.
 """
 from __future__ import annotations
 
