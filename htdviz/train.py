@@ -351,10 +351,11 @@ class RowAdam:
 
     :meth:`gather` hands out a table's rows as a leaf tensor (or :meth:`add_grad` takes
     their gradient computed without autograd); after the backward pass, :meth:`step`
-    applies to those rows exactly what :class:`torch.optim.Adam` with ``weight_decay`` (coupled L2, the recipe) applies to a parameter: gradient plus
-    ``weight_decay * row``, moments, bias correction by the number of steps taken. Rows a
-    step does not touch keep their values and moments (the dense recipe would decay them and
-    move them along their momentum): the difference from the recipe, docs/method.md §2.1.
+    applies to those rows exactly what :class:`torch.optim.Adam` with ``weight_decay``
+    (coupled L2, the recipe) applies to a parameter: gradient plus ``weight_decay * row``,
+    moments, bias correction by the number of steps taken. Rows a step does not touch keep
+    their values and moments (the dense recipe would decay them and move them along their
+    momentum): the difference from the recipe, docs/method.md §2.1.
     A step costs in proportion to the touched rows, not to the tables.
 
     Parameters
