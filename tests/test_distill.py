@@ -269,22 +269,39 @@ def test_htd_rejects_bad_parameters(kwargs, match):
         HTD(torch.randn(5, 4), torch.randn(6, 4), 2, **kwargs)
 
 
-@pytest.mark.parametrize("uneven", [False, True])
-def test_experts_one_hot_paths_match_literal(uneven):
-    """Balanced groups run as padded batched matmuls, very uneven ones expert by expert."""
+@pytest.mark.parametrize("case", ["one-hot balanced", "one-hot uneven", "two per row",
+                                  "two per row uneven", "dense"])
+def test_experts_paths_match_literal(case):
+    """z with under half of its weights non-zero runs expert by expert on their rows (padded
+    batched matmuls when the loads are even, a loop over experts when they are not); a
+    denser z runs as the mixture. Gradients reach the logits of z too."""
     from htdviz.distill.experts import Experts
     torch.manual_seed(0)
-    experts = Experts(5, 3, 8)
+    k = 8
+    experts = Experts(k, 3, 8)
     s = torch.randn(40, 3, requires_grad=True)
-    selected = torch.where(torch.arange(40) < 36, 0, torch.arange(40) % 4 + 1) if uneven \
-        else torch.arange(40) % 5
-    z = F.one_hot(selected, 5).float()
+    rows = torch.arange(40)
+    uneven = "uneven" in case
+    first = torch.where(rows < 36, 0, rows % 4 + 1) if uneven else rows % k
+    second = (first + 1 + (0 if uneven else rows % 2)) % k
+    logits = torch.randn(40, k)
+    if case != "dense":        # -inf everywhere but the kept experts: their softmax is 0.0
+        keep = F.one_hot(first, k).bool()
+        if case.startswith("two"):
+            keep |= F.one_hot(second, k).bool()
+        logits = logits.masked_fill(~keep, float("-inf"))
+    logits.requires_grad_(True)
+    z = torch.softmax(logits, dim=1)
+    per_row = {"one": 1, "two": 2, "dense": k}[case.split()[0].split("-")[0]]
+    assert torch.equal((z > 0).sum(1), torch.full((40,), per_row))
     fast = experts(s, z)
-    slow = sum(z[:, k:k + 1] * literal_experts(experts, k)(s) for k in range(5))
-    assert_close(fast, slow, "one-hot experts")
-    wrt = [s] + list(experts.parameters())
-    for i, (a, b) in enumerate(zip(grads(fast.square().sum(), wrt), grads(slow.square().sum(), wrt))):
-        assert_close(a, b, f"one-hot experts grad #{i}")
+    z = torch.softmax(logits, dim=1)          # a graph of its own for the literal side
+    slow = sum(z[:, e:e + 1] * literal_experts(experts, e)(s) for e in range(k))
+    assert_close(fast, slow, f"{case} experts")
+    wrt = [s, logits] + list(experts.parameters())
+    pairs = zip(grads(fast.square().sum(), wrt), grads(slow.square().sum(), wrt))
+    for i, (a, b) in enumerate(pairs):
+        assert_close(a, b, f"{case} experts grad #{i}")
 
 
 @pytest.mark.parametrize("make", [

@@ -13,11 +13,11 @@ Speed without changing a single value:
 - All K experts run as two matmuls: the first layers side by side (d_s x K*h), and the
   z-weighted hidden layers stacked against the second layers (K*h x d_t), so the
   (N, d_t, K) tensor of the reference implementation is never formed.
-- Once tau is small, z is exactly one-hot in float32 for most entities (every other weight
-  underflows to 0.0). For those rows t_hat = 1.0 * f_sel(s) exactly, and every gradient
-  through the other experts or through z is exactly zero, so on the CPU only the selected
-  expert is evaluated (still multiplied by z_sel, so the parameters receive the same zero
-  gradients).
+- As tau falls, most weights of z underflow to exactly 0.0 in float32 (for most entities
+  all but one, once tau is small). A zero weight adds exactly 0 to t_hat and passes exactly
+  0 back to its expert and to the logits, so on the CPU, once under half of the weights
+  are non-zero, each expert runs only on the entities whose weight for it is non-zero
+  (still multiplied by the weight, so every parameter receives the same zero gradients).
 """
 from __future__ import annotations
 
@@ -64,52 +64,48 @@ class Experts(nn.Module):
         return weighted @ self.w2.reshape(k * h, -1) + z @ self.b2             # (N, d_t)
 
     def forward(self, student: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
-        """sum_k z_k f_k(s), evaluating only the selected expert where z is one-hot."""
-        # On a GPU the two big matmuls of the mixture beat the per-group work of the
-        # selected-expert path (H100: 1.2 s vs 1.7 s per HTD epoch, docs/benchmarks.md).
+        """sum_k z_k f_k(s); each expert only on the rows where its z_k != 0 when that is
+        under half of all (row, expert) pairs."""
+        # On a GPU the two big matmuls of the mixture beat the per-expert work of the
+        # sparse path (H100: 1.2 s vs 1.7 s per HTD epoch, docs/benchmarks.md).
         if student.is_cuda:
             return self.mixture(student, z)
-        one_hot = (z > 0).sum(1) == 1                                           # (N,)
-        if not one_hot.any():
+        expert, row = torch.nonzero(z.T).unbind(1)                       # sorted by expert
+        if 2 * len(row) > z.numel():
             return self.mixture(student, z)
-        out = student.new_empty(student.shape[0], self.w2.shape[2])
-        dense_rows = torch.nonzero(~one_hot).squeeze(1)
-        if dense_rows.numel():
-            out = out.index_copy(0, dense_rows, self.mixture(student[dense_rows], z[dense_rows]))
-        rows = torch.nonzero(one_hot).squeeze(1)
-        return out.index_copy(0, rows, self._selected(student[rows], z[rows]))
+        return self._sparse_mixture(student, z, expert, row)
 
-    def _selected(self, student: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
-        """z_sel * f_sel(s) for rows whose z is one-hot: (n, d_s), (n, K) -> (n, d_t).
+    def _sparse_mixture(self, student: torch.Tensor, z: torch.Tensor, expert: torch.Tensor,
+                        row: torch.Tensor) -> torch.Tensor:
+        """sum_k z_k f_k(s) over the (row, expert) pairs whose z is non-zero, sorted by
+        expert: (N, d_s), (N, K) -> (N, d_t).
 
-        Rows are grouped by expert into blocks padded to the largest group, and all experts
-        run in two batched matmuls; when the groups are so uneven that padding would more
-        than triple the work, each expert runs on its own rows instead.
+        A zero weight adds exactly 0 to the output and passes exactly 0 back to its expert
+        and, through the softmax, to the logits, so leaving it out changes only the order
+        of the sums. Every stacked parameter still gets a gradient (zero for the idle
+        experts), as in the mixture.
         """
-        selected = z.argmax(1)
-        sizes = torch.bincount(selected, minlength=self.n_experts)
-        largest, n = int(sizes.max()), student.shape[0]
-        order = torch.argsort(selected)
-        starts = torch.cumsum(sizes, 0) - sizes
-        weight = z.gather(1, selected[:, None])                                 # (n, 1): 1.0
-        if self.n_experts * largest <= 3 * n:
-            slot = torch.arange(n, device=z.device) - starts[selected[order]]
-            blocks = student.new_zeros(self.n_experts, largest, student.shape[1])
-            blocks = blocks.index_put((selected[order], slot), student[order])  # (K, m, d_s)
-            hidden = torch.relu(torch.baddbmm(self.b1[:, None, :], blocks, self.w1))  # (K, m, h)
-            outputs = torch.baddbmm(self.b2[:, None, :], hidden, self.w2)      # (K, m, d_t)
-            out_sorted = outputs[selected[order], slot]                         # (n, d_t)
+        n, k = z.shape
+        weight = z.reshape(-1).index_select(0, row * k + expert)[:, None]  # (P, 1)
+        inputs = student.index_select(0, row)                             # (P, d_s)
+        sizes = torch.bincount(expert, minlength=k)
+        largest, pairs = int(sizes.max()), len(row)
+        if k * largest <= 3 * pairs:
+            # experts of similar load: one padded block each, two batched matmuls
+            slot = torch.arange(pairs, device=z.device) - (torch.cumsum(sizes, 0) - sizes)[expert]
+            blocks = inputs.new_zeros(k, largest, inputs.shape[1])
+            blocks = blocks.index_put((expert, slot), inputs)              # (K, m, d_s)
+            hidden = torch.relu(torch.baddbmm(self.b1[:, None, :], blocks, self.w1))
+            padded = torch.baddbmm(self.b2[:, None, :], hidden, self.w2)   # (K, m, d_t)
+            outputs = padded.reshape(k * largest, -1).index_select(0, expert * largest + slot)
         else:
-            # unbind once: indexing the stacked weights per expert would give each expert a
-            # full-size gradient in the backward pass
+            # very uneven loads: each expert on its own rows. Unbind once: indexing the
+            # stacked weights per expert would give each a full-size gradient.
             w1, b1, w2, b2 = (p.unbind(0) for p in (self.w1, self.b1, self.w2, self.b2))
-            parts = []
-            for k, (start, size) in enumerate(zip(starts.tolist(), sizes.tolist())):
-                if size:
-                    rows = student[order[start:start + size]]
-                    parts.append(torch.relu(rows @ w1[k] + b1[k]) @ w2[k] + b2[k])
-            out_sorted = torch.cat(parts)
-        return weight * out_sorted[torch.argsort(order)]
+            outputs = torch.cat([torch.relu(x @ w1[e] + b1[e]) @ w2[e] + b2[e]
+                                 for e, x in enumerate(torch.split(inputs, sizes.tolist()))
+                                 if len(x)])                              # (P, d_t)
+        return student.new_zeros(n, outputs.shape[1]).index_add(0, row, weight * outputs)
 
 
 def assignment_loss(teacher: torch.Tensor, student: torch.Tensor, selection: nn.Linear,
