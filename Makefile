@@ -10,21 +10,19 @@ export HTDVIZ_DATA_MIRROR ?= $(abspath ../shared/data)
 
 .PHONY: setup chromium demo test test-browser test-cluster lab bench clean
 
-# --no-compile: byte-compiling every installed module (torch, JupyterLab, ...) took 80 of
-# the 135 s of a fresh set-up; Python compiles the modules it imports on first use instead.
 $(VENV)/.installed: pyproject.toml ci/requirements.txt
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q --no-compile torch==2.13.0
-	$(PY) -m pip install -q --no-compile -r ci/requirements.txt
-	$(PY) -m pip install -q --no-compile --no-deps -e .
+	$(PY) -m pip install -q torch==2.13.0
+	$(PY) -m pip install -q -r ci/requirements.txt
+	$(PY) -m pip install -q --no-deps -e .
 	touch $@
 
 setup: $(VENV)/.installed
 
 # Ray, for the study executor's test only (the demo does not need it)
 $(VENV)/.cluster: $(VENV)/.installed ci/requirements-cluster.txt
-	$(PY) -m pip install -q --no-compile -r ci/requirements-cluster.txt
+	$(PY) -m pip install -q -r ci/requirements-cluster.txt
 	touch $@
 
 demo: setup
