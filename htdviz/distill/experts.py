@@ -66,8 +66,9 @@ class Experts(nn.Module):
     def forward(self, student: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
         """sum_k z_k f_k(s); each expert only on the rows where its z_k != 0 when that is
         under half of all (row, expert) pairs."""
-        # On a GPU the two big matmuls of the mixture beat the per-expert work of the
-        # sparse path (H100: 1.2 s vs 1.7 s per HTD epoch, docs/benchmarks.md).
+        # On a GPU the two big matmuls of the mixture beat per-expert work (H100, measured
+        # with this path's one-hot predecessor: 1.2 s vs 1.7 s per HTD epoch,
+        # docs/benchmarks.md).
         if student.is_cuda:
             return self.mixture(student, z)
         expert, row = torch.nonzero(z.T).unbind(1)                       # sorted by expert
