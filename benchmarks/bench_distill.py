@@ -1,6 +1,7 @@
 """Seconds per training epoch: BPR teacher, student alone, FTD, DE, HTD, FitNet on CiteULike.
 
     python benchmarks/bench_distill.py [--teacher runs/<teacher run>] [--device cuda]
+                                       [--only 'htd (tau=1)' ...]
 
 d_t = 200, d_s = 20, K = 30, batch 1024 (docs/method.md §10.5). HTD is timed twice: at the
 first epoch (tau = 1: every Gumbel-softmax weight vector dense, all 30 experts evaluated)
@@ -53,6 +54,8 @@ def main():
     parser.add_argument("--teacher", default=None)
     parser.add_argument("--device", default=None)
     parser.add_argument("--repeats", type=int, default=2)
+    parser.add_argument("--only", nargs="+", default=None, metavar="CASE",
+                        help="time only these cases, e.g. 'htd (tau=1)' 'htd (tau=1e-5)'")
     args = parser.parse_args()
     device = torch.device(args.device) if args.device else default_device()
     ds = data.load_citeulike()
@@ -71,6 +74,12 @@ def main():
         "htd (tau=1)": (bpr(20), lambda: distill.HTD(tu, ti, 20)),
         "htd (tau=1e-5)": (bpr(20), lambda: distill.HTD(tu, ti, 20, temperature_start=1e-5)),
     }
+    if args.only:
+        unknown = sorted(set(args.only) - set(cases))
+        if unknown:
+            parser.error(f"--only: unknown case {unknown[0]!r}; the cases are "
+                         f"{', '.join(map(repr, cases))}")
+        cases = {label: cases[label] for label in args.only}
     kind = "cuda" if device.type == "cuda" else "cpu"
     name = torch.cuda.get_device_name(device) if kind == "cuda" else \
         f"CPU, {torch.get_num_threads()} threads"
