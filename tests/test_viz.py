@@ -487,8 +487,10 @@ def test_group_usage_figure_draws_groups_in_use_and_effective_groups():
                             "item_group_entropy": [4.9, 1.5, 1.0]})
     fig = figures.group_usage_figure({"HTD": history, "FTD": history[["epoch"]]},
                                      n_groups=30)
-    assert [t.name for t in fig.data] == ["HTD: groups in use",
-                                          "HTD: effective groups (2^entropy)"] * 2
+    assert [t.name for t in fig.data] == ["HTD", "HTD: effective groups (2^entropy)"] * 2
+    # one legend entry per run; the legend's title says which line is which
+    assert [t.showlegend for t in fig.data] == [True, False, False, False]
+    assert "dashed: effective number of groups" in fig.layout.legend.title.text
     assert list(fig.data[2].y) == [30, 4, 3]                    # item panel
     np.testing.assert_allclose(fig.data[3].y, 2.0 ** np.array([4.9, 1.5, 1.0]))
     assert [s.y0 for s in fig.layout.shapes] == [30, 30]

@@ -814,6 +814,10 @@ def group_usage_figure(histories, n_groups: int | None = None) -> "go.Figure":
     if not curves:
         raise ValueError("no history has the columns epoch, user_groups_used and "
                          "item_groups_used (recorded by htdviz.train.fit for HTD and DE)")
+    entropy = any(f"{kind}_group_entropy" in frame.columns for frame in curves.values()
+                  for kind in ("user", "item"))
+    legend_title = ("solid: groups in use; dashed: effective number of groups (2^entropy)"
+                    if entropy else "groups in use")
     fig = _subplots.make_subplots(rows=1, cols=2, subplot_titles=("User groups", "Item groups"),
                                   shared_yaxes=True, horizontal_spacing=0.06)
     for k, (name, frame) in enumerate(curves.items()):
@@ -821,15 +825,14 @@ def group_usage_figure(histories, n_groups: int | None = None) -> "go.Figure":
         for col, kind in enumerate(("user", "item"), start=1):
             fig.add_trace(go.Scatter(
                 x=frame["epoch"], y=frame[f"{kind}_groups_used"], mode="lines+markers",
-                name=f"{name}: groups in use", legendgroup=f"{name}-used",
-                showlegend=col == 1, line=dict(color=colour),
+                name=name, legendgroup=name, showlegend=col == 1, line=dict(color=colour),
                 hovertemplate=f"{name}<br>epoch %{{x}}<br>%{{y}} {kind} groups in use"
                               f"<extra></extra>"), row=1, col=col)
             if f"{kind}_group_entropy" in frame.columns:
                 fig.add_trace(go.Scatter(
                     x=frame["epoch"], y=2.0 ** frame[f"{kind}_group_entropy"], mode="lines",
-                    name=f"{name}: effective groups (2^entropy)",
-                    legendgroup=f"{name}-effective", showlegend=col == 1,
+                    name=f"{name}: effective groups (2^entropy)", legendgroup=name,
+                    showlegend=False,
                     line=dict(color=colour, dash="dash"),
                     hovertemplate=f"{name}<br>epoch %{{x}}<br>%{{y:.1f}} effective {kind} "
                                   f"groups<extra></extra>"), row=1, col=col)
@@ -842,7 +845,8 @@ def group_usage_figure(histories, n_groups: int | None = None) -> "go.Figure":
     fig.update_yaxes(title_text="groups", rangemode="tozero", row=1, col=1)
     fig.update_layout(template="plotly_white", height=380,
                       title="Groups in use during training",
-                      legend=dict(orientation="h", y=-0.25, x=0))
+                      legend=dict(orientation="h", yanchor="top", y=-0.3, x=0,
+                                  title=dict(text=legend_title, side="top")))
     return fig
 
 
