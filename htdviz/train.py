@@ -497,6 +497,14 @@ class _Checkpoint:
         except Exception as error:
             raise ValueError(f"checkpoint {self.path}: cannot be read ({error}); delete it "
                              f"to train from the start") from error
+        devices = {key.rsplit(".noise.", 1)[1] for key in state.get("generators", {})
+                   if ".noise." in key}
+        missing = sorted(d for d in devices if d.startswith("cuda")
+                         and not torch.cuda.is_available())
+        if missing:
+            raise ValueError(f"checkpoint {self.path} was written on {missing[0]}, which this "
+                             f"machine lacks (its random streams live there); resume it on "
+                             f"a machine with a GPU, or delete it to train from the start")
         mine = {k: state.get(k) for k in self.identity}
         if state.get("format") != self.FORMAT or mine != self.identity:
             raise ValueError(f"checkpoint {self.path} was written by another run "

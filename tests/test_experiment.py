@@ -115,6 +115,26 @@ def test_a_checkpoint_of_another_run_is_refused(tmp_path, small_synthetic, monke
             checkpoint=checkpoint)
 
 
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks a machine without a GPU")
+def test_a_gpu_checkpoint_on_a_cpu_only_machine_is_one_clear_error(tmp_path, small_synthetic,
+                                                                   monkeypatch):
+    from htdviz import models, train
+    from htdviz.train import TrainConfig, fit
+
+    monkeypatch.setattr(train, "CHECKPOINT_SECONDS", 0.0)
+    checkpoint = tmp_path / "state.pt"
+    model = models.BPRMF(small_synthetic.n_users, small_synthetic.n_items, 4)
+    fit(model, small_synthetic, TrainConfig(epochs=1), progress=False, checkpoint=checkpoint)
+    state = torch.load(checkpoint, weights_only=True)
+    # what a distiller's Gumbel noise stream on a GPU leaves in a checkpoint
+    state["generators"] = {"assignment.noise.cuda:0": torch.zeros(16, dtype=torch.uint8)}
+    torch.save(state, checkpoint)
+    with pytest.raises(ValueError, match=r"state\.pt was written on cuda:0, which this "
+                                         r"machine lacks"):
+        fit(model, small_synthetic, TrainConfig(epochs=1), progress=False,
+            checkpoint=checkpoint)
+
+
 def test_cli_options_reach_the_same_configuration(teacher, capsys):
     kwargs = dict(positive_pairs_only=False, detach_student_prototypes=False,
                   group_design="P,P", n_groups=5, epochs=1, eval_every=1)
