@@ -135,3 +135,20 @@ def stored_in_rows(indptr, indices, rows, cols):
                 hi = mid
         out[k] = lo < end and indices[lo] == col
     return out
+
+
+@numba.njit(parallel=True, fastmath={"reassoc", "contract"}, cache=True)
+def add_relu_dot(user_part, item_part, weights, out):
+    """``out[u, i] += sum_k weights[k] * max(user_part[u, k] + item_part[i, k], 0)``, in
+    place: NeuMF's one hidden MLP layer for every (user, item) pair, its first layer
+    factored into a user part (B, h) and an item part (n_items, h). Each pair's h values
+    stay in registers, where torch would write and read a (B, n_items, h) block."""
+    zero = np.float32(0)
+    for u in numba.prange(user_part.shape[0]):
+        a = user_part[u]
+        for i in range(item_part.shape[0]):
+            b = item_part[i]
+            total = zero
+            for k in range(a.shape[0]):
+                total += weights[k] * max(a[k] + b[k], zero)
+            out[u, i] += total

@@ -12,7 +12,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from . import experiment, runs
+from . import distill, experiment, runs
 
 #: Errors a user can cause: one line, no traceback (``--debug`` re-raises).
 EXPECTED_ERRORS = (ValueError, FileNotFoundError, NotADirectoryError, ImportError)
@@ -143,7 +143,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = command("sweep", "student dims x methods from one teacher")
     p.add_argument("--dims", type=int, nargs="+", default=[10, 20, 100, 200],
                    help="student dims d_s")
-    p.add_argument("--methods", nargs="+", choices=runs.METHODS,
+    p.add_argument("--methods", nargs="+", choices=distill.method_names(),
                    default=["student", "ftd", "htd"], help="methods")
     p.add_argument("--jobs", type=int, default=1, help="parallel runs")
     p.add_argument("--out", default=None, help="also write the table to this CSV file")
@@ -208,13 +208,12 @@ def study_module():
 def _study_value(option: str, text: str):
     """A study option's value from its command-line text, by the option's type."""
     study = study_module()
-    if option not in study.OPTIONS:
+    if option not in study.run_options():
         raise ValueError(f"--grid/--set: {option!r} is not a run option; the options are "
-                         f"{', '.join(study.OPTIONS)}")
-    field = runs.StudentConfig.__dataclass_fields__[option] \
-        if option in study.STUDENT_OPTIONS else \
-        runs.TeacherConfig.__dataclass_fields__[study.TEACHER_OPTIONS[option]]
-    kind = runs.option_type(field)
+                         f"{', '.join(study.run_options())}")
+    kind = runs.option_of(runs.StudentConfig, option).type \
+        if option in study.student_options() else \
+        runs.option_of(runs.TeacherConfig, study.TEACHER_OPTIONS[option]).type
     if kind is bool:
         if text.lower() not in ("true", "false", "1", "0"):
             raise ValueError(f"--grid/--set {option}: expected true or false, got {text!r}")
@@ -244,7 +243,8 @@ def _study(args) -> int:
                         gpus_per_run=args.gpus_per_run, cpus_per_run=args.cpus_per_run,
                         runs_dir=args.runs, device=args.device,
                         progress=not args.no_progress, out=args.out, **options)
-    varied = [c for c in study.OPTIONS if c in table and table[c].astype(str).nunique() > 1]
+    varied = [c for c in study.run_options()
+              if c in table and table[c].dropna().astype(str).nunique() > 1]
     cols = ["status", *varied, "final_test_recall@50", "final_test_ndcg@50", "run"]
     print(table[[c for c in cols if c in table]].to_string(index=False))
     failed = table[table["status"] == "failed"]

@@ -4,13 +4,14 @@ Every loader ends in the same leave-one-out preprocessing (docs/method.md §2, �
 users with at least ``min_items`` items, re-index users in input order
 and items in order of first appearance, hold out one validation and one test item per user.
 
-CiteULike files are resolved in this order:
+The published data sets (CiteULike-t, Foursquare) are resolved file by file in this order:
 
 1. the data folder (``HTDVIZ_DATA_DIR``, else the project's ``data/`` folder when htdviz runs
    from a checkout, else ``~/.cache/htdviz``), sha256-checked;
 2. a download from the public source, sha256-checked and written atomically;
-3. offline, the mirror folder named by ``HTDVIZ_DATA_MIRROR`` (files under ``citeulike-t/``),
-   copied into the data folder, sha256-checked. The mirror is only read, never written.
+3. offline, the mirror folder named by ``HTDVIZ_DATA_MIRROR`` (files under ``citeulike-t/``
+   and ``foursquare/``), copied into the data folder, sha256-checked. The mirror is only
+   read, never written.
 """
 from __future__ import annotations
 
@@ -47,6 +48,17 @@ CITEULIKE_FILES = {
     "Valid": (_AUTHORS + "Valid", "9f7920c83158f69c69e5887b1a01f7346087f3690fb54e8930861ba0765b93b9"),
     "Test": (_AUTHORS + "Test", "b1375faa9e1fcccf7f8e481d9e350c11604be41f330b3fd4c663576ce71175c5"),
 }
+
+#: The Foursquare check-ins of the paper's second data set (Dingqi Yang's data, every user
+#: with >= 5 venues), as the same line of distillation work publishes them, pinned to a commit.
+FOURSQUARE_FILES = {
+    "users.dat": ("https://raw.githubusercontent.com/hieunm44/hyperkdma/"
+                  "2b4c38b881549d3b09e551a2ba77c695e22cf55d/datasets/Foursquare/users.dat",
+                  "808c42ee414bdef5990e4f61143e2e02f1d266c59b303f37b4050a99d2536c78"),
+}
+
+#: Published data sets by folder name: file name -> (public URL, sha256).
+PUBLISHED = {"citeulike-t": CITEULIKE_FILES, "foursquare": FOURSQUARE_FILES}
 
 
 # --------------------------------------------------------------------------------------
@@ -183,11 +195,25 @@ def _fetch_verified(target: Path, source, sha256: str, where: str) -> None:
 
 def fetch_citeulike(data_dir: str | Path | None = None, files=tuple(CITEULIKE_FILES)) -> Path:
     """Make the CiteULike-t files available in ``data_dir/citeulike-t`` and return that folder."""
-    folder = Path(data_dir or default_data_dir()) / "citeulike-t"
+    return fetch_published("citeulike-t", data_dir, files)
+
+
+def fetch_published(name: str, data_dir: str | Path | None = None, files=None) -> Path:
+    """Make the files of published data set ``name`` (a key of :data:`PUBLISHED`) available
+    in ``data_dir/<name>`` and return that folder.
+
+    Each file comes from the data folder if it is there (sha256-checked), else is
+    downloaded from its public source, else copied from the mirror folder
+    ``$HTDVIZ_DATA_MIRROR/<name>/``; a copy is kept only if its sha256 is the published one,
+    and is written atomically. ``files`` defaults to all of the set's files.
+    """
+    if name not in PUBLISHED:
+        raise ValueError(f"name must be one of {sorted(PUBLISHED)}, got {name!r}")
+    folder = Path(data_dir or default_data_dir()) / name
     mirror = os.environ.get("HTDVIZ_DATA_MIRROR")
-    for name in files:
-        url, sha256 = CITEULIKE_FILES[name]
-        target = folder / name
+    for file in files or PUBLISHED[name]:
+        url, sha256 = PUBLISHED[name][file]
+        target = folder / file
         if target.exists():
             if _sha256(target) == sha256:
                 continue
@@ -202,20 +228,20 @@ def fetch_citeulike(data_dir: str | Path | None = None, files=tuple(CITEULIKE_FI
         except (urllib.error.URLError, OSError, http.client.HTTPException, ValueError) as exc:
             errors.append(f"download {url}: {exc}")
         if mirror:
-            source = Path(mirror) / "citeulike-t" / name
+            source = Path(mirror) / name / file
             if source.exists():
                 with open(source, "rb") as f:
                     _fetch_verified(target, f, sha256, str(source))
-                logger.info("copied %s from the mirror %s", name, mirror)
+                logger.info("copied %s from the mirror %s", file, mirror)
                 continue
             errors.append(f"mirror: {source} does not exist")
         else:
             errors.append("mirror: HTDVIZ_DATA_MIRROR is not set")
         raise FileNotFoundError(
-            f"CiteULike-t file {name!r} is not in {folder} and could not be fetched "
+            f"{name} file {file!r} is not in {folder} and could not be fetched "
             f"({'; '.join(errors)}). Fix: connect to the internet, or put the file (sha256 "
             f"{sha256}) into {folder}, or set HTDVIZ_DATA_MIRROR to a folder holding "
-            f"citeulike-t/{name}.")
+            f"{name}/{file}.")
     return folder
 
 
@@ -497,6 +523,29 @@ def load_citeulike(split: str = "reference", seed: int = 0, min_items: int = 5,
                    valid_items=valid, test_items=test, raw_user_ids=kept,
                    raw_item_ids=raw_items, info=dict(report, split="reference", seed=None),
                    **tags)
+
+
+def load_foursquare(seed: int = 0, min_items: int = 5,
+                    data_dir: str | Path | None = None) -> Dataset:
+    """Foursquare check-ins (users x venues), the second data set of the paper.
+
+    24,941 users, 28,593 items and 717,086 interactions in the published file. It has no
+    published split: a seeded random leave-one-out split holds out one validation and one
+    test item per user (docs/method.md §8).
+
+    Parameters
+    ----------
+    seed : int, default 0
+        Seed of the random split.
+    min_items : int, default 5
+        Users with fewer items are filtered (the published file has none).
+    data_dir : path, optional
+        Download cache; default :func:`default_data_dir`.
+    """
+    folder = fetch_published("foursquare", data_dir)
+    rows, kept, raw_items, report = _reindex(_read_count_lines(folder / "users.dat"),
+                                             min_items, str(folder / "users.dat"))
+    return _build("foursquare", rows, kept, raw_items, report, "random", seed)
 
 
 def _reference_split(folder: Path, rows: list[np.ndarray]):

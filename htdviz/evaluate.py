@@ -25,7 +25,7 @@ def _as_tensor(x) -> torch.Tensor:
 
 @torch.no_grad()
 def target_ranks(user_emb, item_emb, dataset: Dataset, split: str = "test", max_k: int = 50,
-                 batch_size: int = 1024) -> np.ndarray:
+                 batch_size: int = 1024, scorer=None) -> np.ndarray:
     """0-based rank of each user's held-out item in its masked full ranking, shape (n_users,).
 
     Ranks >= ``max_k`` are returned as ``max_k``.
@@ -40,6 +40,10 @@ def target_ranks(user_emb, item_emb, dataset: Dataset, split: str = "test", max_
         Length of the ranked list that is computed.
     batch_size : int, default 1024
         Users scored at a time; memory is batch_size * n_items floats.
+    scorer : callable, optional
+        ``scorer(users, out)``: the scores of all items for a batch of user ids, shape
+        (B, n_items), written into ``out`` (a model's
+        :meth:`~htdviz.models.Recommender.scorer`, NeuMF's); default dot products.
     """
     user_emb, item_emb = _as_tensor(user_emb), _as_tensor(item_emb)
     if user_emb.shape[0] != dataset.n_users or item_emb.shape[0] != dataset.n_items:
@@ -52,6 +56,9 @@ def target_ranks(user_emb, item_emb, dataset: Dataset, split: str = "test", max_
         raise ValueError(f"max_k must be in [1, n_items={dataset.n_items}], got {max_k}")
     item_emb = item_emb.to(user_emb.dtype)
     device = user_emb.device
+    if scorer is None:
+        def scorer(users, out):
+            return torch.mm(user_emb[users], item_emb.T, out=out)
 
     def index(array):
         return torch.from_numpy(np.array(array, dtype=np.int64)).to(device)
@@ -66,7 +73,7 @@ def target_ranks(user_emb, item_emb, dataset: Dataset, split: str = "test", max_
     buffer = user_emb.new_empty(min(batch_size, dataset.n_users), dataset.n_items)
     for start in range(0, dataset.n_users, batch_size):
         users = torch.arange(start, min(start + batch_size, dataset.n_users), device=device)
-        scores = torch.mm(user_emb[users], item_emb.T, out=buffer[:len(users)])  # (B, n_items)
+        scores = scorer(users, buffer[:len(users)])                 # (B, n_items)
         row = torch.repeat_interleave(users - start, indptr[users + 1] - indptr[users])
         scores[row, indices[indptr[start]:indptr[users[-1] + 1]]] = -torch.inf   # training items
         scores[users - start, others[users]] = -torch.inf           # the other held-out item
@@ -88,22 +95,24 @@ def metrics_from_ranks(ranks: np.ndarray, ks=DEFAULT_KS) -> dict[str, float]:
 
 
 def full_ranking(user_emb, item_emb, dataset: Dataset, split: str = "test", ks=DEFAULT_KS,
-                 batch_size: int = 1024) -> dict[str, float]:
-    """Recall@k and NDCG@k of full ranking for every k in ``ks``.
+                 batch_size: int = 1024, scorer=None) -> dict[str, float]:
+    """Recall@k and NDCG@k of full ranking for every k in ``ks`` (``scorer``: see
+    :func:`target_ranks`; default dot products).
 
     Returns a dict with keys like ``"recall@50"`` and ``"ndcg@50"``.
     """
     ks = tuple(int(k) for k in ks)
     if not ks or min(ks) < 1:
         raise ValueError(f"ks must be positive integers, got {ks}")
-    ranks = target_ranks(user_emb, item_emb, dataset, split, max(ks), batch_size)
+    ranks = target_ranks(user_emb, item_emb, dataset, split, max(ks), batch_size, scorer)
     return metrics_from_ranks(ranks, ks)
 
 
 def evaluate_model(model, dataset: Dataset, split: str = "test", ks=DEFAULT_KS) -> dict[str, float]:
-    """:func:`full_ranking` of a :class:`~htdviz.models.Recommender`'s representations."""
+    """:func:`full_ranking` of a :class:`~htdviz.models.Recommender` (its representations,
+    ranked by its :meth:`~htdviz.models.Recommender.scorer`)."""
     users, items = model.representations()
-    return full_ranking(users, items, dataset, split, ks)
+    return full_ranking(users, items, dataset, split, ks, scorer=model.scorer(users, items))
 
 
 @torch.no_grad()

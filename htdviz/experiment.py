@@ -17,8 +17,8 @@ import pandas as pd
 import torch
 
 from . import data, distill, models
-from .runs import (DATASET_NAMES, METHODS, Run, StudentConfig, TeacherConfig, finished,
-                   load_run, write_run)
+from .runs import (DATASET_NAMES, Run, StudentConfig, TeacherConfig, finished, load_run,
+                   write_run)
 from .train import TrainConfig, default_device, fit
 
 
@@ -30,8 +30,9 @@ def load_dataset(name: str | Path = "citeulike", split: str = "reference", seed:
     Parameters
     ----------
     name : str or Path, default "citeulike"
-        "citeulike" (split "reference" or "random"), "synthetic" (planted groups, seeded
-        by ``seed``), or a data file (:func:`htdviz.data.load_file`; always a random split).
+        "citeulike" (split "reference" or "random"), "foursquare" (always a random split),
+        "synthetic" (planted groups, seeded by ``seed``), or a data file
+        (:func:`htdviz.data.load_file`; always a random split).
     split : {"reference", "random"}, default "reference"
         CiteULike only.
     seed : int, default 0
@@ -45,6 +46,8 @@ def load_dataset(name: str | Path = "citeulike", split: str = "reference", seed:
     """
     if str(name) == "citeulike":
         return data.load_citeulike(split=split, seed=seed, min_items=min_items)
+    if str(name) == "foursquare":
+        return data.load_foursquare(seed=seed, min_items=min_items)
     if str(name) == "synthetic":
         return data.synthetic(seed=seed)
     path = Path(name)
@@ -62,7 +65,8 @@ def teacher_config(model: str = "bpr", dim: int = 200, n_layers: int = 2,
                    epochs: int = 100, eval_every: int = 10, seed: int = 0, lr: float = 1e-3,
                    weight_decay: float = 1e-3, schedule: str = "default", min_items: int = 5,
                    split_seed: int | None = None, user_col: str = "user",
-                   item_col: str = "item", updates: str = "dense") -> TeacherConfig:
+                   item_col: str = "item", updates: str = "dense",
+                   mlp_layers: int = 1) -> TeacherConfig:
     """The :class:`~htdviz.runs.TeacherConfig` of these options; a data file is recorded
     by its stem, absolute path and sha256, and its split (always random) by ``min_items``
     and the seed it used."""
@@ -75,11 +79,15 @@ def teacher_config(model: str = "bpr", dim: int = 200, n_layers: int = 2,
         data_file, data_sha256 = str(path.resolve()), data.file_sha256(path)
         dataset, split = re.sub(r"[^A-Za-z0-9_.-]+", "_", path.stem), "random"
         split_seed = seed if split_seed is None else split_seed      # recorded as used
+    elif str(dataset) == "foursquare":                  # no published split: always random
+        split = "random"
+        split_seed = seed if split_seed is None else split_seed
     return TeacherConfig(model=model, dim=dim, n_layers=n_layers, dataset=str(dataset),
                          split=split, epochs=epochs, eval_every=eval_every, seed=seed, lr=lr,
                          weight_decay=weight_decay, schedule=schedule, min_items=min_items,
                          split_seed=split_seed, user_col=user_col, item_col=item_col,
-                         updates=updates, data_file=data_file, data_sha256=data_sha256)
+                         updates=updates, data_file=data_file, data_sha256=data_sha256,
+                         mlp_layers=mlp_layers)
 
 
 def dataset_of(config: TeacherConfig | dict):
@@ -92,13 +100,13 @@ def dataset_of(config: TeacherConfig | dict):
                         sha256=config.data_sha256)
 
 
-def _build_model(kind: str, dataset, dim: int, n_layers: int, seed: int):
-    generator = torch.Generator().manual_seed(seed)
-    if kind == "bpr":
-        return models.BPRMF(dataset.n_users, dataset.n_items, dim, generator=generator)
-    if kind == "lightgcn":
-        return models.LightGCN(dataset, dim, n_layers=n_layers, generator=generator)
-    raise ValueError(f"model must be 'bpr' or 'lightgcn', got {kind!r}")
+def _build_model(config: TeacherConfig | StudentConfig, dataset, dim: int):
+    """The model ``config`` names (:func:`htdviz.models.get_model`), with the options its
+    class takes from the configuration, initialised from the run's seed."""
+    cls = models.get_model(config.model)
+    options = {name: getattr(config, name) for name in cls.build_options}
+    return cls.build(dataset, dim, generator=torch.Generator().manual_seed(config.seed),
+                     **options)
 
 
 def checkpoint_path(run_dir: str | Path) -> Path:
@@ -125,7 +133,7 @@ def _save_run(path: Path, config, model, result, device, distiller=None) -> Path
     }
     users, items = (x.cpu().numpy() for x in model.representations())
     groups = {}
-    if distiller is not None and hasattr(distiller, "hard_groups"):
+    if distiller is not None and distiller.hard_groups("user") is not None:
         groups = {f"{kind}_groups": distiller.hard_groups(kind).cpu().numpy()
                   for kind in ("user", "item")}
     run = Run.from_arrays(path.name, users=users, items=items, config=config.to_dict(),
@@ -154,15 +162,18 @@ def teacher_run(model: str = "bpr", dim: int = 200, n_layers: int = 2,
                 weight_decay: float = 1e-3, runs_dir: str | Path = "runs", device=None,
                 progress: bool = True, schedule: str = "default", min_items: int = 5,
                 split_seed: int | None = None, user_col: str = "user",
-                item_col: str = "item", updates: str = "dense") -> Path:
+                item_col: str = "item", updates: str = "dense", mlp_layers: int = 1) -> Path:
     """Train (or reuse) a teacher; returns its run folder.
 
     Parameters
     ----------
-    model : {"bpr", "lightgcn"}, default "bpr"
+    model : {"bpr", "lightgcn", "neumf"}, default "bpr"
+        Any registered model (:func:`htdviz.models.model_names`).
     dim : int, default 200
     n_layers : int, default 2
         LightGCN only.
+    mlp_layers : int, default 1
+        NeuMF only: hidden layers of its MLP tower.
     dataset : str or Path, default "citeulike"
         A name or a data file (see :func:`load_dataset`).
     split : {"reference", "random"}, default "reference"
@@ -187,12 +198,12 @@ def teacher_run(model: str = "bpr", dim: int = 200, n_layers: int = 2,
     """
     config = teacher_config(model, dim, n_layers, dataset, split, epochs, eval_every, seed,
                             lr, weight_decay, schedule, min_items, split_seed, user_col,
-                            item_col, updates)
+                            item_col, updates, mlp_layers)
     path = Path(runs_dir) / config.folder_name()
     if finished(path):
         return path
     ds = dataset_of(config)
-    net = _build_model(model, ds, dim, n_layers, seed)
+    net = _build_model(config, ds, dim)
     device = torch.device(device) if device else default_device()
     result = fit(net, ds, _train_config(config), device=device,
                  progress=_bar(f"teacher {model} d{dim}", progress),
@@ -202,7 +213,8 @@ def teacher_run(model: str = "bpr", dim: int = 200, n_layers: int = 2,
 
 def make_distiller(config: StudentConfig, teacher_users, teacher_items,
                    generator: torch.Generator | None = None):
-    """The distiller ``config`` describes (None for method "student": trained alone).
+    """The distiller ``config`` describes: its method's class (:func:`htdviz.distill.get_method`)
+    built with the method's options; None for method "student" (trained alone).
 
     Parameters
     ----------
@@ -211,40 +223,53 @@ def make_distiller(config: StudentConfig, teacher_users, teacher_items,
     generator : torch.Generator, optional
         Draws the distiller's initialisation and Gumbel noise (default: the global torch
         RNG).
+
+    The student's representations are ``representation_width(config.dim)`` columns of
+    its model (2 * dim for NeuMF); where the model reads them as several spaces
+    (NeuMF with ``space="towers"``) there is one distiller per space
+    (:class:`htdviz.distill.spaces.PerSpace`).
     """
-    method, dim = config.method, config.dim
-    if method == "student":
+    cls = distill.get_method(config.method)
+    if cls is None:
         return None
-    if method == "ftd":
-        return distill.FTD(teacher_users, teacher_items)
-    if method == "fitnet":
-        return distill.FitNet(teacher_users, teacher_items, dim, generator=generator)
-    if method == "de":
-        return distill.DE(teacher_users, teacher_items, dim, n_groups=config.n_groups,
-                          generator=generator, balance_weight=config.balance_weight)
-    if method == "htd":
-        return distill.HTD(teacher_users, teacher_items, dim, n_groups=config.n_groups,
-                           alpha=config.alpha, group_design=config.group_design,
-                           positive_pairs_only=config.positive_pairs_only,
-                           detach_student_prototypes=config.detach_student_prototypes,
-                           generator=generator, balance_weight=config.balance_weight)
-    raise ValueError(f"method must be one of {METHODS}, got {method!r}")
+    model = models.get_model(config.model)
+    if cls.needs_scores and model.scorer is not models.Recommender.scorer:
+        # RRD ranks the teacher's items by dot products of its representations
+        raise ValueError(f"method {config.method!r} needs a teacher whose score is a dot "
+                         f"product (BPR-MF, LightGCN); model {config.model!r} is not")
+    reads = {name: getattr(config, name) for name in model.distill_options}
+    student_spaces = model.representation_spaces(model.representation_width(config.dim),
+                                                 **reads)
+    if len(student_spaces) == 1:
+        return cls(teacher_users, teacher_items, student_spaces[0].stop,
+                   generator=generator, **config.options)
+    from .distill.spaces import PerSpace
+
+    teacher_spaces = model.representation_spaces(teacher_users.shape[1], **reads)
+    return PerSpace(cls, teacher_users, teacher_items, teacher_spaces, student_spaces,
+                    generator=generator, **config.options)
 
 
 def student_run(teacher_dir: str | Path, method: str = "htd", dim: int = 20,
                 epochs: int = 100, eval_every: int = 10, seed: int = 0,
-                distill_weight: float = 1e-3, n_groups: int = 30, alpha: float = 0.5,
-                group_design: str = "P,e", positive_pairs_only: bool = True,
-                detach_student_prototypes: bool = True, runs_dir: str | Path | None = None,
+                distill_weight: float = 1e-3, runs_dir: str | Path | None = None,
                 device=None, progress: bool | dict = True, schedule: str = "default",
-                balance_weight: float = 0.0, updates: str = "dense") -> Path:
+                updates: str = "dense", **options) -> Path:
     """Distil (or reuse) a student of ``dim`` from a finished teacher run; returns its folder.
 
     The student is trained on its teacher's data set (for a data file: the same file,
     checked against the sha256 the teacher recorded) with the teacher's lr and weight
-    decay. The options are those of :class:`htdviz.runs.StudentConfig`; ``runs_dir``
+    decay. The settings are those of :class:`htdviz.runs.StudentConfig`; ``method`` is any
+    registered method (:func:`htdviz.distill.method_names`) and ``**options`` its options
+    (HTD's ``n_groups``, ``alpha``, ...: :func:`htdviz.distill.method_options`; their
+    defaults when not given; another method's options are not used). ``runs_dir``
     defaults to the teacher's parent folder; ``progress`` shows a bar named after the run
     ("htd d20 s0"; a dict: more tqdm options for it, see :func:`htdviz.train.fit`).
+
+    Examples
+    --------
+    >>> path = student_run(teacher_path, "htd", 8, epochs=1, n_groups=6,
+    ...                    progress=False)                          # doctest: +SKIP
     """
     teacher_dir = Path(teacher_dir)
     if not finished(teacher_dir):
@@ -252,12 +277,8 @@ def student_run(teacher_dir: str | Path, method: str = "htd", dim: int = 20,
                                 f"metrics.json)")
     teacher = TeacherConfig.from_dict(load_run(teacher_dir, embeddings=False).config)
     config = StudentConfig(method=method, dim=dim, epochs=epochs, eval_every=eval_every,
-                           seed=seed, distill_weight=distill_weight, n_groups=n_groups,
-                           alpha=alpha, group_design=group_design,
-                           positive_pairs_only=positive_pairs_only,
-                           detach_student_prototypes=detach_student_prototypes,
-                           schedule=schedule, balance_weight=balance_weight,
-                           updates=updates).inherit(teacher_dir.name, teacher)
+                           seed=seed, distill_weight=distill_weight, schedule=schedule,
+                           updates=updates, **options).inherit(teacher_dir.name, teacher)
     path = Path(runs_dir or teacher_dir.parent) / config.folder_name()
     if finished(path):
         return path
@@ -265,7 +286,7 @@ def student_run(teacher_dir: str | Path, method: str = "htd", dim: int = 20,
     teacher_reprs = load_run(teacher_dir)
     teacher_users = teacher_reprs.representations("users")
     teacher_items = teacher_reprs.representations("items")
-    net = _build_model(config.model, ds, dim, config.n_layers, seed)
+    net = _build_model(config, ds, dim)
     # the distiller's own initialisation and Gumbel noise: a stream of its own
     generator = torch.Generator().manual_seed(seed + 1)
     distiller = make_distiller(config, teacher_users, teacher_items, generator)

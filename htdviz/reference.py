@@ -34,7 +34,35 @@ FIGURE_RECALL50 = {
                 "ftd": [.2624, .3116, .3290], "htd": [.2803, .3152, .3244]},
         "lightgcn": {"student": [.2512, .3063, .3326], "de": [.2680, .3249, .3329],
                      "ftd": [.2542, .3303, .3356], "htd": [.2847, .3326, .3328]},
+        "neumf": {"student": [.1970, .2648, .2993], "de": [.2089, .2732, .2994],
+                  "ftd": [.2069, .2721, .2991], "htd": [.2148, .2815, .2999]},
     }.items()}
+
+#: The same figure on Foursquare (BPR-MF; its own random split and early stopping).
+FOURSQUARE_FIGURE_RECALL50 = pd.DataFrame(
+    {"student": [.2164, .2400, .2732], "de": [.2322, .2628, .2721],
+     "ftd": [.2262, .2667, .2740], "htd": [.2438, .2657, .2757]},
+    index=pd.Index([0.1, 0.5, 1.0], name="phi"))
+
+#: docs/method.md §10.3, CiteULike at phi = 0.1: the prediction-level RRD and its
+#: combinations, test Recall@50 by base model.
+RRD_RECALL50 = {"bpr": {"rrd": .2516, "de+rrd": .2654, "htd+rrd": .2842},
+                "lightgcn": {"rrd": .2604, "de+rrd": .2696, "htd+rrd": .2877}}
+
+
+def figure_recall(dataset: str, model: str, method: str, phi: float) -> float | None:
+    """The paper's figure value (test Recall@50) of ``method`` on ``dataset``
+    ("citeulike", "foursquare") with base ``model`` at capacity ``phi``; None where the
+    paper has no such cell."""
+    if dataset == "foursquare":
+        table = FOURSQUARE_FIGURE_RECALL50 if model == "bpr" else None
+    else:
+        table = FIGURE_RECALL50.get(model)
+    if table is not None and method in table.columns and phi in table.index:
+        return float(table.loc[phi, method])
+    if dataset != "foursquare" and phi == 0.1:
+        return RRD_RECALL50.get(model, {}).get(method)
+    return None
 
 #: docs/method.md §10.3, BPR-MF, phi = 0.1: HTD's test Recall@50 by alpha (the paper's
 #: sensitivity study; alpha = 0 is DE).

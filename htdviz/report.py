@@ -20,10 +20,12 @@ import pandas as pd
 
 from . import capacity, experiment, groups, topology
 from .data import _write_atomically
+from .distill import display_name, get_method
 from .evaluate import ranking_agreement
 from .reference import paper_recall
 from .runs import flat_metrics, load_run
 
+#: The students the demo trains and the report compares (more: ``run_demo(methods=...)``).
 METHODS = ("student", "ftd", "htd")
 
 
@@ -31,7 +33,8 @@ def run_demo(student_dim: int = 20, epochs: int = 30, teacher_epochs: int = 100,
              runs_dir: str | Path = "runs", report: str | Path = "reports/htdviz_report.html",
              device=None, progress: bool = True, max_heatmap: int = 400,
              projection: str = "umap", seed: int = 0, dataset: str | Path = "citeulike",
-             min_items: int = 5, user_col: str = "user", item_col: str = "item") -> Path:
+             min_items: int = 5, user_col: str = "user", item_col: str = "item",
+             methods=METHODS) -> Path:
     """Run the pipeline (reusing finished runs) and write the report; returns its path.
 
     Parameters
@@ -55,12 +58,21 @@ def run_demo(student_dim: int = 20, epochs: int = 30, teacher_epochs: int = 100,
         authors' reference split, a file a random one seeded by ``seed``.
     min_items, user_col, item_col
         Data-file options (:func:`htdviz.data.load_file`).
+    methods : sequence of str, default :data:`METHODS`
+        The students: registered method names (:func:`htdviz.distill.method_names`), each
+        trained with its default options. The report compares HTD with FTD and the student
+        alone, so these three are always among them; every other method (one of your own)
+        joins the views that compare all students (accuracy, curves, agreement, error
+        bands, discrepancy, preservation, capacity).
     """
     def say(message):
         if progress:
             print(f"[report {time.perf_counter() - tic:6.0f} s] {message}", file=sys.stderr,
                   flush=True)
 
+    methods = list(dict.fromkeys([*METHODS, *methods]))
+    for method in methods:
+        get_method(method)                       # an unknown name fails before training
     tic = time.perf_counter()
     teacher_dir = experiment.teacher_run(epochs=teacher_epochs, runs_dir=runs_dir,
                                          device=device, progress=progress, seed=seed,
@@ -69,7 +81,7 @@ def run_demo(student_dim: int = 20, epochs: int = 30, teacher_epochs: int = 100,
     student_dirs = {m: experiment.student_run(teacher_dir, m, student_dim, epochs=epochs,
                                               runs_dir=runs_dir, device=device,
                                               progress=progress, seed=seed)
-                    for m in METHODS}
+                    for m in methods}
     seconds_training = time.perf_counter() - tic
     say("runs ready; loading the data set and the runs")
     teacher = load_run(teacher_dir)
@@ -91,9 +103,13 @@ def run_demo(student_dim: int = 20, epochs: int = 30, teacher_epochs: int = 100,
     return path
 
 
-#: How methods are named on the page.
-DISPLAY = {"teacher": "teacher", "student": "student alone", "ftd": "FTD", "htd": "HTD",
-           "de": "DE", "fitnet": "FitNet"}
+
+
+def _display(name: str) -> str:
+    """How the page names a run's method (the method's own display name)."""
+    return "teacher" if name == "teacher" else display_name(name)
+
+
 #: Row entities sampled for the band errors (columns stay complete, so ranks are exact).
 BAND_ROWS = 1000
 #: Entities whose nearest neighbours the discrepancy measures search (each against all
@@ -145,7 +161,7 @@ def _sections(dataset, teacher, students, max_heatmap, projection, seed) -> list
     rows, full = [], []
     for name, run in [("teacher", teacher), *students.items()]:
         d = run.users.shape[1]
-        rows.append({"method": DISPLAY[name], "dim": d,
+        rows.append({"method": _display(name), "dim": d,
                      "test Recall@50": recall[name],
                      "test NDCG@50": run.metrics["final"]["test_ndcg@50"],
                      **({"paper Recall@50 (100 epochs)": paper_recall(name, d)}
@@ -156,7 +172,7 @@ def _sections(dataset, teacher, students, max_heatmap, projection, seed) -> list
         full.append({"method": name, **flat_metrics(run.metrics)})
     order = sorted(students, key=lambda m: -recall[m])
     finding = (f"After {epochs} epochs, test Recall@50: " + ", ".join(
-        f"{DISPLAY[m]} {recall[m]:.4f}" for m in order) +
+        f"{_display(m)} {recall[m]:.4f}" for m in order) +
         f" (teacher {recall['teacher']:.4f}).")
     if on_paper_data:
         paper = {m: paper_recall(m, dim) for m in students}
@@ -176,10 +192,10 @@ def _sections(dataset, teacher, students, max_heatmap, projection, seed) -> list
     # -- learning curves -----------------------------------------------------------------
     gains = {m: _last_gain(run.history) for m, run in students.items()}
     rising = {m: g for m, g in gains.items() if g is not None and g > 0.002}
-    finding = f"{DISPLAY[order[0]]} leads at the last epoch."
+    finding = f"{_display(order[0])} leads at the last epoch."
     if rising:
         finding += (" Over the last evaluation interval " + ", ".join(
-            f"{DISPLAY[m]} still gained {g:+.4f}" for m, g in rising.items()) +
+            f"{_display(m)} still gained {g:+.4f}" for m, g in rising.items()) +
             f": {epochs} epochs are not the end of training" +
             (" (the paper trains 100)." if epochs < 100 else "."))
     else:
@@ -187,13 +203,13 @@ def _sections(dataset, teacher, students, max_heatmap, projection, seed) -> list
                    "evaluation interval)."
     sections.append(Section(
         "Learning curves", "Test Recall@50 of each student, evaluated during training.",
-        finding, figures.learning_curves({DISPLAY[m]: r.history for m, r in students.items()})))
+        finding, figures.learning_curves({_display(m): r.history for m, r in students.items()})))
 
     # -- agreement with the teacher's ranking --------------------------------------------
     agreement = {m: ranking_agreement(teacher.users, teacher.items, run.users, run.items,
                                       dataset.train, ks=(10, 50)).mean()
                  for m, run in students.items()}
-    table = pd.DataFrame([{"method": DISPLAY[m], "dim": run.users.shape[1],
+    table = pd.DataFrame([{"method": _display(m), "dim": run.users.shape[1],
                            "top-10 overlap": agreement[m]["overlap@10"],
                            "top-50 overlap": agreement[m]["overlap@50"],
                            "top-50 NDCG": agreement[m]["ndcg@50"],
@@ -201,8 +217,8 @@ def _sections(dataset, teacher, students, max_heatmap, projection, seed) -> list
     ranked = sorted(students, key=lambda m: -agreement[m]["overlap@50"])
     finding = "Share of the teacher's top-50 items that a student also ranks in its top 50, " \
         "averaged over users: " + ", ".join(
-            f"{DISPLAY[m]} {agreement[m]['overlap@50']:.0%}" for m in ranked) + \
-        f" (top 10: " + ", ".join(f"{DISPLAY[m]} {agreement[m]['overlap@10']:.0%}"
+            f"{_display(m)} {agreement[m]['overlap@50']:.0%}" for m in ranked) + \
+        f" (top 10: " + ", ".join(f"{_display(m)} {agreement[m]['overlap@10']:.0%}"
                                   for m in ranked) + ")."
     sections.append(Section(
         "Agreement with the teacher's ranking",
@@ -214,7 +230,7 @@ def _sections(dataset, teacher, students, max_heatmap, projection, seed) -> list
     # -- where the error lies: by teacher-similarity band --------------------------------
     bands = pd.concat([topology.band_error_table(
         teacher.users, teacher.items, run.users, run.items, max_rows=BAND_ROWS,
-        random_state=seed).assign(method=DISPLAY[m]) for m, run in students.items()],
+        random_state=seed).assign(method=_display(m)) for m, run in students.items()],
         ignore_index=True)
     sections.append(Section(
         "Where the topology error lies",
@@ -293,7 +309,7 @@ def _sections(dataset, teacher, students, max_heatmap, projection, seed) -> list
     # -- discrepancy ----------------------------------------------------------------------
     table = measures[list(_WORDS)].rename(columns=_WORDS)
     table.insert(0, "test Recall@50", [recall[m] for m in table.index])
-    table.index = [DISPLAY[m] for m in table.index]
+    table.index = [_display(m) for m in table.index]
     sections.append(Section(
         "Topology discrepancy",
         f"How far each student's item topology is from the teacher's over all "
@@ -307,7 +323,7 @@ def _sections(dataset, teacher, students, max_heatmap, projection, seed) -> list
         ("discrepancy", measures.reset_index())))
     kl = measures[["kl_most_similar", "kl_random"]].reset_index().melt(
         id_vars="method", var_name="mode", value_name="value")
-    kl["method"] = kl["method"].map(DISPLAY)
+    kl["method"] = kl["method"].map(_display)
     kl["mode"] = kl["mode"].map({"kl_most_similar": "most similar", "kl_random": "random"})
     most = measures["kl_most_similar"].sort_values()
     sections.append(Section(
@@ -316,7 +332,7 @@ def _sections(dataset, teacher, students, max_heatmap, projection, seed) -> list
         "most similar teacher neighbours, and to 10 random items (the paper's analysis, "
         "docs/method.md §9; temperature 1). Lower = better preserved.",
         "Most-similar neighbours, from best preserved: " + ", ".join(
-            f"{DISPLAY[m]} {v:.4f}" for m, v in most.items()) + "." +
+            f"{_display(m)} {v:.4f}" for m, v in most.items()) + "." +
         (" The paper (100 epochs, phi = 0.1, its own neighbourhood size and temperature) "
          "finds HTD < DE < student alone." if on_paper_data else ""),
         figures.preservation_bars(kl, value="value")))
@@ -325,7 +341,7 @@ def _sections(dataset, teacher, students, max_heatmap, projection, seed) -> list
     grid = sorted(set(np.unique(np.geomspace(1, d_t, 25).round().astype(int)).tolist()) |
                   {dim, d_t})
     cap = capacity.capacity_table(teacher.users, teacher.items, dims=grid,
-                                  runs={DISPLAY[m]: r for m, r in students.items()},
+                                  runs={_display(m): r for m, r in students.items()},
                                   user_labels=htd.user_groups, item_labels=htd.item_groups,
                                   max_entities=CAPACITY_SAMPLE, random_state=seed)
     cap["test_recall@50"] = cap.pop("final_test_recall@50") \

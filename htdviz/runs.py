@@ -12,7 +12,7 @@ A run folder ``runs/<name>/`` holds
 - ``embeddings.npz``: arrays ``users`` of shape (n_users, dim) and ``items`` of shape
   (n_items, dim), the final representations;
 - optionally ``groups.npz``: int arrays ``users`` and ``items``, the hard preference group
-  of every user and item (DE and HTD runs);
+  of every user and item (runs of methods with groups: DE, HTD);
 - ``model.safetensors`` and, for distillers with parameters, ``distiller.safetensors``
   (written by :mod:`htdviz.experiment` through :func:`write_run`; not read here).
 
@@ -40,16 +40,11 @@ import numpy as np
 import pandas as pd
 
 from ._validation import check_int, check_labels, check_matrix
+from .config import SCHEDULES, UPDATES, Option
 
 ENTITIES = ("users", "items")
-#: The methods a student can be trained with ("student": alone, no distiller).
-METHODS = ("student", "fitnet", "de", "ftd", "htd")
-#: Training schedules (see :class:`htdviz.train.TrainConfig`).
-SCHEDULES = ("default", "reference")
-#: Which rows a training step updates (see :class:`htdviz.train.TrainConfig`).
-UPDATES = ("dense", "sparse")
 #: Data sets known by name; anything else is a file (see :func:`htdviz.data.load_file`).
-DATASET_NAMES = ("citeulike", "synthetic")
+DATASET_NAMES = ("citeulike", "foursquare", "synthetic")
 
 
 # --------------------------------------------------------------------------------------
@@ -71,6 +66,28 @@ def _option(default, help: str, flag: str | None = None, record="always", choice
                                                  metavar=metavar))
 
 
+def _field_option(f) -> Option:
+    """A configuration field as an :class:`~htdviz.config.Option` (the form the command
+    line, config.json and the checks read; a method's options have it already)."""
+    m = f.metadata
+    return Option(f.name, f.default, m["help"], flag=m["flag"] or "", choices=m["choices"],
+                  record=m["record"], invert=m["invert"], metavar=m["metavar"])
+
+
+def _methods():
+    """The method registry (:mod:`htdviz.distill.base`). Imported when a student
+    configuration is first built, not with this module: reading run folders needs no
+    torch."""
+    from .distill import base
+    return base
+
+
+def _models():
+    """The model registry (:mod:`htdviz.models.base`), imported when first needed."""
+    from .models import base
+    return base
+
+
 class _Config:
     """What the two configurations share: the recorded dict, its hash, the folder name."""
 
@@ -78,33 +95,36 @@ class _Config:
 
     def __post_init__(self):
         for f in fields(self):
-            choices = f.metadata.get("choices")
-            if choices and getattr(self, f.name) not in choices:
-                raise ValueError(f"{f.name} must be one of {tuple(choices)}, got "
-                                 f"{getattr(self, f.name)!r}")
+            option = _field_option(f)
+            if option.choices is not None:
+                option.check(getattr(self, f.name))
         # every count and rate of a run, checked before anything trains
-        counts = {"dim": 1, "epochs": 1, "eval_every": 1, "n_layers": 1, "n_groups": 1,
+        counts = {"dim": 1, "epochs": 1, "eval_every": 1, "n_layers": 1, "mlp_layers": 1,
                   "min_items": 3}
         for name, low in counts.items():
             if hasattr(self, name):
                 check_int(getattr(self, name), name, low=low)
-        for name in ("lr", "weight_decay", "distill_weight", "balance_weight"):
+        for name in ("lr", "weight_decay", "distill_weight"):
             value = getattr(self, name, 0.0)
             if not isinstance(value, (int, float)) or not np.isfinite(value) or value < 0:
                 raise ValueError(f"{name} must be a finite number >= 0, got {value!r}")
-        if not 0.0 <= getattr(self, "alpha", 0.0) <= 1.0:
-            raise ValueError(f"alpha must be in [0, 1], got {self.alpha!r}")
+
+    @classmethod
+    def option_list(cls) -> list[Option]:
+        """Every option of this configuration: its fields (and, for a student, every
+        registered method's options), each once."""
+        return [_field_option(f) for f in fields(cls)]
+
+    def values(self) -> list[tuple[Option, object]]:
+        """(option, value) of every field (and, for a student, of its method's options)."""
+        return [(_field_option(f), getattr(self, f.name)) for f in fields(self)]
 
     def to_dict(self) -> dict:
         """The configuration as recorded in config.json and hashed into the folder name."""
         out = {"role": self.role}
-        for f in fields(self):
-            value, record = getattr(self, f.name), f.metadata.get("record", "always")
-            if record == "changed" and value == f.default:
-                continue
-            if callable(record) and not record(self):
-                continue
-            out[f.name] = value
+        for option, value in self.values():
+            if option.recorded(value, self):
+                out[option.name] = value
         return out
 
     @classmethod
@@ -126,8 +146,18 @@ class _Config:
         raise NotImplementedError
 
 
-def _is_lightgcn(config) -> bool:
-    return config.model == "lightgcn"
+def _model_names() -> tuple[str, ...]:
+    return _models().model_names()
+
+
+def _model_takes(name: str):
+    """Recorded where the configuration's model takes option ``name`` (LightGCN's
+    ``n_layers``; NeuMF's ``mlp_layers`` and, for a student, ``space``), so that other
+    models' folders do not depend on it."""
+    def takes(config) -> bool:
+        model = _models().get_model(config.model)
+        return name in model.build_options + model.distill_options
+    return takes
 
 
 def _split_option(name: str, default):
@@ -152,11 +182,14 @@ class TeacherConfig(_Config):
 
     role: ClassVar[str] = "teacher"
 
-    model: str = _option("bpr", "teacher model", "--model", choices=("bpr", "lightgcn"))
+    model: str = _option("bpr", "teacher model", "--model", choices=_model_names)
     dim: int = _option(200, "teacher dim d_t", "--teacher-dim")
-    n_layers: int = _option(2, "LightGCN propagation layers", "--layers", record=_is_lightgcn)
-    dataset: str = _option("citeulike", "'citeulike', 'synthetic', or a data file: "
-                           "users.dat format (.dat/.txt) or (user, item) pairs "
+    n_layers: int = _option(2, "LightGCN propagation layers", "--layers",
+                            record=_model_takes("n_layers"))
+    mlp_layers: int = _option(1, "NeuMF MLP hidden layers (2d -> d -> d/2 ...)",
+                              "--mlp-layers", record=_model_takes("mlp_layers"))
+    dataset: str = _option("citeulike", "'citeulike', 'foursquare', 'synthetic', or a data "
+                           "file: users.dat format (.dat/.txt) or (user, item) pairs "
                            "(.csv/.tsv/.parquet)", "--dataset", metavar="NAME_OR_FILE")
     split: str = _option("reference", "CiteULike split: the authors' 'reference' or a "
                          "seeded 'random' leave-one-out (data files: always random)",
@@ -202,22 +235,29 @@ class TeacherConfig(_Config):
 
 
 def _distils(config) -> bool:
-    return config.method != "student"
+    return _methods().get_method(config.method) is not None
 
 
-def _has_groups(config) -> bool:
-    return config.method in ("de", "htd")
+def _method_names() -> tuple[str, ...]:
+    return _methods().method_names()
 
 
-def _is_htd(config) -> bool:
-    return config.method == "htd"
+def _never(config) -> bool:
+    return False
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, init=False)
 class StudentConfig(_Config):
-    """Everything that defines a student run: its own options and what it inherits from its
-    teacher (``teacher`` folder name, ``model``, ``dataset``, ``split``, ``lr``,
-    ``weight_decay``, ``n_layers``; see :meth:`inherit`).
+    """Everything that defines a student run: its own settings, its method's options, and
+    what it inherits from its teacher (``teacher`` folder name, ``model``, ``dataset``,
+    ``split``, ``lr``, ``weight_decay``, ``n_layers``, ``mlp_layers``; see :meth:`inherit`).
+
+    The method's options (:attr:`htdviz.distill.Distiller.options`: HTD's ``n_groups``,
+    ``alpha``, ...) are keywords like the fields, and read as attributes
+    (``config.n_groups``); they are held in :attr:`options` with their defaults filled
+    in. An option of another method is not used (a grid may give K to every method; it
+    reads as its default), except one recorded only when changed (``balance_weight``):
+    that, given to a method without it, is an error.
 
     Examples
     --------
@@ -231,7 +271,7 @@ class StudentConfig(_Config):
     role: ClassVar[str] = "student"
 
     method: str = _option("htd", "distillation method ('student': trained alone)",
-                          "--method", choices=METHODS)
+                          "--method", choices=_method_names)
     dim: int = _option(20, "student dim d_s", "--dim")
     teacher: str = _option("", "folder name of the teacher run")
     epochs: int = _option(100, "student epochs", "--epochs")
@@ -239,21 +279,6 @@ class StudentConfig(_Config):
     seed: int = _option(0, "seed of the student (model, distiller, batches)", "--seed")
     distill_weight: float = _option(1e-3, "lambda, the weight of the distillation loss",
                                     "--distill-weight", record=_distils)
-    n_groups: int = _option(30, "K, groups per entity type (DE, HTD)", "--n-groups",
-                            record=_has_groups)
-    alpha: float = _option(0.5, "HTD: weight of the topology terms against group "
-                           "assignment", "--alpha", record=_is_htd)
-    group_design: str = _option("P,e", "HTD group-level topology: 'P,e' "
-                                "(prototype-to-entity, the paper's) or 'P,P' "
-                                "(prototype-to-prototype)", "--group-design",
-                                record=_is_htd, choices=("P,e", "P,P"), metavar="{P,e | P,P}")
-    positive_pairs_only: bool = _option(True, "HTD: also keep same-group pairs whose teacher "
-                                        "cosine is <= 0 (quirk a of the authors' code off)",
-                                        "--all-pairs", record=_is_htd, invert=True)
-    detach_student_prototypes: bool = _option(True, "HTD: student prototypes carry gradient "
-                                              "(quirk b of the authors' code off)",
-                                              "--live-prototypes", record=_is_htd,
-                                              invert=True)
     schedule: str = _option("default", "'default' trains E epochs (label e = after e "
                             "epochs); 'reference' the authors' loop: E + 1 epochs (label e = "
                             "after e + 1) and tau = 1 for the first two", "--schedule",
@@ -262,38 +287,103 @@ class StudentConfig(_Config):
                            "step; 'sparse' (BPR-MF): only the batch's rows, row-wise Adam "
                            "with L2 on them (for large data sets)", "--updates",
                            record="changed", choices=UPDATES)
-    balance_weight: float = _option(0.0, "DE, HTD: weight of a load-balancing term that "
-                                    "spreads the group assignment (not the authors' method; "
-                                    "0: off)", "--balance-weight", record="changed")
     model: str = _option("bpr", "the teacher's model")
     dataset: str = _option("citeulike", "the teacher's data set")
     split: str = _option("reference", "the teacher's split")
     lr: float = _option(1e-3, "the teacher's learning rate")
     weight_decay: float = _option(1e-3, "the teacher's weight decay")
-    n_layers: int = _option(2, "the teacher's LightGCN layers", record=_is_lightgcn)
+    n_layers: int = _option(2, "the teacher's LightGCN layers",
+                            record=_model_takes("n_layers"))
+    mlp_layers: int = _option(1, "the teacher's NeuMF MLP layers",
+                              record=_model_takes("mlp_layers"))
+    space: str = _option("concat", "NeuMF: distil its representation [MF | MLP] as one "
+                         "space ('concat') or each tower as its own ('towers')", "--space",
+                         record=_model_takes("space"), choices=("concat", "towers"))
+    options: dict = field(default_factory=dict, hash=False, metadata=dict(
+        help="the method's options", flag=None, record=_never, choices=None, invert=False,
+        metavar=None))
 
-    def __post_init__(self):
-        super().__post_init__()
-        if self.balance_weight and not _has_groups(self):
-            raise ValueError(f"balance_weight applies to methods 'de' and 'htd', not "
-                             f"{self.method!r}")
+    def __init__(self, **values):
+        for f in fields(self):
+            if f.name != "options":
+                default = f.default if f.name not in values else values.pop(f.name)
+                object.__setattr__(self, f.name, default)
+        given = {**values.pop("options", {}), **values}
+        object.__setattr__(self, "options", _method_values(self.method, given))
+        self.__post_init__()
+
+    def __getattr__(self, name: str):
+        """A method option's value; another registered method's option reads as its
+        default (it is not used by this run)."""
+        options = self.__dict__.get("options", {})
+        if name in options:
+            return options[name]
+        if not name.startswith("_"):
+            every = _methods().method_options()
+            if name in every:
+                return every[name].default
+        raise AttributeError(f"StudentConfig of method {self.__dict__.get('method')!r} has "
+                             f"no field or option {name!r}")
+
+    @classmethod
+    def from_dict(cls, config: Mapping) -> "StudentConfig":
+        """The configuration recorded in ``config`` (fields it lacks take their defaults;
+        keys that are neither a field nor any method's option are left out)."""
+        known = {f.name for f in fields(cls)} | set(_methods().method_options())
+        return cls(**{k: v for k, v in config.items() if k in known})
+
+    @classmethod
+    def option_list(cls) -> list[Option]:
+        methods = _methods().method_options()
+        return [o for o in super().option_list() if o.name != "options"] + list(methods.values())
+
+    def values(self) -> list[tuple[Option, object]]:
+        mine = _methods().method_options(self.method)
+        return [(o, v) for o, v in super().values() if o.name != "options"] + \
+            [(mine[name], value) for name, value in self.options.items()]
 
     def inherit(self, teacher_name: str, teacher: TeacherConfig) -> "StudentConfig":
         """This configuration with what a student takes from its teacher run."""
         return replace(self, teacher=teacher_name, model=teacher.model,
                        dataset=teacher.dataset, split=teacher.split, lr=teacher.lr,
-                       weight_decay=teacher.weight_decay, n_layers=teacher.n_layers)
+                       weight_decay=teacher.weight_decay, n_layers=teacher.n_layers,
+                       mlp_layers=teacher.mlp_layers)
 
     def _summary(self) -> str:
         label = self.method
-        if self.method == "htd":
-            label += "" if self.group_design == "P,e" else "-PP"
-            label += "" if self.positive_pairs_only else "-allpairs"
-            label += "" if self.detach_student_prototypes else "-liveproto"
-        label += f"-bal{self.balance_weight:g}" if self.balance_weight else ""
+        for option, value in self.values():
+            if option.name in self.options and option.label and value != option.default:
+                label += option.label.format(value)
         label += "" if self.schedule == "default" else f"-{self.schedule}"
         label += "" if self.updates == "dense" else f"-{self.updates}"
         return f"{self.dataset}-{self.model}-d{self.dim}-{label}-s{self.seed}"
+
+
+def _method_values(method: str, given: Mapping) -> dict:
+    """Method ``method``'s options with the values ``given`` (defaults for the others),
+    checked; ``given`` may hold other methods' options (see :class:`StudentConfig`)."""
+    registry = _methods()
+    mine = registry.method_options(method)          # ValueError for an unknown method
+    every = registry.method_options()
+    for name, value in given.items():
+        if name in mine:
+            continue
+        if name not in every:
+            raise ValueError(f"{name!r} is neither a student setting nor an option of a "
+                             f"registered method; method {method!r} takes "
+                             f"{', '.join(mine) or 'no options'}")
+        if every[name].record == "changed" and value != every[name].default:
+            owners = [m for m in registry.method_names()
+                      if name in registry.method_options(m)]
+            raise ValueError(f"{name} applies to methods "
+                             f"{' and '.join(map(repr, owners))}, not {method!r}")
+    reserved = {f.name for f in fields(StudentConfig)}
+    clash = sorted(reserved & set(mine))
+    if clash:
+        raise ValueError(f"method {method!r}: its option {clash[0]!r} is a setting of every "
+                         f"student run; rename the option")
+    return {name: option.check(given.get(name, option.default))
+            for name, option in mine.items()}
 
 
 def config_from_dict(config: Mapping) -> TeacherConfig | StudentConfig:
@@ -306,58 +396,58 @@ def config_from_dict(config: Mapping) -> TeacherConfig | StudentConfig:
     raise ValueError(f"config role must be 'teacher' or 'student', got {role!r}")
 
 
-def option_type(field) -> type:
-    """The type of a configuration field's command-line value: its default's (int where
-    the default is None; ``dataset`` is a name or a path, so str)."""
-    if field.name == "dataset":
-        return str
-    return type(field.default) if field.default is not None else int
+def option_of(config_class, name: str) -> Option:
+    """The option ``name`` of ``config_class`` (a field, or for a student any registered
+    method's option); ValueError if it has none of that name."""
+    for option in config_class.option_list():
+        if option.name == name:
+            return option
+    raise ValueError(f"{name!r} is not an option of {config_class.__name__}")
 
 
 def add_options(parser, config_class, skip=(), defaults: Mapping | None = None,
                 prefix: str = "") -> None:
-    """Add the command-line options of ``config_class``'s fields to an argparse parser.
+    """Add the command-line options of ``config_class`` to an argparse parser: its fields
+    and, for :class:`StudentConfig`, every registered method's options.
 
-    Fields without a flag, and those named in ``skip``, are left out; ``defaults``
-    overrides a field's default (by field name). Each option's destination is ``prefix``
-    plus the field name (read them back with :func:`options_from_args`).
+    Options without a flag, and those named in ``skip``, are left out; ``defaults``
+    overrides an option's default (by name). Each option's destination is ``prefix``
+    plus its name (read them back with :func:`options_from_args`).
     """
     defaults = dict(defaults or {})
-    for f in fields(config_class):
-        flag = f.metadata.get("flag")
-        if flag is None or f.name in skip:
+    for option in config_class.option_list():
+        if not option.flag or option.name in skip:
             continue
-        if f.metadata["invert"]:
-            parser.add_argument(flag, dest=prefix + f.name, action="store_false",
-                                help=f.metadata["help"])
+        if option.invert:
+            parser.add_argument(option.flag, dest=prefix + option.name, action="store_false",
+                                help=option.help)
             continue
-        parser.add_argument(flag, dest=prefix + f.name, type=option_type(f),
-                            default=defaults.get(f.name, f.default),
-                            choices=f.metadata["choices"],
-                            metavar=f.metadata["metavar"] or (None if f.metadata["choices"]
-                                                              else f.name.upper()),
-                            help=f.metadata["help"])
+        choices = option.allowed()
+        parser.add_argument(option.flag, dest=prefix + option.name, type=option.type,
+                            default=defaults.get(option.name, option.default),
+                            choices=choices,
+                            metavar=option.metavar or (None if choices else option.name.upper()),
+                            help=option.help)
 
 
 def options_from_args(config_class, args, prefix: str = "") -> dict:
-    """field name -> value of the options :func:`add_options` added to a parser, from the
-    parsed ``args`` (fields without an option are left out)."""
-    return {f.name: getattr(args, prefix + f.name) for f in fields(config_class)
-            if f.metadata.get("flag") and hasattr(args, prefix + f.name)}
+    """option name -> value of the options :func:`add_options` added to a parser, from the
+    parsed ``args`` (options without a flag are left out)."""
+    return {o.name: getattr(args, prefix + o.name) for o in config_class.option_list()
+            if o.flag and hasattr(args, prefix + o.name)}
 
 
 def cli_args(config: TeacherConfig | StudentConfig, skip=()) -> list[str]:
-    """The options of ``python -m htdviz distill`` that give ``config`` (its flagged fields
+    """The options of ``python -m htdviz distill`` that give ``config`` (its flagged options
     that differ from their defaults); the inverse of :func:`add_options`."""
     args = []
-    for f in fields(config):
-        flag, value = f.metadata.get("flag"), getattr(config, f.name)
-        if flag is None or f.name in skip or value == f.default:
+    for option, value in config.values():
+        if not option.flag or option.name in skip or value == option.default:
             continue
-        if f.metadata["invert"]:
-            args.append(flag)
+        if option.invert:
+            args.append(option.flag)
         else:
-            args += [flag, str(value)]
+            args += [option.flag, str(value)]
     return args
 
 

@@ -43,20 +43,17 @@ import multiprocessing
 import os
 import time
 from collections.abc import Mapping, Sequence
-from dataclasses import fields
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 from tqdm.auto import tqdm
 
-from . import experiment
+from . import distill, experiment, models
 from .runs import StudentConfig, TeacherConfig, finished, load_run
 
 EXECUTORS = ("local", "ray")
 
-#: Student options a cell may set (the flagged fields of StudentConfig).
-STUDENT_OPTIONS = tuple(f.name for f in fields(StudentConfig) if f.metadata.get("flag"))
 #: Teacher options a cell may set: their name in a cell -> the TeacherConfig field.
 TEACHER_OPTIONS = {"model": "model", "n_layers": "n_layers", "dataset": "dataset",
                    "split": "split", "lr": "lr", "weight_decay": "weight_decay",
@@ -64,8 +61,25 @@ TEACHER_OPTIONS = {"model": "model", "n_layers": "n_layers", "dataset": "dataset
                    "user_col": "user_col", "item_col": "item_col", "teacher_dim": "dim",
                    "teacher_epochs": "epochs", "teacher_seed": "seed",
                    "teacher_schedule": "schedule", "teacher_eval_every": "eval_every",
-                   "teacher_updates": "updates"}
-OPTIONS = STUDENT_OPTIONS + tuple(TEACHER_OPTIONS)
+                   "teacher_updates": "updates", "mlp_layers": "mlp_layers"}
+
+
+def student_options() -> tuple[str, ...]:
+    """Student options a cell may set: the flagged settings of
+    :class:`~htdviz.runs.StudentConfig` and the options of every registered method (asked
+    each time: a method registered in a notebook brings its own)."""
+    return tuple(o.name for o in StudentConfig.option_list() if o.flag)
+
+
+def run_options() -> tuple[str, ...]:
+    """Every option a cell may set: :func:`student_options` and :data:`TEACHER_OPTIONS`."""
+    return student_options() + tuple(TEACHER_OPTIONS)
+
+
+def option_default(name: str):
+    """The default of student option ``name`` (a setting's, or a method's option's)."""
+    return next(o.default for o in StudentConfig.option_list() if o.name == name)
+
 
 #: The paper's sensitivity study: one factor at a time around HTD's defaults.
 SENSITIVITY_FACTORS = {"n_groups": (5, 10, 30, 50), "alpha": (0.0, 0.5, 1.0),
@@ -87,10 +101,10 @@ def cells(grid) -> list[dict]:
         if not isinstance(g, Mapping):
             raise ValueError(f"grid must be a mapping of option -> values or a sequence of "
                              f"them, got {type(g).__name__}")
-        unknown = sorted(set(g) - set(OPTIONS))
+        unknown = sorted(set(g) - set(run_options()))
         if unknown:
             raise ValueError(f"grid option {unknown[0]!r} is not a run option; the options "
-                             f"are {', '.join(OPTIONS)}")
+                             f"are {', '.join(run_options())}")
         values = [v if isinstance(v, (list, tuple, range)) else [v] for v in g.values()]
         for combo in itertools.product(*values):
             cell = dict(zip(g, combo))
@@ -120,13 +134,14 @@ def one_at_a_time(factors: Mapping, defaults: Mapping | None = None, seeds=(0, 1
         Grids for :func:`cells` / :func:`study`.
     """
     defaults = {"method": "htd", "dim": 20, **(defaults or {})}
-    base = StudentConfig(**{k: v for k, v in defaults.items() if k in STUDENT_OPTIONS})
+    base = StudentConfig(**{k: v for k, v in defaults.items() if k in student_options()})
     grids = [{**defaults, "seed": list(default_seeds)}]
     for name, values in factors.items():
-        if name not in STUDENT_OPTIONS:
+        if name not in student_options():
             raise ValueError(f"factor {name!r} is not a student option; the options are "
-                             f"{', '.join(STUDENT_OPTIONS)}")
-        new = [v for v in values if v != getattr(base, name)]
+                             f"{', '.join(student_options())}")
+        default = getattr(base, name, option_default(name))
+        new = [v for v in values if v != default]
         if new:
             grids.append({**defaults, name: new, "seed": list(seeds)})
     return grids
@@ -145,7 +160,32 @@ def balance_grid(weight: float, dims=(20, 10), seeds=(0, 1, 2)) -> list[dict]:
              "seed": list(seeds)}]
 
 
-PRESETS = {"sensitivity": sensitivity_grid, "balance": lambda: balance_grid(1.0)}
+def paper_grid(seeds=(0, 1), dims=(20, 100, 200)) -> list[dict]:
+    """The paper's whole evaluation (docs/results.md, "The paper's evaluation"), 100
+    epochs each, from teachers of d_t = 200:
+
+    - CiteULike (the authors' split) x {BPR-MF, LightGCN, NeuMF} x d_s in ``dims``
+      (phi = 0.1, 0.5, 1.0) x {student, DE, FTD, HTD};
+    - CiteULike x {BPR-MF, LightGCN} at d_s = 20: RRD, DE + RRD, HTD + RRD;
+    - Foursquare x BPR-MF x ``dims`` x {student, DE, FTD, HTD}.
+
+    Every d_s = 20 cell runs with each of ``seeds``, the larger ones with the first.
+    """
+    methods = ["student", "de", "ftd", "htd"]
+    small, large = dims[0], list(dims[1:])
+    grids = []
+    for dataset, base_models in (("citeulike", ["bpr", "lightgcn", "neumf"]),
+                                 ("foursquare", ["bpr"])):
+        common = {"dataset": dataset, "model": base_models, "method": methods}
+        grids.append({**common, "dim": small, "seed": list(seeds)})
+        grids.append({**common, "dim": large, "seed": seeds[0]})
+    grids.append({"dataset": "citeulike", "model": ["bpr", "lightgcn"],
+                  "method": ["rrd", "de+rrd", "htd+rrd"], "dim": small, "seed": list(seeds)})
+    return grids
+
+
+PRESETS = {"sensitivity": sensitivity_grid, "balance": lambda: balance_grid(1.0),
+           "paper": paper_grid}
 
 
 def sensitivity_table(table: pd.DataFrame, factors=tuple(SENSITIVITY_FACTORS),
@@ -161,7 +201,7 @@ def sensitivity_table(table: pd.DataFrame, factors=tuple(SENSITIVITY_FACTORS),
         The options varied one at a time (default: K, alpha, lambda).
     metric : str, default "final_test_recall@50"
     defaults : mapping, optional
-        Each factor's default (default: :class:`~htdviz.runs.StudentConfig`'s). For a
+        Each factor's default (default: the option's own, :func:`option_default`). For a
         factor, the rows whose other factors sit at their defaults are compared.
 
     Returns
@@ -170,7 +210,7 @@ def sensitivity_table(table: pd.DataFrame, factors=tuple(SENSITIVITY_FACTORS),
         One row per factor and value: ``factor``, ``value``, ``is_default``, ``n`` (seeds),
         ``mean``, ``std`` (sample; NaN for one seed), ``min``, ``max``, ``seeds``.
     """
-    defaults = {f: (defaults or {}).get(f, getattr(StudentConfig(), f)) for f in factors}
+    defaults = {f: (defaults or {}).get(f, option_default(f)) for f in factors}
     ok = table[table["status"] != "failed"] if "status" in table else table
     if metric not in ok:
         raise ValueError(f"metric {metric!r} is not a column of the study's table")
@@ -208,9 +248,10 @@ def study(grid, teacher: str | Path | None = None, executor: str = "local",
     Parameters
     ----------
     grid : mapping or sequence of mappings
-        See :func:`cells`; keys are :data:`OPTIONS` (student options by their
-        :class:`~htdviz.runs.StudentConfig` name, teacher options as in
-        :data:`TEACHER_OPTIONS`).
+        See :func:`cells`; keys are :func:`run_options` (student settings by their
+        :class:`~htdviz.runs.StudentConfig` name, the options of any registered method,
+        teacher options as in :data:`TEACHER_OPTIONS`). A method or model registered in
+        this process is registered in the worker processes too.
     teacher : path, optional
         A finished teacher run for every cell (then the grid sets no teacher option);
         default: each cell's teacher is trained or reused from its teacher options.
@@ -245,16 +286,17 @@ def study(grid, teacher: str | Path | None = None, executor: str = "local",
         raise ValueError(f"workers must be an int >= 1, got {workers!r}")
     if not 0 <= gpus_per_run:
         raise ValueError(f"gpus_per_run must be >= 0, got {gpus_per_run!r}")
-    unknown = sorted(set(options) - set(OPTIONS))
+    unknown = sorted(set(options) - set(run_options()))
     if unknown:
         raise ValueError(f"study option {unknown[0]!r} is not a run option; the options are "
-                         f"{', '.join(OPTIONS)}")
+                         f"{', '.join(run_options())}")
     runs_dir = Path(runs_dir).resolve()
     todo = [{**options, **cell} for cell in cells(grid)]
     specs = [_Cell(i, cell, teacher) for i, cell in enumerate(todo)]
     run = _Ray(workers, address, gpus_per_run, cpus_per_run) if executor == "ray" \
         else _Local(workers)
-    common = {"runs_dir": str(runs_dir), "device": device, "progress": progress}
+    common = {"runs_dir": str(runs_dir), "device": device, "progress": progress,
+              **_registries()}
 
     bar = tqdm(total=len(specs), desc="study", unit="run", disable=not progress)
     table = _Table(specs, out)
@@ -312,7 +354,7 @@ class _Cell:
 
     def __init__(self, index: int, cell: dict, teacher):
         self.index, self.cell = index, cell
-        self.student_options = {k: v for k, v in cell.items() if k in STUDENT_OPTIONS}
+        self.student_options = {k: v for k, v in cell.items() if k in student_options()}
         teacher_given = {k: v for k, v in cell.items() if k in TEACHER_OPTIONS}
         described = _describe(cell)
         if teacher is not None and teacher_given:
@@ -352,7 +394,8 @@ class _Table:
 
     def _base(self, spec: _Cell, status: str, seconds: float) -> dict:
         row = {"cell": spec.index, "status": status, "error": None, "seconds": seconds}
-        row.update({name: getattr(spec.config, name) for name in STUDENT_OPTIONS})
+        row.update({option.name: value for option, value in spec.config.values()
+                    if option.flag})
         row.update({k: v for k, v in spec.cell.items() if k in TEACHER_OPTIONS})
         row["teacher"] = spec.teacher_dir.name if spec.teacher_dir is not None else None
         return row
@@ -387,6 +430,23 @@ class _Table:
 # Running tasks: each executor yields (task, result) as runs finish
 # --------------------------------------------------------------------------------------
 
+def _registries() -> dict:
+    """The registered methods and models, sent with each task: a worker process knows
+    only htdviz's own until it registers those of the study's process (a method defined in
+    a notebook travels by value, pickled by cloudpickle)."""
+    return {"methods": {name: distill.get_method(name) for name in distill.method_names()
+                        if not distill.base.is_built_in(name)},
+            "models": {name: models.get_model(name) for name in models.model_names()}}
+
+
+def _register(task: dict) -> None:
+    for name, cls in task.get("methods", {}).items():
+        if cls is not None:
+            distill.register_method(name, cls)
+    for name, cls in task.get("models", {}).items():
+        models.register_model(name, cls)
+
+
 def _execute(task: dict, threads: int | None = None) -> dict:
     """Train one run; ``{"path", "error", "seconds"}`` (an exception is recorded, not
     raised, so that one failed run does not stop a study)."""
@@ -401,6 +461,7 @@ def _execute(task: dict, threads: int | None = None) -> dict:
         progress = {"position": slot, "leave": False}
     tic = time.perf_counter()
     try:
+        _register(task)
         common = dict(runs_dir=task["runs_dir"], device=task["device"], progress=progress)
         if task["kind"] == "teacher":
             path = experiment.teacher_run(**task["options"], **common)

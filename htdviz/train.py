@@ -11,12 +11,14 @@ users and items: they are gathered, get gradients, and are updated by :class:`Ro
 Adam with the recipe's weight decay on those rows alone (docs/method.md §2.1). The default,
 ``"dense"``, is the recipe: Adam with weight decay over every row at every step.
 
-A distiller is any ``torch.nn.Module`` called as
-``distiller(users, items, user_repr, item_repr)`` that returns a scalar loss (or a dict with
-a ``"loss"`` entry and further scalar terms to log), where ``users`` are the batch's unique
-users, ``items`` its unique positive and negative items, and ``*_repr`` the student's final
-representations of those entities. If it has a method ``start_epoch(epoch, n_epochs)`` it
-is called before each epoch (HTD anneals its temperature there).
+A distiller follows the contract of :class:`htdviz.distill.Distiller`: it is called as
+``distiller(users, items, user_repr, item_repr)`` and returns a dict with a ``"loss"`` entry
+and further scalar terms to log, where ``users`` are the batch's unique users, ``items`` its
+unique positive and negative items, and ``*_repr`` the student's final representations of
+those entities; its hooks are called before each epoch (``start_epoch``: HTD anneals its
+temperature there) and at each evaluation (``group_usage``, for the history). A plain
+``torch.nn.Module`` with such a forward (returning a dict or a scalar loss) is accepted too
+(:func:`htdviz.distill.base.as_distiller`).
 """
 from __future__ import annotations
 
@@ -28,12 +30,14 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import torch
-import torch.nn.functional as F
 from tqdm.auto import tqdm
 
+from ._threads import flush_denormals
+from .config import SCHEDULES, UPDATES
 from .data import Dataset, NegativeSampler
+from .distill.base import as_distiller
 from .evaluate import DEFAULT_KS, full_ranking
-from .runs import SCHEDULES, UPDATES
+from .models import base as models_base
 
 #: A checkpoint is saved after the first epoch that ends at least this many seconds after
 #: the last one (a d = 200 teacher's state takes about 0.25 s to write on this CPU).
@@ -105,18 +109,19 @@ class FitResult:
     seconds: float
 
 
-def bpr_loss(user_repr, pos_repr, neg_repr) -> torch.Tensor:
-    """-log sigmoid(<u, i+> - <u, j->), summed over the batch."""
-    diff = (user_repr * pos_repr).sum(1) - (user_repr * neg_repr).sum(1)
-    return -F.logsigmoid(diff).sum()
+# -log sigmoid(<u, i+> - <u, j->), summed: every dot-product model's training loss
+# (htdviz.models.Recommender.training_loss), and the sparse steps' below
+bpr_loss = models_base.bpr_loss
 
 
 def evaluate_both(model, dataset: Dataset, ks=DEFAULT_KS) -> dict[str, float]:
     """Validation and test metrics of a model, keys like ``valid_recall@50``."""
     users, items = model.representations()
+    scorer = model.scorer(users, items)          # the model's score (dot products, NeuMF's)
     out = {}
     for split in ("valid", "test"):
-        for key, value in full_ranking(users, items, dataset, split, ks).items():
+        for key, value in full_ranking(users, items, dataset, split, ks,
+                                       scorer=scorer).items():
             out[f"{split}_{key}"] = value
     return out
 
@@ -159,20 +164,16 @@ def fit(model, dataset: Dataset, config: TrainConfig | None = None, distiller=No
         ``{user,item}_group_entropy`` (bits) of its hard assignment at that epoch.
         With early stopping, the model keeps the weights of its best-validation epoch.
     """
-    # Tiny gradients of a trained teacher's topology underflow into subnormal floats, which
-    # the CPU handles ~10x slower (FTD epoch 10.9 s -> 1.5 s, docs/benchmarks.md); values
-    # below 1e-38 carry nothing here, so they are flushed to zero while fit runs. PyTorch
-    # has no getter for this process-wide setting: fit leaves it off (the default) after.
-    flushing = torch.set_flush_denormal(True)
-    try:
+    # Subnormal floats (tiny gradients of a trained teacher's topology, HTD's Gumbel-softmax
+    # weights as its temperature falls) cost the CPU 10-100x a normal float; values that
+    # small carry nothing here, so they are flushed to zero in every thread while fit runs.
+    with flush_denormals():
         return _fit(model, dataset, config, distiller, device, progress, checkpoint)
-    finally:
-        if flushing:
-            torch.set_flush_denormal(False)
 
 
 def _fit(model, dataset, config, distiller, device, progress, checkpoint) -> FitResult:
     config = config or TrainConfig()
+    distiller = as_distiller(distiller)
     device = torch.device(device) if device is not None else default_device()
     model.to(device)
     if config.updates == "sparse" and not hasattr(model, "embedding_tables"):
@@ -180,7 +181,11 @@ def _fit(model, dataset, config, distiller, device, progress, checkpoint) -> Fit
                          f"embedding rows (BPR-MF); {type(model).__name__}'s are not "
                          f"(LightGCN propagates over the whole graph at every step)")
     if distiller is not None:
+        if config.updates == "sparse" and distiller.needs_scores:
+            raise ValueError(f"updates='sparse' cannot train {type(distiller).__name__}: it "
+                             f"reads the scores of items outside the batch; use 'dense'")
         distiller.to(device)
+        distiller.prepare(dataset)
     optimizers, row_adam = _optimizers(model, distiller, config)
 
     rng = np.random.default_rng(config.random_state)
@@ -213,7 +218,7 @@ def _fit(model, dataset, config, distiller, device, progress, checkpoint) -> Fit
         since_best >= config.early_stopping_patience
     for trained in ([] if stopped else bar):
         epoch = trained - label_offset                     # the epoch's label in the history
-        if distiller is not None and hasattr(distiller, "start_epoch"):
+        if distiller is not None:
             distiller.start_epoch(max(trained - 1 - label_offset, 0), config.epochs)
         tic = time.perf_counter()
         order = rng.permutation(n)
@@ -290,7 +295,7 @@ def _step(model, users, pos, neg, distiller, optimizers, row_adam,
         user_repr, item_repr = model()
         # one gather for positives and negatives: one full-size gradient in the backward
         pos_repr, neg_repr = item_repr.index_select(0, torch.cat([pos, neg])).split(len(pos))
-        loss = bpr_loss(user_repr.index_select(0, users), pos_repr, neg_repr)
+        loss = model.training_loss(user_repr.index_select(0, users), pos_repr, neg_repr)
     terms = {"bpr_loss": loss.detach()}
     if distiller is not None:
         if row_adam is None:
@@ -298,7 +303,11 @@ def _step(model, users, pos, neg, distiller, optimizers, row_adam,
             batch_items = torch.unique(torch.cat([pos, neg]))
             batch_user_repr = user_repr.index_select(0, batch_users)
             batch_item_repr = item_repr.index_select(0, batch_items)
-        out = distiller(batch_users, batch_items, batch_user_repr, batch_item_repr)
+        extra = {}
+        if distiller.needs_scores:        # RRD: items beyond the batch (dense steps only)
+            extra["scores"] = lambda ids, item_ids: model.item_scores(
+                user_repr.index_select(0, ids), item_repr[item_ids])
+        out = distiller(batch_users, batch_items, batch_user_repr, batch_item_repr, **extra)
         out = out if isinstance(out, dict) else {"loss": out}
         loss = loss + distill_weight * out["loss"]
         terms.update({f"distill_{k}" if k == "loss" else k: v.detach()
@@ -563,17 +572,9 @@ class _Checkpoint:
 
 
 def _group_usage(distiller) -> dict[str, float]:
-    """Groups in use and the entropy of their sizes (bits), for distillers with groups."""
-    if distiller is None or not hasattr(distiller, "hard_groups"):
-        return {}
-    from .groups import group_usage
-
-    out = {}
-    for kind in ("user", "item"):
-        usage = group_usage(distiller.hard_groups(kind).cpu().numpy(), distiller.n_groups)
-        out[f"{kind}_groups_used"] = usage["used"]
-        out[f"{kind}_group_entropy"] = usage["entropy"]
-    return out
+    """Groups in use and the entropy of their sizes, as the distiller reports them
+    (:meth:`htdviz.distill.Distiller.group_usage`; empty for a method without groups)."""
+    return {} if distiller is None else distiller.group_usage()
 
 
 def _adam(params, config: TrainConfig) -> torch.optim.Adam:

@@ -26,7 +26,23 @@ import math
 import torch
 from torch import nn
 
+from ..config import Option
 from ._common import annealed_temperature, as_teacher, gumbel_like, linear
+from .base import Distiller, register_method
+
+#: K, an option of DE and HTD.
+N_GROUPS = Option("n_groups", 30, "K, groups per entity type (DE, HTD)", low=1)
+#: The load-balancing weight, an option of DE and HTD (docs/method.md §5.7).
+BALANCE_WEIGHT = Option("balance_weight", 0.0, "DE, HTD: weight of a load-balancing term "
+                        "that spreads the group assignment (not the authors' method; 0: off)",
+                        low=0.0, record="changed", label="-bal{:g}")
+
+#: The CPU runs each expert only on the rows it weighs once at most this share of the
+#: (row, expert) weights is non-zero ...
+SPARSE_SHARE = 0.5
+#: ... in zero-padded blocks while the largest expert's load times K is at most this many
+#: times the number of non-zero weights (else each expert on its own rows).
+PADDED_LOAD = 3
 
 
 class Experts(nn.Module):
@@ -64,50 +80,69 @@ class Experts(nn.Module):
         return weighted @ self.w2.reshape(k * h, -1) + z @ self.b2             # (N, d_t)
 
     def forward(self, student: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
-        """sum_k z_k f_k(s); each expert only on the rows where its z_k != 0 when that is
-        under half of all (row, expert) pairs."""
-        # On a GPU the two big matmuls of the mixture beat per-expert work (H100, measured
-        # with this path's one-hot predecessor: 1.2 s vs 1.7 s per HTD epoch,
-        # docs/benchmarks.md).
+        """sum_k z_k f_k(s) for student (N, d_s) and weights z (N, K); returns (N, d_t).
+
+        The same sum by the path that suits the share of non-zero weights (CPU): the
+        mixture while most are non-zero, then each expert only on the rows it weighs
+        (:meth:`padded_mixture` while the experts' loads are similar, else
+        :meth:`per_expert_mixture`). The thresholds come from benchmarks/bench_experts.py.
+        """
+        # On a GPU the two big matmuls of the mixture beat per-expert work at every tau
+        # (docs/benchmarks.md, "HTD epoch").
         if student.is_cuda:
             return self.mixture(student, z)
         expert, row = torch.nonzero(z.T).unbind(1)                       # sorted by expert
-        if 2 * len(row) > z.numel():
+        if len(row) > SPARSE_SHARE * z.numel():
             return self.mixture(student, z)
-        return self._sparse_mixture(student, z, expert, row)
+        largest = int(torch.bincount(expert, minlength=self.n_experts).max()) if len(row) else 0
+        if self.n_experts * largest <= PADDED_LOAD * len(row):
+            return self.padded_mixture(student, z, expert, row)
+        return self.per_expert_mixture(student, z, expert, row)
 
-    def _sparse_mixture(self, student: torch.Tensor, z: torch.Tensor, expert: torch.Tensor,
-                        row: torch.Tensor) -> torch.Tensor:
-        """sum_k z_k f_k(s) over the (row, expert) pairs whose z is non-zero, sorted by
-        expert: (N, d_s), (N, K) -> (N, d_t).
+    # The sparse paths leave out the (row, expert) pairs whose weight is exactly 0: such a
+    # weight adds exactly 0 to the output and passes exactly 0 back to its expert and,
+    # through the softmax, to the logits, so leaving it out changes only the order of the
+    # sums. Every stacked parameter still gets a gradient (zero for idle experts).
 
-        A zero weight adds exactly 0 to the output and passes exactly 0 back to its expert
-        and, through the softmax, to the logits, so leaving it out changes only the order
-        of the sums. Every stacked parameter still gets a gradient (zero for the idle
-        experts), as in the mixture.
-        """
+    def padded_mixture(self, student: torch.Tensor, z: torch.Tensor, expert: torch.Tensor,
+                       row: torch.Tensor) -> torch.Tensor:
+        """sum_k z_k f_k(s) over the (row, expert) pairs listed (sorted by expert), each
+        expert's rows in one zero-padded block: two batched matmuls over (K, m, .) where m
+        is the largest expert's load. (N, d_s), (N, K), (P,), (P,) -> (N, d_t)."""
         n, k = z.shape
-        weight = z.reshape(-1).index_select(0, row * k + expert)[:, None]  # (P, 1)
-        inputs = student.index_select(0, row)                             # (P, d_s)
+        weight, inputs = self._pairs(student, z, expert, row)
         sizes = torch.bincount(expert, minlength=k)
         largest, pairs = int(sizes.max()), len(row)
-        if k * largest <= 3 * pairs:
-            # experts of similar load: one padded block each, two batched matmuls
-            starts = torch.cumsum(sizes, 0) - sizes
-            slot = torch.arange(pairs, device=z.device) - starts[expert]
-            blocks = inputs.new_zeros(k, largest, inputs.shape[1])
-            blocks = blocks.index_put((expert, slot), inputs)              # (K, m, d_s)
-            hidden = torch.relu(torch.baddbmm(self.b1[:, None, :], blocks, self.w1))
-            padded = torch.baddbmm(self.b2[:, None, :], hidden, self.w2)   # (K, m, d_t)
-            outputs = padded.reshape(k * largest, -1).index_select(0, expert * largest + slot)
-        else:
-            # very uneven loads: each expert on its own rows. Unbind once: indexing the
-            # stacked weights per expert would give each a full-size gradient.
-            w1, b1, w2, b2 = (p.unbind(0) for p in (self.w1, self.b1, self.w2, self.b2))
-            outputs = torch.cat([torch.relu(x @ w1[e] + b1[e]) @ w2[e] + b2[e]
-                                 for e, x in enumerate(torch.split(inputs, sizes.tolist()))
-                                 if len(x)])                              # (P, d_t)
+        starts = torch.cumsum(sizes, 0) - sizes
+        slot = torch.arange(pairs, device=z.device) - starts[expert]
+        blocks = inputs.new_zeros(k, largest, inputs.shape[1])
+        blocks = blocks.index_put((expert, slot), inputs)                  # (K, m, d_s)
+        hidden = torch.relu(torch.baddbmm(self.b1[:, None, :], blocks, self.w1))
+        padded = torch.baddbmm(self.b2[:, None, :], hidden, self.w2)       # (K, m, d_t)
+        outputs = padded.reshape(k * largest, -1).index_select(0, expert * largest + slot)
         return student.new_zeros(n, outputs.shape[1]).index_add(0, row, weight * outputs)
+
+    def per_expert_mixture(self, student: torch.Tensor, z: torch.Tensor, expert: torch.Tensor,
+                           row: torch.Tensor) -> torch.Tensor:
+        """sum_k z_k f_k(s) over the (row, expert) pairs listed (sorted by expert), each
+        expert on its own rows (no padding, K small matmuls).
+        (N, d_s), (N, K), (P,), (P,) -> (N, d_t)."""
+        n, k = z.shape
+        weight, inputs = self._pairs(student, z, expert, row)
+        sizes = torch.bincount(expert, minlength=k)
+        # Unbind once: indexing the stacked weights per expert would give each a
+        # full-size gradient.
+        w1, b1, w2, b2 = (p.unbind(0) for p in (self.w1, self.b1, self.w2, self.b2))
+        outputs = torch.cat([torch.relu(x @ w1[e] + b1[e]) @ w2[e] + b2[e]
+                             for e, x in enumerate(torch.split(inputs, sizes.tolist()))
+                             if len(x)])                                  # (P, d_t)
+        return student.new_zeros(n, outputs.shape[1]).index_add(0, row, weight * outputs)
+
+    @staticmethod
+    def _pairs(student, z, expert, row):
+        """The weights (P, 1) and student rows (P, d_s) of the listed pairs."""
+        weight = z.reshape(-1).index_select(0, row * z.shape[1] + expert)[:, None]
+        return weight, student.index_select(0, row)
 
 
 def assignment_loss(teacher: torch.Tensor, student: torch.Tensor, selection: nn.Linear,
@@ -125,7 +160,7 @@ def assignment_loss(teacher: torch.Tensor, student: torch.Tensor, selection: nn.
     return (teacher - experts(student, z)).square().sum()
 
 
-class GroupAssignment(nn.Module):
+class GroupAssignment(Distiller):
     """Selection networks and experts for users and items; as a distiller this is DE.
 
     Parameters
@@ -144,6 +179,9 @@ class GroupAssignment(nn.Module):
         Weight of the load-balancing term :func:`balance_loss` (not part of DE or HTD; 0
         leaves the authors' method unchanged).
     """
+
+    options = (N_GROUPS, BALANCE_WEIGHT)
+    display_name = "DE"
 
     def __init__(self, teacher_user_repr, teacher_item_repr, student_dim: int,
                  n_groups: int = 30, temperature_start: float = 1.0,
@@ -246,3 +284,4 @@ def balance_loss(logits: torch.Tensor) -> torch.Tensor:
 
 #: DE as its own method is the group-assignment loss alone.
 DE = GroupAssignment
+register_method("de", DE, built_in=True)

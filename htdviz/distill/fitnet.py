@@ -6,12 +6,12 @@ the teacher space; L = sum_e ||t_e - f(s_e)||^2 over the batch's unique users an
 from __future__ import annotations
 
 import torch
-from torch import nn
 
 from ._common import as_teacher, mlp
+from .base import Distiller, register_method
 
 
-class FitNet(nn.Module):
+class FitNet(Distiller):
     """FitNet as a distiller for :func:`htdviz.train.fit`.
 
     Parameters
@@ -22,6 +22,8 @@ class FitNet(nn.Module):
     generator : torch.Generator, optional
         Draws the projector's initialisation (default: the global torch RNG).
     """
+
+    display_name = "FitNet"
 
     def __init__(self, teacher_user_repr, teacher_item_repr, student_dim: int,
                  generator: torch.Generator | None = None):
@@ -34,3 +36,6 @@ class FitNet(nn.Module):
         teacher = torch.cat([self.teacher_users[users], self.teacher_items[items]])
         student = torch.cat([student_users, student_items])
         return {"loss": (teacher - self.projector(student)).square().sum()}
+
+
+register_method("fitnet", FitNet, built_in=True)

@@ -11,9 +11,9 @@ products are taken in float64 so that the subtraction loses no precision.
 from __future__ import annotations
 
 import torch
-from torch import nn
 
 from ._common import as_teacher, unit
+from .base import Distiller, register_method
 
 
 def ftd_loss(teacher: torch.Tensor, student: torch.Tensor) -> torch.Tensor:
@@ -24,16 +24,23 @@ def ftd_loss(teacher: torch.Tensor, student: torch.Tensor) -> torch.Tensor:
     return loss.to(student.dtype)
 
 
-class FTD(nn.Module):
+class FTD(Distiller):
     """Full topology distillation as a distiller for :func:`htdviz.train.fit`.
 
     Parameters
     ----------
     teacher_user_repr : array or tensor of shape (n_users, d_t)
     teacher_item_repr : array or tensor of shape (n_items, d_t)
+    student_dim : int, optional
+    generator : torch.Generator, optional
+        Not used: FTD has no parameters and draws nothing (taken as every method's
+        constructor takes them, see :mod:`htdviz.distill.base`).
     """
 
-    def __init__(self, teacher_user_repr, teacher_item_repr):
+    display_name = "FTD"
+
+    def __init__(self, teacher_user_repr, teacher_item_repr, student_dim: int | None = None,
+                 generator: torch.Generator | None = None):
         super().__init__()
         self.register_buffer("teacher_users", as_teacher(teacher_user_repr, "teacher_user_repr"))
         self.register_buffer("teacher_items", as_teacher(teacher_item_repr, "teacher_item_repr"))
@@ -42,3 +49,6 @@ class FTD(nn.Module):
         teacher = torch.cat([self.teacher_users[users], self.teacher_items[items]])
         student = torch.cat([student_users, student_items])
         return {"loss": ftd_loss(teacher, student)}
+
+
+register_method("ftd", FTD, built_in=True)

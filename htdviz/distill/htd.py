@@ -25,8 +25,10 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from ..config import Option
 from ._common import unit
-from .experts import GroupAssignment
+from .base import Distiller, register_method
+from .experts import BALANCE_WEIGHT, N_GROUPS, GroupAssignment
 
 GROUP_DESIGNS = ("P,e", "P,P")
 ENTITY_METHODS = ("auto", "blocks", "dense")
@@ -112,7 +114,7 @@ def group_level_error(teacher: torch.Tensor, student: torch.Tensor, labels: torc
     return (t_sim - s_sim).square().sum()
 
 
-class HTD(nn.Module):
+class HTD(Distiller):
     """Hierarchical topology distillation as a distiller for :func:`htdviz.train.fit`.
 
     Parameters
@@ -137,6 +139,23 @@ class HTD(nn.Module):
         (:func:`~htdviz.distill.experts.balance_loss`), added to L_HTD; 0 (the default) is
         the authors' method.
     """
+
+    options = (
+        N_GROUPS,
+        Option("alpha", 0.5, "HTD: weight of the topology terms against group assignment",
+               low=0.0, high=1.0),
+        Option("group_design", "P,e", "HTD group-level topology: 'P,e' (prototype-to-entity, "
+               "the paper's) or 'P,P' (prototype-to-prototype)", choices=GROUP_DESIGNS,
+               metavar="{P,e | P,P}", label="-PP"),
+        Option("positive_pairs_only", True, "HTD: also keep same-group pairs whose teacher "
+               "cosine is <= 0 (quirk a of the authors' code off)", flag="--all-pairs",
+               invert=True, label="-allpairs"),
+        Option("detach_student_prototypes", True, "HTD: student prototypes carry gradient "
+               "(quirk b of the authors' code off)", flag="--live-prototypes", invert=True,
+               label="-liveproto"),
+        BALANCE_WEIGHT,
+    )
+    display_name = "HTD"
 
     def __init__(self, teacher_user_repr, teacher_item_repr, student_dim: int,
                  n_groups: int = 30, alpha: float = 0.5, group_design: str = "P,e",
@@ -196,3 +215,6 @@ class HTD(nn.Module):
             loss = loss + weight * balance
             out["balance"] = balance.detach()
         return {"loss": loss, **out}
+
+
+register_method("htd", HTD, built_in=True)

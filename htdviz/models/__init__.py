@@ -1,6 +1,9 @@
-"""Recommenders with one shared contract (see :class:`Recommender`)."""
-from .base import Recommender, load, save
+"""Recommenders with one shared contract (see :class:`Recommender`), registered by name
+("bpr", "lightgcn", "neumf"; :func:`register_model` adds one)."""
+from .base import Recommender, get_model, load, model_names, register_model, save
 from .bpr import BPRMF
 from .lightgcn import LightGCN
+from .neumf import NeuMF
 
-__all__ = ["Recommender", "BPRMF", "LightGCN", "save", "load"]
+__all__ = ["Recommender", "BPRMF", "LightGCN", "NeuMF", "save", "load", "register_model",
+           "get_model", "model_names"]

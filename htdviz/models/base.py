@@ -1,10 +1,18 @@
-"""The contract every htdviz recommender follows, and pickle-free save / load."""
+"""The contract every htdviz recommender follows, the registry that names them, and
+pickle-free save / load.
+
+Adding a model is one file with a :class:`Recommender` subclass and one call to
+:func:`register_model`; ``teacher_run(model=<name>)``, ``--model <name>`` and a study's
+``model`` option then reach it.
+"""
 from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import ClassVar
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 
@@ -13,12 +21,46 @@ class Recommender(nn.Module):
 
     Subclasses implement :meth:`forward`, returning all user representations of shape
     (n_users, dim) and all item representations of shape (n_items, dim). These final
-    representations are what evaluation ranks with and what distillation transfers.
+    representations are what evaluation ranks with and what distillation transfers; and
+    :meth:`config`. A run builds one with :meth:`build`.
+
+    A model whose score is not the dot product of the two (NeuMF) overrides the hooks
+    that read it, each with a dot-product default: :meth:`training_loss` (default: BPR),
+    :meth:`scorer` (full ranking), and, where ``forward`` returns more than ``dim``
+    columns or several spaces, :meth:`representation_width` and
+    :meth:`representation_spaces` (what a distiller is built on).
+
+    Attributes
+    ----------
+    build_options : tuple of str
+        The teacher configuration's fields (:class:`htdviz.runs.TeacherConfig`) that
+        :meth:`build` takes besides the dimension (LightGCN: ``("n_layers",)``); only
+        these are recorded in its runs' config.json.
+    distill_options : tuple of str
+        The student configuration's fields (:class:`htdviz.runs.StudentConfig`) that
+        :meth:`representation_spaces` takes (NeuMF: ``("space",)``); recorded in a
+        student's config.json only for such a model.
     """
 
     n_users: int
     n_items: int
     dim: int
+    build_options: ClassVar[tuple[str, ...]] = ()
+    distill_options: ClassVar[tuple[str, ...]] = ()
+
+    @classmethod
+    def build(cls, dataset, dim: int, generator: torch.Generator | None = None,
+              **options) -> "Recommender":
+        """The model a run trains on ``dataset`` (an :class:`htdviz.data.Dataset`), its
+        initialisation drawn from ``generator``; ``options`` are those named in
+        :attr:`build_options`. Default: ``cls(n_users, n_items, dim, generator=...)``."""
+        return cls(dataset.n_users, dataset.n_items, dim, generator=generator, **options)
+
+    @classmethod
+    def from_config(cls, config: dict, dataset=None) -> "Recommender":
+        """The model that :meth:`config` describes (weights not loaded); ``dataset`` for a
+        model that needs more than its configuration (LightGCN's graph)."""
+        return cls(**config)
 
     def forward(self) -> tuple[torch.Tensor, torch.Tensor]:
         raise NotImplementedError
@@ -37,7 +79,94 @@ class Recommender(nn.Module):
     def score(self, users: torch.Tensor) -> torch.Tensor:
         """Scores of all items for a batch of user ids, shape (len(users), n_items)."""
         user_repr, item_repr = self()
-        return user_repr[users] @ item_repr.T
+        return self.scorer(user_repr, item_repr)(users)
+
+    def training_loss(self, user_repr: torch.Tensor, pos_repr: torch.Tensor,
+                      neg_repr: torch.Tensor) -> torch.Tensor:
+        """The model's own loss on a batch of (user, positive, negative) triples, given the
+        rows of :meth:`forward`'s output, each of shape (B, width); a scalar (summed over
+        the batch). Default: the BPR loss on dot products (:func:`bpr_loss`)."""
+        return bpr_loss(user_repr, pos_repr, neg_repr)
+
+    def scorer(self, user_repr: torch.Tensor, item_repr: torch.Tensor):
+        """The scores a full ranking sorts by, as a function of a batch of user ids.
+
+        Parameters
+        ----------
+        user_repr : tensor of shape (n_users, width)
+        item_repr : tensor of shape (n_items, width)
+            :meth:`representations` (or arrays of a saved run), read without gradient.
+
+        Returns
+        -------
+        callable
+            ``scores(users, out=None)``: users an int tensor of shape (B,); returns the
+            scores of every item, shape (B, n_items), written into ``out`` when given.
+            Default: dot products. What it needs from all items is computed once, here.
+        """
+        def scores(users: torch.Tensor, out: torch.Tensor | None = None) -> torch.Tensor:
+            return torch.mm(user_repr[users], item_repr.T, out=out)
+        return scores
+
+    def item_scores(self, user_rows: torch.Tensor, item_rows: torch.Tensor) -> torch.Tensor:
+        """Scores of M items for each of U users from rows of :meth:`forward`'s output,
+        with gradient (RRD distils them): user_rows (U, width), item_rows (U, M, width) ->
+        (U, M). Default: dot products."""
+        return torch.bmm(item_rows, user_rows[:, :, None]).squeeze(2)
+
+    @classmethod
+    def representation_width(cls, dim: int) -> int:
+        """Columns of :meth:`forward`'s output for a model of dimension ``dim`` (what a
+        distiller's ``student_dim`` is). Default: ``dim``."""
+        return dim
+
+    @classmethod
+    def representation_spaces(cls, width: int, **options) -> tuple[slice, ...]:
+        """The column blocks of a representation of ``width`` columns that distillation
+        treats as separate spaces, one distiller each (``options``: those named in
+        :attr:`distill_options`). Default: one space, all columns."""
+        return (slice(0, width),)
+
+
+def bpr_loss(user_repr, pos_repr, neg_repr) -> torch.Tensor:
+    """-log sigmoid(<u, i+> - <u, j->), summed over the batch; each input (B, width)."""
+    diff = (user_repr * pos_repr).sum(1) - (user_repr * neg_repr).sum(1)
+    return -F.logsigmoid(diff).sum()
+
+
+_MODELS: dict[str, type[Recommender]] = {}
+
+
+def register_model(name: str, cls: type[Recommender]) -> None:
+    """Make ``cls`` the model called ``name`` (``--model``, a study's grid, config.json);
+    registering a name again replaces the earlier class.
+
+    Parameters
+    ----------
+    name : str
+        Letters, digits, ``_`` and ``-``; it becomes part of run folder names.
+    cls : subclass of Recommender
+    """
+    if not isinstance(name, str) or not name or \
+            not name.replace("_", "").replace("-", "").isalnum():
+        raise ValueError(f"model name must be letters, digits, '_' or '-', got {name!r}")
+    if not (isinstance(cls, type) and issubclass(cls, Recommender)):
+        raise ValueError(f"model {name!r}: cls must be a subclass of "
+                         f"htdviz.models.Recommender, got {cls!r}")
+    _MODELS[name] = cls
+
+
+def get_model(name: str) -> type[Recommender]:
+    """The class registered as ``name``; ValueError listing the registered names if none."""
+    if name not in _MODELS:
+        raise ValueError(f"model must be one of {model_names()}, got {name!r} (register a "
+                         f"model of your own with htdviz.models.register_model)")
+    return _MODELS[name]
+
+
+def model_names() -> tuple[str, ...]:
+    """The registered model names, in the order they were registered."""
+    return tuple(_MODELS)
 
 
 def save(model: Recommender, path: str | Path) -> None:
@@ -52,24 +181,21 @@ def save(model: Recommender, path: str | Path) -> None:
 
 
 def load(path: str | Path, dataset=None, device: str | torch.device = "cpu") -> Recommender:
-    """Load a model written by :func:`save`. LightGCN needs the ``dataset`` for its graph."""
+    """Load a model written by :func:`save` (its class must be registered). LightGCN needs
+    the ``dataset`` for its graph."""
     from safetensors import safe_open
     from safetensors.torch import load_file
-
-    from . import BPRMF, LightGCN
 
     path = Path(path)
     with safe_open(str(path), framework="pt") as f:
         meta = f.metadata() or {}
-    classes = {"BPRMF": BPRMF, "LightGCN": LightGCN}
+    classes = {cls.__name__: cls for cls in _MODELS.values()}
     if meta.get("class") not in classes:
-        raise ValueError(f"{path}: unknown model class {meta.get('class')!r}")
-    config = json.loads(meta["config"])
-    if meta["class"] == "LightGCN":
-        if dataset is None:
-            raise ValueError(f"{path}: loading a LightGCN model needs dataset= for its graph")
-        model = LightGCN(dataset, **config)
-    else:
-        model = BPRMF(**config)
+        raise ValueError(f"{path}: unknown model class {meta.get('class')!r} (registered: "
+                         f"{sorted(classes)})")
+    try:
+        model = classes[meta["class"]].from_config(json.loads(meta["config"]), dataset)
+    except ValueError as error:
+        raise ValueError(f"{path}: {error}") from None
     model.load_state_dict(load_file(str(path)))
     return model.to(device)

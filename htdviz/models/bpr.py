@@ -8,7 +8,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from .base import Recommender
+from .base import Recommender, register_model
 
 
 class BPRMF(Recommender):
@@ -45,3 +45,6 @@ class BPRMF(Recommender):
     def config(self) -> dict:
         return {"n_users": self.n_users, "n_items": self.n_items, "dim": self.dim,
                 "init_std": self.init_std}
+
+
+register_model("bpr", BPRMF)

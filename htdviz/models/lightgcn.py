@@ -14,7 +14,7 @@ import scipy.sparse as sp
 import torch
 from torch import nn
 
-from .base import Recommender
+from .base import Recommender, register_model
 
 
 def normalized_adjacency(train: sp.csr_matrix) -> torch.Tensor:
@@ -48,6 +48,8 @@ class LightGCN(Recommender):
     generator : torch.Generator, optional
     """
 
+    build_options = ("n_layers",)
+
     def __init__(self, dataset, dim: int, n_layers: int = 2, init_std: float = 0.01,
                  generator: torch.Generator | None = None):
         super().__init__()
@@ -70,5 +72,19 @@ class LightGCN(Recommender):
         final = total / (self.n_layers + 1)
         return final[: self.n_users], final[self.n_users:]
 
+    @classmethod
+    def build(cls, dataset, dim: int, generator: torch.Generator | None = None,
+              **options) -> "LightGCN":
+        return cls(dataset, dim, generator=generator, **options)
+
+    @classmethod
+    def from_config(cls, config: dict, dataset=None) -> "LightGCN":
+        if dataset is None:
+            raise ValueError("loading a LightGCN model needs dataset= for its graph")
+        return cls(dataset, **config)
+
     def config(self) -> dict:
         return {"dim": self.dim, "n_layers": self.n_layers, "init_std": self.init_std}
+
+
+register_model("lightgcn", LightGCN)

@@ -1,0 +1,93 @@
+"""Subnormal floats flushed to zero in every thread that computes for torch on the CPU.
+
+x86 CPUs handle subnormal floats (below ~1.2e-38 in float32) 10-100x slower than normal
+ones. Training meets them: a trained teacher's topology gives tiny gradients, and as HTD's
+Gumbel-softmax temperature falls most of its weights pass through the subnormal range before
+they underflow to zero (docs/benchmarks.md, "Subnormal floats"). Values that small carry
+nothing here, so training flushes them (flush-to-zero and denormals-are-zero).
+
+``torch.set_flush_denormal`` sets the flags of the calling thread only; a thread inherits
+them when it is created. torch's intra-op worker threads (OpenMP) are created by the first
+parallel operation of the process, and every pipeline runs one before training (building a
+model initialises its embedding tables in parallel), so they would keep computing with
+subnormals. :func:`flush_denormals` therefore also runs ``torch.set_flush_denormal`` once on
+each worker of the OpenMP runtime that torch uses (through its ``GOMP_parallel`` entry
+point, which both libgomp and Intel's libiomp export), and restores the flags afterwards.
+"""
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import sys
+import threading
+from pathlib import Path
+
+import torch
+
+_TASK = ctypes.CFUNCTYPE(None, ctypes.c_void_p)
+
+
+def _openmp_runtimes() -> list[ctypes.CDLL]:
+    """The OpenMP runtimes loaded into this process that export ``GOMP_parallel`` (Linux:
+    read from /proc/self/maps; elsewhere none)."""
+    maps = Path("/proc/self/maps")
+    if not sys.platform.startswith("linux") or not maps.exists():
+        return []
+    paths = sorted({line.split(maxsplit=5)[-1].strip() for line in maps.read_text().splitlines()
+                    if ("libgomp" in line or "libiomp" in line) and "/" in line})
+    runtimes = []
+    for path in paths:
+        try:
+            library = ctypes.CDLL(path)                   # the loaded copy: same handle
+            entry = library.GOMP_parallel
+        except (OSError, AttributeError):
+            continue
+        entry.argtypes = [_TASK, ctypes.c_void_p, ctypes.c_uint, ctypes.c_uint]
+        entry.restype = None
+        runtimes.append(library)
+    return runtimes
+
+
+def _set_in_workers(on: bool) -> int:
+    """``torch.set_flush_denormal(on)`` in the calling thread and in every worker of each
+    OpenMP runtime's team of ``torch.get_num_threads()`` threads; returns how many distinct
+    threads ran it (the calling thread included)."""
+    threads: set[int] = set()
+
+    def task(_):
+        torch.set_flush_denormal(on)
+        threads.add(threading.get_ident())
+
+    torch.set_flush_denormal(on)
+    callback = _TASK(task)                                # kept alive during the calls
+    for runtime in _openmp_runtimes():
+        # CDLL calls release the GIL, so each worker's callback takes it in turn
+        runtime.GOMP_parallel(callback, None, torch.get_num_threads(), 0)
+    return len(threads) or 1
+
+
+
+@contextlib.contextmanager
+def flush_denormals():
+    """Flush subnormal floats to zero in the calling thread and torch's CPU worker threads
+    while the block runs; the flags are cleared again afterwards (torch's default; it has
+    no getter for their previous state).
+
+    Does nothing where the CPU cannot flush (``torch.set_flush_denormal`` returns False:
+    not x86 with SSE3).
+
+    Examples
+    --------
+    >>> import torch
+    >>> with flush_denormals():
+    ...     (torch.full((3,), 1e-40) * 1.0).tolist()
+    [0.0, 0.0, 0.0]
+    """
+    if not torch.set_flush_denormal(True):
+        yield
+        return
+    try:
+        _set_in_workers(True)
+        yield
+    finally:
+        _set_in_workers(False)
