@@ -1,6 +1,7 @@
 # htdviz: two commands do everything.
 #   make demo   set up, train + distil on CiteULike, write the HTML report under reports/
 #   make test   set up, run the test suite (no network, no GPU), browser tests included
+#   make check  the development loop: the suite without the notebooks, the browser and Ray
 #   make test-browser   only the browser tests (JupyterLab and the report in Chromium)
 #   make test-cluster   only the Ray executor's test (a local Ray instance)
 PYTHON ?= python3
@@ -8,7 +9,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 export HTDVIZ_DATA_MIRROR ?= $(abspath ../shared/data)
 
-.PHONY: setup chromium demo test test-browser test-cluster lab bench clean
+.PHONY: setup chromium demo test check test-browser test-cluster lab bench clean
 
 $(VENV)/.installed: pyproject.toml ci/requirements.txt
 	$(PYTHON) -m venv $(VENV)
@@ -42,8 +43,20 @@ chromium:
 	  echo "no chromium and no apt-get: the browser tests will be skipped"; \
 	fi
 
+# Two pytest workers (pytest-xdist) or one per CPU: while one drives the notebooks in
+# JupyterLab (their kernel computes, the worker waits), the other runs the rest. Tests that
+# share a slow session fixture stay in one worker (tests/conftest.py,
+# pytest_xdist_make_scheduler).
+TEST_WORKERS ?= auto
+XDIST := -n $(TEST_WORKERS)
+
 test: setup $(VENV)/.cluster chromium
-	$(PY) -m pytest -q
+	$(PY) -m pytest -q $(XDIST)
+
+# Leaves out what needs JupyterLab, Chromium or Ray: the notebooks' execution, the browser
+# tests and the Ray executor's test (make test runs them all).
+check: setup
+	$(PY) -m pytest -q $(XDIST) -m "not browser and not notebooks and not cluster"
 
 test-browser: setup chromium
 	$(PY) -m pytest -q -m browser tests/test_browser.py

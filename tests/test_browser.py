@@ -6,154 +6,41 @@ These tests assert on what the page shows -- the plotly DOM and ``gd.data`` /
 ``gd.layout`` read in the page -- not only on the kernel's state, which is what
 tests/test_viz.py checks without a browser.
 
-- Every notebook, in a temporary copy of notebooks/ (as tests/test_notebooks.py), is
-  opened in a JupyterLab started for the module (a free port, a token) and run with Run
-  All in its committed SMOKE setting: no error output, every plotly output drawn, every
-  widget rendered, no error in the browser console.
-- The explorer of notebook 04 is then driven like a user: a box selection dragged with
-  the mouse on the teacher's map, the heatmap modes, the method, entity, colour and
-  projection controls. After each step: the selected group highlighted in both maps, no
-  drawn box left behind, the heatmap's shapes in the page equal to the kernel figure's,
-  the run following the method, and a busy sign while the kernel works.
-- The HTML report of the demo pipeline on a SMOKE synthetic data set: no console error, no
-  horizontal scroll at 1280 px, a title on every numeric axis.
+- Every notebook, in a temporary copy of notebooks/, is opened in a JupyterLab started for
+  the session (a free port, a token) and run with Run All in its committed SMOKE setting:
+  no error output, every plotly output drawn, every widget rendered, no error in the
+  browser console. This is the session's one execution of each notebook
+  (tests/notebook_session.py): tests/test_notebooks.py checks the kernel's side of it.
+- The explorer of notebook 04 is then driven like a user, in the same page and kernel: a
+  box selection dragged with the mouse on the teacher's map, the heatmap modes, the
+  method, entity, colour and projection controls. After each step: the selected group
+  highlighted in both maps, no drawn box left behind, the heatmap's shapes in the page
+  equal to the kernel figure's, the run following the method, and a busy sign while the
+  kernel works.
+- The HTML report of the demo pipeline on a SMOKE synthetic data set (built once for the
+  session, conftest.py's ``demo_report``; tests/test_report.py checks its content): no
+  console error, no horizontal scroll at 1280 px, a title on every numeric axis.
 
 A failing test leaves a screenshot (and the page's HTML) under
 ``<pytest basetemp>/screenshots/``; the path is printed with the failure. Marker
-``browser``; ``make test-browser`` runs these alone. They take about 5 minutes on a
-2-core CPU (docs/benchmarks.md), most of it the notebooks' SMOKE training.
+``browser``; ``make test-browser`` runs these alone. Most of their time is the notebooks'
+SMOKE training (docs/benchmarks.md, "Test suite").
 """
 from __future__ import annotations
 
-import http.client
-import inspect
 import json
-import os
 import re
-import secrets
-import shutil
-import signal
-import socket
-import subprocess
-import sys
-import time
 from pathlib import Path
 
 import pytest
 
+from notebook_session import NOTEBOOKS, UPDATE_TIMEOUT, Notebook, browser_missing
+
 pytestmark = pytest.mark.browser
-sync_api = pytest.importorskip("playwright.sync_api", reason="the browser tests need "
-                               "playwright (pip install \"htdviz[test]\")")
-pytest.importorskip("jupyterlab", reason="the browser tests need jupyterlab")
-CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
-if CHROMIUM is None:
-    pytest.skip("the browser tests need Chromium on PATH (Debian: apt-get install chromium; "
-                "`make test` installs it)", allow_module_level=True)
+if browser_missing():
+    pytest.skip(browser_missing(), allow_module_level=True)
 
-ROOT = Path(__file__).resolve().parent.parent
-NOTEBOOKS = sorted((ROOT / "notebooks").glob("*.ipynb"))
-SMOKE_NEEDS_CITEULIKE = {"02_teachers", "04_topology_explorer"}
 EXPLORER_NOTEBOOK = "04_topology_explorer"
-#: Seconds a notebook's Run All may take (SMOKE: 10 s to 3 min on a busy 2-core CPU).
-RUN_ALL_TIMEOUT = 600
-#: Seconds one explorer update may take (a UMAP of 5,219 users on a busy CPU included).
-UPDATE_TIMEOUT = 240
-VIEWPORT = {"width": 1400, "height": 1000}
-#: Console messages that are not the page's fault: the kernel's missing favicon.
-BENIGN_CONSOLE = ("favicon",)
-
-
-# --------------------------------------------------------------------------------------
-# JupyterLab and Chromium, started once for the module
-# --------------------------------------------------------------------------------------
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def _answers(port: int, path: str) -> bool:
-    """Whether a local server answers ``path`` with 200 (http.client: conftest.py blocks
-    urllib for the whole session)."""
-    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=2)
-    try:
-        connection.request("GET", path)
-        return connection.getresponse().status == 200
-    except OSError:
-        return False
-    finally:
-        connection.close()
-
-
-def _lab_settings(folder: Path) -> None:
-    """User settings of the test's JupyterLab: every cell attached to the page (the default
-    windowing detaches cells out of view, and their outputs with them); no news check."""
-    settings = {
-        "@jupyterlab/notebook-extension/tracker.jupyterlab-settings": {"windowingMode": "none"},
-        "@jupyterlab/apputils-extension/notification.jupyterlab-settings":
-            {"fetchNews": "false", "checkForUpdates": False},
-    }
-    for name, value in settings.items():
-        path = folder / name
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(json.dumps(value))
-
-
-@pytest.fixture(scope="module")
-def lab(smoke_project, request):
-    """A JupyterLab on a free port with a token, serving a temporary copy of notebooks/ in
-    the session's ``smoke_project`` (conftest.py; its SMOKE runs are shared with
-    tests/test_notebooks.py).
-
-    Yields (url, token, root). Its kernels inherit the data and cache folders: CiteULike
-    from the session's offline copy where there is one, the project's projection cache.
-    """
-    root = smoke_project
-    shutil.copytree(ROOT / "notebooks", root / "notebooks", dirs_exist_ok=True,
-                    ignore=shutil.ignore_patterns(".ipynb_checkpoints"))
-    _lab_settings(root / "settings")
-    env = dict(os.environ, HTDVIZ_CACHE_DIR=str(root / "cache"),
-               JUPYTERLAB_WORKSPACES_DIR=str(root / "workspaces"),
-               JUPYTER_RUNTIME_DIR=str(root / "runtime"), PYDEVD_DISABLE_FILE_VALIDATION="1")
-    env.setdefault("OMP_NUM_THREADS", "1")     # SMOKE models are tiny (as conftest.py)
-    try:
-        env["HTDVIZ_DATA_DIR"] = str(request.getfixturevalue("citeulike_dir"))
-    except pytest.skip.Exception:
-        env["HTDVIZ_DATA_DIR"] = str(root / "data")     # the CiteULike notebooks skip
-        env["HTDVIZ_NO_CITEULIKE"] = "1"
-    port, token = _free_port(), secrets.token_hex(16)
-    command = [sys.executable, "-m", "jupyterlab", "--no-browser", "--ip=127.0.0.1",
-               f"--port={port}", "--ServerApp.port_retries=0", "--ServerApp.allow_root=True",
-               f"--IdentityProvider.token={token}", f"--ServerApp.root_dir={root}",
-               "--LabApp.expose_app_in_browser=True", "--LabApp.extension_manager=readonly",
-               f"--LabApp.user_settings_dir={root / 'settings'}"]
-    log = open(root / "jupyterlab.log", "w")
-    server = subprocess.Popen(command, env=env, cwd=root, stdout=log, stderr=subprocess.STDOUT,
-                              start_new_session=True)
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 120
-        while not _answers(port, f"/api/status?token={token}"):
-            if server.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError(f"JupyterLab did not start; see {root}/jupyterlab.log")
-            time.sleep(0.5)
-        yield url, token, root, env.get("HTDVIZ_NO_CITEULIKE") is None
-    finally:
-        os.killpg(server.pid, signal.SIGTERM)         # the server and the kernels it started
-        try:
-            server.wait(30)
-        except subprocess.TimeoutExpired:
-            os.killpg(server.pid, signal.SIGKILL)
-        log.close()
-
-
-@pytest.fixture(scope="module")
-def browser():
-    with sync_api.sync_playwright() as p:
-        chromium = p.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
-        yield chromium
-        chromium.close()
 
 
 @pytest.fixture(scope="module")
@@ -163,126 +50,15 @@ def screenshots(tmp_path_factory) -> Path:
     return folder
 
 
-class Notebook:
-    """A notebook open in the browser: its page, console errors and helpers."""
-
-    def __init__(self, page, name: str):
-        self.page, self.name = page, name
-        self.console_errors: list[str] = []
-        page.on("console", lambda m: self.console_errors.append(m.text)
-                if m.type == "error" and not any(b in m.text for b in BENIGN_CONSOLE) else None)
-        page.on("pageerror", lambda e: self.console_errors.append(f"page error: {e}"))
-
-    def run_all(self) -> None:
-        """Run All, and wait for the last cell's result and the kernel to be idle."""
-        finished = self.page.evaluate(_RUN_ALL, RUN_ALL_TIMEOUT * 1000)
-        assert finished == "done", f"{self.name}: Run All did not finish ({finished})"
-
-    def kernel(self, code: str) -> str:
-        """Run ``code`` in the notebook's kernel (not in a cell); its printed output."""
-        return self.page.evaluate(_KERNEL_EXECUTE, code)
-
-    def outputs(self) -> list[dict]:
-        return self.page.evaluate(_OUTPUTS)
-
-
-# Done when every code cell has run (or one failed, which stops Run All) and the kernel is
-# idle; the command's promise alone may settle before the last cell's outputs arrive.
-_RUN_ALL = """async (timeout) => {
-  const app = window.jupyterapp, panel = app.shell.currentWidget;
-  await panel.sessionContext.ready;
-  const start = Date.now(), pause = () => new Promise(r => setTimeout(r, 250));
-  const run = app.commands.execute('notebook:run-all-cells');
-  await Promise.race([run, new Promise(r => setTimeout(r, timeout))]);
-  while (Date.now() - start < timeout) {
-    const cells = panel.content.widgets.filter(c => c.model.type === 'code');
-    const failed = cells.some(c => c.model.outputs.toJSON()
-                                    .some(o => o.output_type === 'error'));
-    const ran = cells.every(c => c.model.executionCount != null);
-    if ((ran || failed) && panel.sessionContext.session.kernel.status === 'idle')
-      return 'done';
-    await pause();
-  }
-  return 'timed out after ' + timeout / 1000 + ' s';
-}"""
-
-_KERNEL_EXECUTE = """async (code) => {
-  const kernel = window.jupyterapp.shell.currentWidget.sessionContext.session.kernel;
-  let out = '';
-  const future = kernel.requestExecute({code, store_history: false, silent: false});
-  future.onIOPub = msg => {
-    if (msg.header.msg_type === 'stream') out += msg.content.text;
-    if (msg.header.msg_type === 'error') out += 'ERROR ' + msg.content.ename + ': ' +
-                                                  msg.content.evalue;
-  };
-  await future.done;
-  return out;
-}"""
-
-# Per code cell: the outputs in the model and what the page shows of them.
-_OUTPUTS = """() => {
-  const panel = window.jupyterapp.shell.currentWidget;
-  return panel.content.widgets.filter(cell => cell.model.type === 'code').map(cell => {
-    const outputs = cell.model.outputs.toJSON();
-    const mimes = outputs.map(o => Object.keys(o.data || {}));
-    const node = cell.node;
-    // the plotly renderer's output node is itself the plot (JupyterLab's mimerender);
-    // a widget's figures sit inside its output
-    const plots = [...node.querySelectorAll('.jp-OutputArea-output.js-plotly-plot, '
-                                            + '.jp-OutputArea-output .js-plotly-plot')];
-    return {
-      source: cell.model.sharedModel.getSource().slice(0, 60),
-      errors: outputs.filter(o => o.output_type === 'error')
-                     .map(o => o.ename + ': ' + o.evalue),
-      n_plotly: mimes.filter(m => m.includes('application/vnd.plotly.v1+json')).length,
-      n_widgets: mimes.filter(m => m.includes('application/vnd.jupyter.widget-view+json'))
-                      .length,
-      plots_drawn: plots.filter(gd => gd._fullLayout && gd.querySelector('.main-svg') &&
-                                      gd.data && gd.data.length > 0 &&
-                                      gd.getBoundingClientRect().height > 50).length,
-      plots_outside_widgets: plots.filter(gd => !gd.closest('.jupyter-widgets')).length,
-      widgets_drawn: node.querySelectorAll('.jp-OutputArea-output .jupyter-widgets').length,
-      widget_errors: [...node.querySelectorAll('.jp-OutputArea-output')]
-          .map(o => o.textContent).filter(t => /Error displaying widget|Loading widget/.test(t))
-    };
-  });
-}"""
-
-
 @pytest.fixture(scope="module")
-def open_notebooks(lab, browser, screenshots):
-    """name -> Notebook, each opened and run once (the explorer tests reuse notebook 04)."""
-    url, token, root, has_citeulike = lab
-    opened: dict[str, Notebook] = {}
-
-    def open_and_run(name: str) -> Notebook:
-        if name not in opened:
-            if name in SMOKE_NEEDS_CITEULIKE and not has_citeulike:
-                pytest.skip(f"{name} needs CiteULike-t offline (HTDVIZ_DATA_MIRROR)")
-            page = browser.new_page(viewport=VIEWPORT)
-            page.set_default_timeout(UPDATE_TIMEOUT * 1000)
-            notebook = Notebook(page, name)
-            opened[name] = notebook
-            # a workspace of its own, reset: JupyterLab would reopen the notebooks of the
-            # pages before, and Run All would go to whichever tab is current
-            page.goto(f"{url}/lab/workspaces/{name}/tree/notebooks/{name}.ipynb"
-                      f"?reset&token={token}")
-            page.wait_for_function(
-                "(path) => { const w = window.jupyterapp && window.jupyterapp.shell"
-                ".currentWidget; return w && w.context && w.context.path === path &&"
-                " w.sessionContext && w.sessionContext.session &&"
-                " w.sessionContext.session.kernel &&"
-                " w.sessionContext.session.kernel.connectionStatus === 'connected'; }",
-                arg=f"notebooks/{name}.ipynb")
-            page.evaluate("window.jupyterapp.commands.execute('application:toggle-left-area')")
-            notebook.run_all()
-        return opened[name]
-
-    yield open_and_run
-    for notebook in opened.values():
-        notebook.page.evaluate("window.jupyterapp.shell.currentWidget.sessionContext"
-                               ".shutdown()")
-        notebook.page.close()
+def open_notebooks(executed_notebook, browser):
+    """name -> the notebook open in the browser after its Run All (the session's one
+    execution; the explorer tests reuse notebook 04's page and kernel)."""
+    def open_and_run(name: str):
+        execution = executed_notebook(name)
+        assert execution.how == "browser", f"{name} ran with {execution.how}, not in the browser"
+        return execution.notebook
+    return open_and_run
 
 
 @pytest.fixture
@@ -579,14 +355,8 @@ _AXES_WITHOUT_TITLE = """() => {
 }"""
 
 
-def test_report_reads_in_the_browser(tmp_path, browser, shot_on_failure):
-    from htdviz import report
-
-    if "dataset" not in inspect.signature(report.run_demo).parameters:
-        pytest.skip("report.run_demo has no dataset argument yet (synthetic SMOKE report)")
-    path = report.run_demo(dataset="synthetic", student_dim=8, epochs=1, teacher_epochs=2,
-                           runs_dir=tmp_path / "runs", report=tmp_path / "report.html",
-                           progress=False, projection="pca", max_heatmap=100)
+def test_report_reads_in_the_browser(demo_report, browser, shot_on_failure):
+    path, _ = demo_report
     page = browser.new_page(viewport={"width": 1280, "height": 900})
     shot_on_failure(page, close=True)
     errors = []

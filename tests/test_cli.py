@@ -11,7 +11,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from htdviz import cli
+from htdviz import cli, experiment, runs
 
 FAST = ["--epochs", "1", "--eval-every", "1", "--no-progress"]
 
@@ -138,3 +138,48 @@ def test_progress_bars_are_named_after_their_run(tmp_path):
     assert "teacher bpr d8:" in proc.stderr and "ftd d2 s3:" in proc.stderr
     assert "test Recall@50" in proc.stderr
     assert Path(proc.stdout.strip().splitlines()[-1]).is_dir()
+
+
+# --------------------------------------------------------------------------------------
+# Options reach the run configuration (the session's tiny teacher run, conftest.py)
+# --------------------------------------------------------------------------------------
+
+def test_cli_options_reach_the_same_configuration(tiny_teacher, capsys):
+    kwargs = dict(positive_pairs_only=False, detach_student_prototypes=False,
+                  group_design="P,P", n_groups=5, epochs=1, eval_every=1)
+    expected = experiment.student_run(tiny_teacher, "htd", 3, progress=False, **kwargs)
+    args = ["distill", "--teacher", str(tiny_teacher), "--method", "htd", "--dim", "3",
+            "--runs", str(tiny_teacher.parent), "--no-progress", "--print-path",
+            *runs.cli_args(runs.StudentConfig(method="htd", dim=3, **kwargs))]
+    assert cli.main(args) == 0
+    assert capsys.readouterr().out.strip().splitlines()[-1] == str(expected)
+
+
+def test_teacher_command_options_reach_the_teacher(tiny_teacher, capsys):
+    """`teacher --seed 3 --weight-decay 1e-4` trains that teacher (not the default one);
+    `distill` keeps --seed for the student and --teacher-seed for its teacher."""
+    common = ["--dataset", "synthetic", "--teacher-dim", "16", "--epochs", "1",
+              "--eval-every", "1", "--runs", str(tiny_teacher.parent), "--no-progress"]
+    assert cli.main(["teacher", "--seed", "3", "--weight-decay", "1e-4", *common]) == 0
+    path = Path(capsys.readouterr().out.strip().splitlines()[-1])
+    config = json.loads((path / "config.json").read_text())
+    assert (config["seed"], config["weight_decay"]) == (3, 1e-4)
+    assert cli.main(["distill", "--method", "student", "--dim", "2", "--seed", "4",
+                     "--print-path", *common]) == 0
+    path = Path(capsys.readouterr().out.strip().splitlines()[-1])
+    config = json.loads((path / "config.json").read_text())
+    assert config["seed"] == 4 and config["teacher"] == tiny_teacher.name
+
+
+def test_study_command(tiny_study, capsys):
+    """The tiny study of conftest.py again from the command line: every run reused."""
+    runs_dir, _ = tiny_study
+    args = ["study", "--grid", "method", "student", "htd", "--grid", "dim", "4", "8",
+            "--set", "dataset", "synthetic", "--set", "teacher_dim", "16",
+            "--set", "teacher_epochs", "2", "--set", "epochs", "2", "--set", "eval_every", "1",
+            "--runs", str(runs_dir), "--no-progress"]
+    assert cli.main(args) == 0
+    out = capsys.readouterr().out
+    assert out.count("reused") == 4 and "final_test_recall@50" in out
+    assert cli.main(["study", "--grid", "alpha", "x", "--runs", str(runs_dir)]) == 2
+    assert "--grid/--set alpha: expected float, got 'x'" in capsys.readouterr().err

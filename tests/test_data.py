@@ -6,6 +6,7 @@ import hashlib
 import os
 import pickle
 import shutil
+import sys
 import urllib.error
 import urllib.request
 from pathlib import Path
@@ -250,6 +251,48 @@ def test_corrupt_cached_file_is_not_used(tmp_path, citeulike_dir, urlopen):
         data.fetch_citeulike(tmp_path / "cache", files=("Valid",))
 
 
+def foursquare_mirror() -> Path:
+    mirror = os.environ.get("HTDVIZ_DATA_MIRROR")
+    if not mirror or not (Path(mirror) / "foursquare" / "users.dat").exists():
+        pytest.skip("Foursquare is not available offline: set HTDVIZ_DATA_MIRROR to a folder "
+                    "holding foursquare/users.dat (e.g. ../shared/data)")
+    return Path(mirror)
+
+
+def test_foursquare_loads_from_the_mirror_with_a_seeded_random_split(tmp_path, urlopen):
+    foursquare_mirror()
+    dataset = data.load_foursquare(seed=3, data_dir=tmp_path)
+    assert urlopen.urls and "hieunm44/hyperkdma" in urlopen.urls[0]   # a download came first
+    assert (dataset.n_users, dataset.n_items) == (24_941, 28_593)
+    # every interaction of the file: training pairs plus one validation and one test item
+    assert dataset.n_train + 2 * dataset.n_users == 717_086
+    assert dataset.info["split"] == "random" and dataset.info["seed"] == 3
+    again = data.load_foursquare(seed=3, data_dir=tmp_path)           # from the cache
+    assert np.array_equal(again.test_items, dataset.test_items)
+    other = data.load_foursquare(seed=4, data_dir=tmp_path)
+    assert not np.array_equal(other.test_items, dataset.test_items)
+
+
+@pytest.mark.parametrize("damage", ["changed", "missing"])
+def test_foursquare_changed_or_missing_is_one_clear_error(tmp_path, urlopen, monkeypatch,
+                                                          damage):
+    source = foursquare_mirror() / "foursquare" / "users.dat"
+    mirror = tmp_path / "mirror" / "foursquare"
+    mirror.mkdir(parents=True)
+    if damage == "changed":
+        content = bytearray(source.read_bytes())
+        content[-2] = ord("7") if content[-2] != ord("7") else ord("8")
+        (mirror / "users.dat").write_bytes(bytes(content))
+    monkeypatch.setenv("HTDVIZ_DATA_MIRROR", str(tmp_path / "mirror"))
+    error = ValueError if damage == "changed" else FileNotFoundError
+    with pytest.raises(error) as err:
+        data.load_foursquare(data_dir=tmp_path / "cache")
+    message = str(err.value)
+    assert "\n" not in message and str(mirror / "users.dat") in message
+    assert ("sha256" in message) if damage == "changed" else ("does not exist" in message)
+    assert not list((tmp_path / "cache").rglob("*.dat"))                # nothing kept
+
+
 def test_data_dir_follows_environment(tmp_path, monkeypatch):
     monkeypatch.setenv("HTDVIZ_DATA_DIR", str(tmp_path / "somewhere"))
     assert data.default_data_dir() == tmp_path / "somewhere"
@@ -392,10 +435,9 @@ def test_load_file_reads_every_format_to_the_same_data_set(tmp_path, suffix):
     assert ds.info["sha256"] == data.file_sha256(path)
 
 
-def test_parquet_without_an_engine_says_what_to_install(tmp_path):
-    import importlib.util
-    if importlib.util.find_spec("pyarrow") or importlib.util.find_spec("fastparquet"):
-        pytest.skip("a parquet engine is installed")
+def test_parquet_without_an_engine_says_what_to_install(tmp_path, monkeypatch):
+    for module in ("pyarrow", "pyarrow.parquet", "fastparquet"):    # as if neither were
+        monkeypatch.setitem(sys.modules, module, None)               # installed
     path = tmp_path / "clicks.parquet"
     path.write_bytes(b"PAR1")
     with pytest.raises(ImportError, match="clicks.parquet needs a parquet engine: pip install "

@@ -10,6 +10,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from htdviz import distill
 from htdviz.distill import DE, FTD, HTD, FitNet, annealed_temperature
 
 torch.set_default_dtype(torch.float32)
@@ -272,9 +273,9 @@ def test_htd_rejects_bad_parameters(kwargs, match):
 @pytest.mark.parametrize("case", ["one-hot balanced", "one-hot uneven", "two per row",
                                   "two per row uneven", "dense"])
 def test_experts_paths_match_literal(case):
-    """z with under half of its weights non-zero runs expert by expert on their rows (padded
-    batched matmuls when the loads are even, a loop over experts when they are not); a
-    denser z runs as the mixture. Gradients reach the logits of z too."""
+    """Every path of the expert mixture (the dense mixture, padded blocks per expert, a loop
+    over experts, and the one forward chooses) equals the literal sum over experts, values
+    and gradients, the logits of z included."""
     from htdviz.distill.experts import Experts
     torch.manual_seed(0)
     k = 8
@@ -294,14 +295,21 @@ def test_experts_paths_match_literal(case):
     z = torch.softmax(logits, dim=1)
     per_row = {"one": 1, "two": 2, "dense": k}[case.split()[0].split("-")[0]]
     assert torch.equal((z > 0).sum(1), torch.full((40,), per_row))
-    fast = experts(s, z)
-    z = torch.softmax(logits, dim=1)          # a graph of its own for the literal side
-    slow = sum(z[:, e:e + 1] * literal_experts(experts, e)(s) for e in range(k))
-    assert_close(fast, slow, f"{case} experts")
+    expert, row = torch.nonzero(z.detach().T).unbind(1)
+    paths = {"chosen": experts, "mixture": experts.mixture}
+    if case != "dense":
+        paths["padded"] = lambda s, z: experts.padded_mixture(s, z, expert, row)
+        paths["per expert"] = lambda s, z: experts.per_expert_mixture(s, z, expert, row)
     wrt = [s, logits] + list(experts.parameters())
-    pairs = zip(grads(fast.square().sum(), wrt), grads(slow.square().sum(), wrt))
-    for i, (a, b) in enumerate(pairs):
-        assert_close(a, b, f"{case} experts grad #{i}")
+    for path, run in paths.items():
+        z = torch.softmax(logits, dim=1)      # a graph of its own for each side
+        fast = run(s, z)
+        z = torch.softmax(logits, dim=1)
+        slow = sum(z[:, e:e + 1] * literal_experts(experts, e)(s) for e in range(k))
+        assert_close(fast, slow, f"{case} experts, {path}")
+        pairs = zip(grads(fast.square().sum(), wrt), grads(slow.square().sum(), wrt))
+        for i, (a, b) in enumerate(pairs):
+            assert_close(a, b, f"{case} experts, {path}, grad #{i}")
 
 
 @pytest.mark.parametrize("make", [
@@ -340,3 +348,46 @@ def test_generator_init_has_torch_linear_distribution():
     bound = 1 / 20
     assert layer.weight.abs().max() <= bound and layer.weight.abs().max() > 0.99 * bound
     assert abs(float(layer.weight.detach().std()) - bound / 3 ** 0.5) < 1e-3
+
+# --------------------------------------------------------------------------------------
+# The load-balancing term (not the authors' method; off by default)
+# --------------------------------------------------------------------------------------
+
+def test_balance_loss_planted_values_and_gradient():
+    k = 5
+    collapsed = torch.zeros(40, k)
+    collapsed[:, 0] = 30.0                                   # every entity sure of group 0
+    assert distill.balance_loss(collapsed).item() == pytest.approx(k, rel=1e-6)
+    even = torch.full((40, k), -30.0)
+    even[torch.arange(40), torch.arange(40) % k] = 30.0      # one-hot, evenly spread
+    assert distill.balance_loss(even).item() == pytest.approx(1.0, rel=1e-6)
+    logits = torch.zeros(40, k)
+    logits[:30, 0] = 1.0                                     # 30 of 40 lean to group 0
+    logits.requires_grad_(True)
+    distill.balance_loss(logits).backward()
+    # descending the gradient takes probability away from the crowded group
+    assert logits.grad[:, 0].sum() > 0 > logits.grad[:, 1:].sum()
+
+
+def _htd(balance_weight):
+    g = torch.Generator().manual_seed(0)
+    teacher_users, teacher_items = torch.randn(30, 12, generator=g), torch.randn(40, 12,
+                                                                                 generator=g)
+    return distill.HTD(teacher_users, teacher_items, 4, n_groups=3,
+                       generator=torch.Generator().manual_seed(1),
+                       balance_weight=balance_weight)
+
+
+def test_balance_weight_adds_its_term_and_zero_changes_nothing():
+    users, items = torch.arange(10), torch.arange(15)
+    g = torch.Generator().manual_seed(2)
+    su, si = torch.randn(10, 4, generator=g), torch.randn(15, 4, generator=g)
+    noise = {"user": torch.zeros(10, 3), "item": torch.zeros(15, 3)}
+    off, on = _htd(0.0), _htd(2.0)
+    out_off = off(users, items, su, si, noise)
+    out_on = on(users, items, su, si, noise)
+    assert "balance" not in out_off
+    balance = on.assignment.balance(users, items)
+    assert 2.0 <= balance.item() <= 6.0                      # in [1, K] per entity type
+    assert out_on["loss"].item() == pytest.approx(out_off["loss"].item() + 2.0 * balance.item(),
+                                                  rel=1e-6)

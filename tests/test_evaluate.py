@@ -1,4 +1,5 @@
-"""htdviz.evaluate: full-ranking metrics against a per-user oracle and a hand-computed case."""
+"""htdviz.evaluate: full-ranking metrics against a per-user oracle and a hand-computed case;
+ranking agreement with a teacher against a per-user oracle."""
 from __future__ import annotations
 
 import math
@@ -9,7 +10,7 @@ import scipy.sparse as sp
 import torch
 
 from htdviz import data
-from htdviz.evaluate import full_ranking, metrics_from_ranks, target_ranks
+from htdviz.evaluate import full_ranking, metrics_from_ranks, ranking_agreement, target_ranks
 
 KS = (1, 5, 10, 20, 50)
 
@@ -152,3 +153,53 @@ def test_input_errors(small_synthetic):
         target_ranks(users, items, ds, max_k=ds.n_items + 1)
     with pytest.raises(ValueError, match="split"):
         full_ranking(users, items, ds, split="train")
+
+# --------------------------------------------------------------------------------------
+# Agreement of a student's ranking with the teacher's
+# --------------------------------------------------------------------------------------
+
+def agreement_oracle(tu, ti, su, si, exclude, k):
+    """One user at a time: both full rankings, excluded items dropped."""
+    overlap, ndcg = [], []
+    for u in range(tu.shape[0]):
+        banned = set(exclude[u].indices)
+        rank = lambda scores: [i for i in np.argsort(-scores, kind="stable")
+                               if i not in banned][:k]
+        t_top, s_top = rank(ti @ tu[u]), rank(si @ su[u])
+        hits = np.array([i in t_top for i in s_top], dtype=float)
+        disc = 1 / np.log2(np.arange(k) + 2)
+        overlap.append(hits.sum() / k)
+        ndcg.append(hits @ disc / disc.sum())
+    return np.array(overlap), np.array(ndcg)
+
+
+def test_ranking_agreement_equals_a_per_user_oracle():
+    rng = np.random.default_rng(3)
+    tu, ti = rng.normal(size=(40, 12)), rng.normal(size=(90, 12))
+    su, si = tu[:, :3] + 0.2 * rng.normal(size=(40, 3)), ti[:, :3]
+    exclude = sp.random(40, 90, density=0.15, random_state=3, format="csr")
+    got = ranking_agreement(tu, ti, su, si, exclude, ks=(5, 20), batch_size=13)
+    for k in (5, 20):
+        overlap, ndcg = agreement_oracle(tu, ti, su, si, exclude, k)
+        np.testing.assert_allclose(got[f"overlap@{k}"], overlap)
+        np.testing.assert_allclose(got[f"ndcg@{k}"], ndcg, rtol=1e-9)
+    assert 0 < got["overlap@5"].mean() < 1
+
+
+def test_a_student_equal_to_the_teacher_agrees_on_every_top_k():
+    rng = np.random.default_rng(4)
+    tu, ti = rng.normal(size=(30, 8)), rng.normal(size=(60, 8))
+    got = ranking_agreement(tu, ti, 2 * tu, ti, ks=(10, 50))   # scaled scores, same ranking
+    np.testing.assert_allclose(got.to_numpy(), 1.0, rtol=1e-12)
+
+
+def test_ranking_agreement_leaves_out_excluded_items():
+    """The teacher and the student disagree only on item 0, which every user has seen."""
+    rng = np.random.default_rng(5)
+    tu, ti = rng.normal(size=(20, 6)), rng.normal(size=(50, 6))
+    si = ti.copy()
+    si[0] = 100 * tu.mean(0)                  # the student ranks item 0 first for most users
+    exclude = sp.csr_matrix((np.ones(20), (np.arange(20), np.zeros(20, int))), shape=(20, 50))
+    np.testing.assert_allclose(ranking_agreement(tu, ti, tu, si, exclude, ks=(10,)), 1.0,
+                               rtol=1e-12)
+    assert ranking_agreement(tu, ti, tu, si, None, ks=(10,))["overlap@10"].mean() < 1.0

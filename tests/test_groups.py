@@ -1,4 +1,5 @@
-"""htdviz.groups: planted groups recovered, agreement, tag lift and purity by hand."""
+"""htdviz.groups: planted groups recovered, agreement, tag lift, purity and group usage by
+hand."""
 import numpy as np
 import pandas as pd
 import pytest
@@ -93,6 +94,17 @@ def test_purity_by_hand():
     tags = sp.csr_matrix(np.array([[1, 1], [1, 0], [0, 1], [0, 1], [1, 1]]))
     # group 0: tag 0 on 2 of 3, tag 1 on 2 of 3 -> 2; group 1: tag 1 on both -> 2
     assert groups.purity(labels, tags) == pytest.approx(4 / 5)
+
+
+def test_group_usage_counts_groups_and_their_entropy():
+    usage = groups.group_usage([0, 0, 1, 1], n_groups=30)
+    assert usage == {"used": 2, "entropy": 1.0, "effective": 2.0}
+    assert groups.group_usage(np.zeros(7, int), 30) == {"used": 1, "entropy": 0.0,
+                                                         "effective": 1.0}
+    usage = groups.group_usage(np.repeat(np.arange(8), 3), 30)
+    assert usage["used"] == 8 and usage["entropy"] == pytest.approx(3.0)
+    usage = groups.group_usage([0, 0, 0, 1], 4)
+    assert usage["entropy"] == pytest.approx(-(0.75 * np.log2(0.75) + 0.25 * np.log2(0.25)))
 
 
 # --------------------------------------------------------------------------------------

@@ -7,27 +7,30 @@ Two kinds of test:
   which is the first code cell and sets ``SMOKE = True``; the first cell is markdown and
   says how long the FULL setting takes on CPU and on GPU;
 - execution (marker ``notebooks``; deselect with ``-m "not notebooks"``): each notebook runs
-  on a fresh kernel with nbclient, in its committed SMOKE setting.
+  top to bottom in its committed SMOKE setting, with no error output, and the runs it
+  trained or reused are finished folders in its SMOKE runs folder (``../runs/smoke``).
 
-Execution happens in a temporary copy of notebooks/ (``smoke_project`` of conftest.py,
-shared with the browser tests): the kernel's working directory is ``<tmp>/notebooks``, so
-the notebooks' relative runs folder (``../runs/smoke``) and the projection cache land in the
-temporary folder, never in the project, and the executed copies are discarded. The notebooks run in name order and share that folder, as a user's
-notebooks share runs/: a later notebook reuses the finished runs of an earlier one with the
-same settings (what ``experiment.teacher_run`` / ``student_run`` promise), and each one also
-runs on its own (it then trains what it needs).
+Each notebook is executed once per session (``executed_notebook`` of conftest.py, see
+tests/notebook_session.py): in JupyterLab in Chromium when the session also runs the
+browser tests (tests/test_browser.py checks the page of the same execution), else on a
+fresh kernel with nbclient. Execution happens in a temporary copy of notebooks/
+(``smoke_project`` of conftest.py): the kernel's working directory is ``<tmp>/notebooks``,
+so the notebooks' relative runs folder (``../runs/smoke``) and the projection cache land in
+the temporary folder, never in the project, and the executed copies are discarded. The
+notebooks share that folder, as a user's notebooks share runs/: a later notebook reuses the
+finished runs of an earlier one with the same settings (what ``experiment.teacher_run`` /
+``student_run`` promise), and each one also runs on its own (it then trains what it
+needs). So "it wrote runs to ../runs/smoke" is checked as "every finished run folder its
+namespace holds after the last cell lies in ../runs/smoke, and there is at least one".
 
-The kernel inherits this process's environment: ``HTDVIZ_DATA_DIR`` (an empty folder per
-test, see conftest.py; a folder holding the CiteULike files for the notebooks that read
-them), ``HTDVIZ_DATA_MIRROR``. The notebooks that need CiteULike in SMOKE mode are skipped
-when it is not available offline.
+The kernels get the session's data folder (the CiteULike files where they are available
+offline, ``HTDVIZ_DATA_MIRROR``); the notebooks that need CiteULike in SMOKE mode are
+skipped when it is not.
 """
 from __future__ import annotations
 
 import importlib.util
-import os
 import re
-import shutil
 from pathlib import Path
 
 import pytest
@@ -40,10 +43,6 @@ NOTEBOOK_DIR = ROOT / "notebooks"
 NOTEBOOKS = sorted(NOTEBOOK_DIR.glob("*.ipynb"))
 EXPECTED = ("01_quickstart", "02_teachers", "03_distillation", "04_topology_explorer",
             "05_capacity_gap", "06_paper_analyses", "07_sensitivity")
-#: Notebooks whose SMOKE setting reads CiteULike (the others use synthetic data).
-SMOKE_NEEDS_CITEULIKE = {"02_teachers", "04_topology_explorer"}
-#: Seconds one cell may run before the execution test fails (SMOKE cells take seconds).
-CELL_TIMEOUT = 600
 
 
 def _read(path: Path):
@@ -93,37 +92,26 @@ def test_parameters_cell_comes_first_and_is_smoke(path):
         f"{path.name}: the committed parameters cell must set SMOKE = True (what CI runs)"
 
 
-@pytest.fixture(scope="module")
-def workdir(smoke_project) -> Path:
-    """The session's temporary project (conftest.py): <root>/notebooks is the kernel's cwd."""
-    return smoke_project
-
-
 @pytest.mark.notebooks
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=_ids(NOTEBOOKS))
-def test_runs_top_to_bottom_in_smoke_mode(path, workdir, request, monkeypatch):
+def test_runs_top_to_bottom_in_smoke_mode(path, executed_notebook, smoke_project):
     for module in ("nbclient", "ipykernel", "plotly", "ipywidgets", "umap"):
         if importlib.util.find_spec(module) is None:      # present, without importing it
             pytest.skip(f"executing the notebooks needs {module} "
                         f"(pip install \"htdviz[notebooks,test]\")")
-    from nbclient import NotebookClient
+    execution = executed_notebook(path.stem)
+    failed = [(cell["source"], cell["errors"]) for cell in execution.cells if cell["errors"]]
+    assert not failed, f"{path.name} ({execution.how}): cells with error output: {failed}"
+    not_run = [cell["source"] for cell in execution.cells if not cell["ran"]]
+    assert not not_run, f"{path.name} ({execution.how}): cells that did not run: {not_run}"
 
-    if path.stem in SMOKE_NEEDS_CITEULIKE:
-        # a data folder already holding the checked files: the kernel never downloads
-        monkeypatch.setenv("HTDVIZ_DATA_DIR", str(request.getfixturevalue("citeulike_dir")))
-    env = dict(os.environ, HTDVIZ_CACHE_DIR=str(workdir / "cache"),
-               PYDEVD_DISABLE_FILE_VALIDATION="1")
-    # SMOKE models are tiny: extra threads cost more than they save (as in conftest.py)
-    env.setdefault("OMP_NUM_THREADS", "1")
-    copy = workdir / "notebooks" / path.name
-    shutil.copy(path, copy)
-    nb = _read(copy)
-    client = NotebookClient(nb, timeout=CELL_TIMEOUT, kernel_name="python3",
-                            resources={"metadata": {"path": str(copy.parent)}})
-    client.execute(env=env)          # raises CellExecutionError, naming the cell, on failure
-
-    smoke_runs = workdir / "runs" / "smoke"
-    assert smoke_runs.is_dir() and any(smoke_runs.iterdir()), \
-        f"{path.name} wrote no runs to {smoke_runs} (its SMOKE runs folder)"
-    assert not (workdir / "notebooks" / "runs").exists(), \
+    # the runs it trained or reused are finished folders in its SMOKE runs folder
+    smoke_runs = (smoke_project / "runs" / "smoke").resolve()
+    assert Path(execution.probe["runs_dir"]) == smoke_runs, \
+        f"{path.name}: RUNS_DIR is {execution.probe['runs_dir']}, not {smoke_runs}"
+    used = [Path(p) for p in execution.probe["run_folders"]]
+    assert used, f"{path.name} holds no finished run folder after its last cell"
+    elsewhere = [str(p) for p in used if p.parent != smoke_runs]
+    assert not elsewhere, f"{path.name} used runs outside {smoke_runs}: {elsewhere}"
+    assert not (smoke_project / "notebooks" / "runs").exists(), \
         f"{path.name} wrote runs next to the notebooks instead of to ../runs/smoke"

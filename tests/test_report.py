@@ -1,6 +1,7 @@
 """The demo report, asserted on its content: narrow tables with rounded numbers, the full
 tables as CSV beside it, every axis titled in words, one finding from the run's numbers
-under every view. (How it looks in Chromium: tests/test_browser.py.)"""
+under every view. The report is built once for the session (conftest.py's ``demo_report``;
+how it looks in Chromium: tests/test_browser.py)."""
 from __future__ import annotations
 
 import re
@@ -51,26 +52,12 @@ class _Page(HTMLParser):
 
 
 @pytest.fixture(scope="module")
-def demo(tmp_path_factory):
-    """The demo pipeline on the synthetic data set, a few epochs; the sections it drew."""
-    tmp = tmp_path_factory.mktemp("demo")
-    drawn = {}
-    original = report._write_html
-
-    def keep(path, settings, sections):
-        drawn["sections"] = sections
-        return original(path, settings, sections)
-
-    report._write_html = keep
-    try:
-        path = report.run_demo(student_dim=8, epochs=4, teacher_epochs=6, dataset="synthetic",
-                               runs_dir=tmp / "runs", report=tmp / "report.html",
-                               projection="pca", progress=False, max_heatmap=200)
-    finally:
-        report._write_html = original
+def demo(demo_report):
+    """The session's demo report (conftest.py): its path, the page parsed, its sections."""
+    path, sections = demo_report
     page = _Page()
     page.feed(path.read_text())
-    return path, page, drawn["sections"]
+    return path, page, sections
 
 
 def test_every_view_has_a_finding_from_the_run(demo):

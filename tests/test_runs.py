@@ -230,3 +230,12 @@ def test_as_run_accepts_each_form_once(run_root):
         runs.as_run("z", 3)
     with pytest.raises(ValueError, match="'users' and 'items'"):
         runs.as_run("z", {"users": users})
+
+
+def test_balance_weight_in_the_run_configuration():
+    config = runs.StudentConfig(method="htd", balance_weight=0.5)
+    assert "-htd-bal0.5-" in config.folder_name()
+    assert runs.cli_args(config) == ["--balance-weight", "0.5"]
+    assert "balance_weight" not in runs.StudentConfig(method="htd").to_dict()
+    with pytest.raises(ValueError, match="balance_weight must be a finite number >= 0"):
+        runs.StudentConfig(method="htd", balance_weight=-1.0)

@@ -1,4 +1,4 @@
-"""Studies (htdviz.study): grids, executors, resume, failures; the load-balancing option.
+"""Studies (htdviz.study): grids, executors, resume, failures, sensitivity tables.
 
 Tiny synthetic runs throughout. The Ray executor test (marker ``cluster``) needs Ray
 (``pip install 'htdviz[cluster]'``; ``make test-cluster``) and is skipped without it.
@@ -14,19 +14,16 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-import torch
 
-from htdviz import cli, distill, experiment, runs, study
+from htdviz import experiment, runs, study
 
-TINY = dict(dataset="synthetic", teacher_dim=16, teacher_epochs=2, epochs=2, eval_every=1)
-GRID = {"method": ["student", "htd"], "dim": [4, 8]}
+from conftest import GRID, TINY
 
 
-@pytest.fixture(scope="module")
-def serial(tmp_path_factory):
-    """The tiny grid, one run after another in this process."""
-    runs_dir = tmp_path_factory.mktemp("study_runs")
-    return runs_dir, study.study(GRID, runs_dir=runs_dir, progress=False, **TINY)
+@pytest.fixture
+def serial(tiny_study):
+    """The tiny grid, one run after another in this process (conftest.py)."""
+    return tiny_study
 
 
 def _same_runs(a: pd.DataFrame, b: pd.DataFrame) -> None:
@@ -167,32 +164,6 @@ def test_teacher_given_and_teacher_options_conflict(serial):
     decoy.rmdir()
 
 
-def test_sweep_is_a_study_and_raises_on_failure(serial, monkeypatch):
-    runs_dir, table = serial
-    teacher = runs_dir / table.loc[0, "teacher"]
-    swept = experiment.sweep((4, 8), ("student", "htd"), teacher_dir=teacher,
-                             runs_dir=runs_dir, progress=False, epochs=2, eval_every=1)
-    assert set(swept["status"]) == {"reused"}
-    monkeypatch.setattr(experiment, "student_run",
-                        lambda *a, **k: (_ for _ in ()).throw(ValueError("planted")))
-    with pytest.raises(RuntimeError, match="1 of 1 sweep runs failed.*planted"):
-        experiment.sweep((7,), ("student",), teacher_dir=teacher, runs_dir=runs_dir,
-                         progress=False, epochs=2, eval_every=1)
-
-
-def test_study_command(serial, capsys):
-    runs_dir, _ = serial
-    args = ["study", "--grid", "method", "student", "htd", "--grid", "dim", "4", "8",
-            "--set", "dataset", "synthetic", "--set", "teacher_dim", "16",
-            "--set", "teacher_epochs", "2", "--set", "epochs", "2", "--set", "eval_every", "1",
-            "--runs", str(runs_dir), "--no-progress"]
-    assert cli.main(args) == 0
-    out = capsys.readouterr().out
-    assert out.count("reused") == 4 and "final_test_recall@50" in out
-    assert cli.main(["study", "--grid", "alpha", "x", "--runs", str(runs_dir)]) == 2
-    assert "--grid/--set alpha: expected float, got 'x'" in capsys.readouterr().err
-
-
 @pytest.mark.cluster
 def test_ray_executor_gives_the_same_table(serial, tmp_path):
     """A local Ray instance with 2 CPUs trains the same runs as the local executor."""
@@ -208,59 +179,6 @@ def test_ray_missing_says_what_to_install(monkeypatch, tmp_path):
     monkeypatch.setitem(sys.modules, "ray", None)
     with pytest.raises(ImportError, match=r"pip install 'htdviz\[cluster\]'"):
         study.study(GRID, runs_dir=tmp_path, executor="ray", progress=False, **TINY)
-
-
-# --------------------------------------------------------------------------------------
-# The load-balancing term (not the authors' method; off by default)
-# --------------------------------------------------------------------------------------
-
-def test_balance_loss_planted_values_and_gradient():
-    k = 5
-    collapsed = torch.zeros(40, k)
-    collapsed[:, 0] = 30.0                                   # every entity sure of group 0
-    assert distill.balance_loss(collapsed).item() == pytest.approx(k, rel=1e-6)
-    even = torch.full((40, k), -30.0)
-    even[torch.arange(40), torch.arange(40) % k] = 30.0      # one-hot, evenly spread
-    assert distill.balance_loss(even).item() == pytest.approx(1.0, rel=1e-6)
-    logits = torch.zeros(40, k)
-    logits[:30, 0] = 1.0                                     # 30 of 40 lean to group 0
-    logits.requires_grad_(True)
-    distill.balance_loss(logits).backward()
-    # descending the gradient takes probability away from the crowded group
-    assert logits.grad[:, 0].sum() > 0 > logits.grad[:, 1:].sum()
-
-
-def _htd(balance_weight):
-    g = torch.Generator().manual_seed(0)
-    teacher_users, teacher_items = torch.randn(30, 12, generator=g), torch.randn(40, 12,
-                                                                                 generator=g)
-    return distill.HTD(teacher_users, teacher_items, 4, n_groups=3,
-                       generator=torch.Generator().manual_seed(1),
-                       balance_weight=balance_weight)
-
-
-def test_balance_weight_adds_its_term_and_zero_changes_nothing():
-    users, items = torch.arange(10), torch.arange(15)
-    g = torch.Generator().manual_seed(2)
-    su, si = torch.randn(10, 4, generator=g), torch.randn(15, 4, generator=g)
-    noise = {"user": torch.zeros(10, 3), "item": torch.zeros(15, 3)}
-    off, on = _htd(0.0), _htd(2.0)
-    out_off = off(users, items, su, si, noise)
-    out_on = on(users, items, su, si, noise)
-    assert "balance" not in out_off
-    balance = on.assignment.balance(users, items)
-    assert 2.0 <= balance.item() <= 6.0                      # in [1, K] per entity type
-    assert out_on["loss"].item() == pytest.approx(out_off["loss"].item() + 2.0 * balance.item(),
-                                                  rel=1e-6)
-
-
-def test_balance_weight_in_the_run_configuration():
-    config = runs.StudentConfig(method="htd", balance_weight=0.5)
-    assert "-htd-bal0.5-" in config.folder_name()
-    assert runs.cli_args(config) == ["--balance-weight", "0.5"]
-    assert "balance_weight" not in runs.StudentConfig(method="htd").to_dict()
-    with pytest.raises(ValueError, match="balance_weight must be a finite number >= 0"):
-        runs.StudentConfig(method="htd", balance_weight=-1.0)
 
 
 def test_ray_is_imported_only_for_its_executor():
@@ -289,17 +207,24 @@ def test_sensitivity_table_compares_one_factor_at_a_time():
         study.sensitivity_table(table, ("n_groups",), metric="nope")
 
 
-def test_sensitivity_figure_draws_means_ranges_and_the_default():
-    figures = pytest.importorskip("htdviz.viz.figures")
-    summary = pd.DataFrame({"factor": ["n_groups"] * 2 + ["alpha"], "value": [10, 30, 0.5],
-                            "is_default": [False, True, True], "n": [2, 3, 3],
-                            "mean": [.21, .28, .28], "min": [.20, .27, .27],
-                            "max": [.22, .29, .29]})
-    fig = figures.sensitivity_figure(summary)
-    assert len(fig.data) == 2
-    k = fig.data[0]
-    assert list(k.x) == ["10", "30"] and list(k.marker.symbol) == ["circle-open", "circle"]
-    assert np.allclose(k.error_y.array, [.01, .01]) and np.allclose(k.error_y.arrayminus, [.01, .01])
-    titles = [a.text for a in fig.layout.annotations]
-    assert titles == ["K, groups per entity type", "alpha (topology vs assignment)"]
-    assert "Recall@50" in fig.layout.yaxis.title.text
+def test_paper_preset_is_the_papers_whole_evaluation():
+    """Every (data set, base model, phi, method) cell of the paper's figures and RRD table,
+    two seeds at phi = 0.1 and one elsewhere; each cell a valid run configuration."""
+    from htdviz import reference
+
+    grid = study.cells(study.PRESETS["paper"]())
+    keys = {(c["dataset"], c["model"], c["dim"], c["method"], c["seed"]) for c in grid}
+    assert len(keys) == len(grid) == 76
+    for dataset, models_ in (("citeulike", ("bpr", "lightgcn", "neumf")),
+                             ("foursquare", ("bpr",))):
+        for model in models_:
+            for phi, dim in ((0.1, 20), (0.5, 100), (1.0, 200)):
+                for method in ("student", "de", "ftd", "htd"):
+                    assert reference.figure_recall(dataset, model, method, phi) is not None
+                    seeds = (0, 1) if dim == 20 else (0,)
+                    assert {(dataset, model, dim, method, s) for s in seeds} <= keys
+    for model in ("bpr", "lightgcn"):
+        for method in ("rrd", "de+rrd", "htd+rrd"):
+            assert reference.figure_recall("citeulike", model, method, 0.1) is not None
+            assert {("citeulike", model, 20, method, s) for s in (0, 1)} <= keys
+    assert not any(c["model"] == "neumf" and "rrd" in c["method"] for c in grid)

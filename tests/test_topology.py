@@ -1,4 +1,5 @@
-"""htdviz.topology: blockwise computations against literal dense numpy, known answers."""
+"""htdviz.topology: blockwise computations against literal dense numpy, known answers;
+the band errors that locate a student's error by teacher-similarity band."""
 import numpy as np
 import pytest
 import torch
@@ -307,3 +308,106 @@ def test_sampled_rows_give_the_exact_values_of_those_rows_and_leave_the_rest_exa
         topology.discrepancy(t, s, labels, k=k, n_neighbors=n_nb)
     with pytest.raises(ValueError, match="max_rows"):
         topology.discrepancy(t, s, max_rows=0)
+
+# --------------------------------------------------------------------------------------
+# Band errors: where a student's error lies, by teacher-similarity band
+# --------------------------------------------------------------------------------------
+
+def band_oracle(t, s, edges, tc=None, sc=None, rows=None):
+    """Every pair's rank by a full argsort of the teacher cosines; float64."""
+    square = tc is None
+    tc, sc = (t, s) if square else (tc, sc)
+    ct, cs = _unit(t) @ _unit(tc).T, _unit(s) @ _unit(sc).T
+    rows = np.arange(t.shape[0]) if rows is None else rows
+    out = {b: [] for b in range(len(edges) - 1)}
+    for a in rows:
+        order = np.argsort(-ct[a], kind="stable")
+        if square:
+            order = order[order != a]
+        for b, (lo, hi) in enumerate(zip(edges[:-1], edges[1:])):
+            cols = order[lo:hi]
+            out[b].append((ct[a, cols] - cs[a, cols]) ** 2)
+    return [np.concatenate(v).mean() for v in out.values()]
+
+
+@pytest.fixture
+def pair():
+    rng = np.random.default_rng(0)
+    t = rng.normal(size=(120, 16))
+    s = t[:, :4] + 0.3 * rng.normal(size=(120, 4))          # a noisy low-rank student
+    return t, s
+
+
+def test_band_errors_equal_a_dense_oracle(pair):
+    t, s = pair
+    got = topology.band_errors(t, s, bands=(5, 30), chunk_size=17)
+    assert got["band"].tolist() == ["1-5", "6-30", "31-119"]
+    assert got["n_pairs"].tolist() == [5 * 120, 25 * 120, 89 * 120]
+    np.testing.assert_allclose(got["mean_sq_error"], band_oracle(t, s, [0, 5, 30, 119]),
+                               rtol=1e-5)
+    np.testing.assert_allclose(got["error_share"].sum(), 1.0)
+    rows = np.array([3, 50, 51, 119])
+    got = topology.band_errors(t, s, bands=(5,), rows=rows)
+    np.testing.assert_allclose(got["mean_sq_error"], band_oracle(t, s, [0, 5, 119], rows=rows),
+                               rtol=1e-5)
+
+
+def test_band_errors_between_two_sets_equal_a_dense_oracle(pair):
+    t, s = pair
+    got = topology.band_errors(t[:40], s[:40], t[40:], s[40:], bands=(3, 10, 500))
+    assert got["band"].tolist() == ["1-3", "4-10", "11-80"]      # 500 >= 80 columns: dropped
+    np.testing.assert_allclose(got["mean_sq_error"],
+                               band_oracle(t[:40], s[:40], [0, 3, 10, 80], t[40:], s[40:]),
+                               rtol=1e-5)
+    # mean cosines per band: the nearest band holds the largest teacher cosines
+    assert got["teacher_cos"].is_monotonic_decreasing
+
+
+def test_a_student_that_keeps_exactly_the_near_pairs_has_no_near_error():
+    """Planted: 12 clusters of 11 entities with positive coordinates in their own block of
+    dims, so each entity's 10 nearest teacher neighbours are its cluster mates (cosine > 0
+    against 0 for everyone else). The student keeps each cluster's geometry but folds the
+    12 blocks onto 3, so clusters sharing a block get spurious similarity."""
+    rng = np.random.default_rng(1)
+    n_clusters, size, block = 12, 11, 5
+    local = rng.uniform(0.1, 1.0, size=(n_clusters, size, block))
+    teacher = np.zeros((n_clusters * size, n_clusters * block))
+    student = np.zeros((n_clusters * size, 3 * block))
+    for c in range(n_clusters):
+        teacher[c * size:(c + 1) * size, c * block:(c + 1) * block] = local[c]
+        student[c * size:(c + 1) * size, (c % 3) * block:(c % 3 + 1) * block] = local[c]
+    got = topology.band_errors(teacher, student, bands=(10,)).set_index("band")
+    assert got.loc["1-10", "mean_sq_error"] == pytest.approx(0.0, abs=1e-10)
+    assert got.loc["11-131", "mean_sq_error"] > 0.05
+    assert got.loc["1-10", "error_share"] == pytest.approx(0.0, abs=1e-9)
+
+
+def test_band_errors_are_zero_for_the_teacher_itself_and_rotations(pair):
+    t, _ = pair
+    q, _ = np.linalg.qr(np.random.default_rng(2).normal(size=(16, 16)))
+    got = topology.band_errors(t, t @ q, bands=(5,))
+    np.testing.assert_allclose(got["mean_sq_error"], 0.0, atol=1e-10)
+
+
+def test_band_errors_reject_bad_input(pair):
+    t, s = pair
+    with pytest.raises(ValueError, match="bands must be increasing"):
+        topology.band_errors(t, s, bands=(10, 5))
+    with pytest.raises(ValueError, match="give both"):
+        topology.band_errors(t, s, teacher_cols=t)
+    with pytest.raises(ValueError, match="rows must be"):
+        topology.band_errors(t, s, rows=np.array([0, 500]))
+
+
+def test_band_error_table_stacks_the_three_pair_types(pair):
+    t, s = pair
+    table = topology.band_error_table(t[:50], t[50:], s[:50], s[50:], bands=(5,),
+                                      max_rows=20, random_state=0)
+    assert table["pairs"].unique().tolist() == ["user-user", "item-item", "user-item"]
+    user_user = table[table["pairs"] == "user-user"]
+    assert user_user["n_pairs"].tolist() == [5 * 20, 44 * 20]
+    user_item = table[table["pairs"] == "user-item"]
+    rows = np.sort(np.random.default_rng(0).choice(50, 20, replace=False))
+    np.testing.assert_allclose(user_item["mean_sq_error"],
+                               band_oracle(t[:50], s[:50], [0, 5, 70], t[50:], s[50:], rows),
+                               rtol=1e-5)

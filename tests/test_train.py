@@ -10,6 +10,7 @@ import torch
 from torch import nn
 
 from htdviz import train
+from htdviz.distill import annealed_temperature
 from htdviz.models import BPRMF, LightGCN
 from htdviz.train import TrainConfig, bpr_loss, fit
 
@@ -98,37 +99,27 @@ class ScriptedValidation:
                 for m in ("recall", "ndcg") for k in ks}
 
 
-def test_early_stopping_stops_and_restores_best(small_synthetic, monkeypatch):
-    script = ScriptedValidation([0.1, 0.5, 0.4, 0.3, 0.9, 0.9])
+@pytest.mark.parametrize("scores, epochs, patience, evaluated, kept", [
+    # best at epoch 1; epochs 2 and 3 are not better: stop after epoch 3, restore epoch 1
+    ([0.1, 0.5, 0.4, 0.3, 0.9, 0.9], 6, 2, [0, 1, 2, 3], 1),
+    # the epochs run out before the patience: the best (epoch 2) is restored all the same
+    ([0.1, 0.2, 0.6, 0.5], 3, 5, [0, 1, 2, 3], 2),
+    # without early stopping the last weights stay, though epoch 1 was best
+    ([0.1, 0.6, 0.2], 2, None, [0, 1, 2], 2),
+], ids=["stops", "epochs-run-out", "off"])
+def test_early_stopping_keeps_the_best_or_the_last_weights(small_synthetic, monkeypatch, scores,
+                                                           epochs, patience, evaluated, kept):
+    script = ScriptedValidation(scores)
     monkeypatch.setattr(train, "evaluate_both", script)
     model = make_model("bpr", small_synthetic)
     result = fit(model, small_synthetic,
-                 quick_config(epochs=6, early_stopping_patience=2), device="cpu", progress=False)
-    # Best at epoch 1; epochs 2 and 3 are not better: stop after epoch 3.
-    assert result.history["epoch"].tolist() == [0, 1, 2, 3]
-    assert result.best_epoch == 1
-    assert torch.equal(model.user_emb.detach(), script.user_emb_at[1])
-    assert not torch.equal(model.user_emb.detach(), script.user_emb_at[3])
-
-
-def test_early_stopping_restores_best_when_epochs_run_out(small_synthetic, monkeypatch):
-    script = ScriptedValidation([0.1, 0.2, 0.6, 0.5])
-    monkeypatch.setattr(train, "evaluate_both", script)
-    model = make_model("bpr", small_synthetic)
-    result = fit(model, small_synthetic,
-                 quick_config(epochs=3, early_stopping_patience=5), device="cpu", progress=False)
-    assert result.history["epoch"].tolist() == [0, 1, 2, 3]
-    assert result.best_epoch == 2
-    assert torch.equal(model.user_emb.detach(), script.user_emb_at[2])
-
-
-def test_without_early_stopping_the_last_weights_stay(small_synthetic, monkeypatch):
-    script = ScriptedValidation([0.1, 0.6, 0.2])
-    monkeypatch.setattr(train, "evaluate_both", script)
-    model = make_model("bpr", small_synthetic)
-    result = fit(model, small_synthetic, quick_config(epochs=2), device="cpu", progress=False)
-    assert result.best_epoch == 1
-    assert torch.equal(model.user_emb.detach(), script.user_emb_at[2])
+                 quick_config(epochs=epochs, early_stopping_patience=patience), device="cpu",
+                 progress=False)
+    assert result.history["epoch"].tolist() == evaluated
+    assert result.best_epoch == int(np.argmax(scores[:len(evaluated)]))
+    assert torch.equal(model.user_emb.detach(), script.user_emb_at[kept])
+    if kept != evaluated[-1]:
+        assert not torch.equal(model.user_emb.detach(), script.user_emb_at[-1])
 
 
 @pytest.mark.parametrize("kwargs, name", [
@@ -215,6 +206,32 @@ def test_fit_with_distiller(small_synthetic):
     history = fit(model, small_synthetic, config, distiller=RecordingDistiller(model),
                   device="cpu", progress=False).history
     assert {"distill_loss", "offset_term"} <= set(history.columns)
+
+
+def test_fit_records_group_usage_for_distillers_with_groups(small_synthetic):
+    from htdviz import distill, groups
+
+    rng = np.random.default_rng(0)
+    teacher = (rng.normal(size=(small_synthetic.n_users, 16)),
+               rng.normal(size=(small_synthetic.n_items, 16)))
+    config = TrainConfig(epochs=2, eval_every=1, batch_size=512)
+    model = BPRMF(small_synthetic.n_users, small_synthetic.n_items, 4,
+                  generator=torch.Generator().manual_seed(0))
+    htd = distill.HTD(*teacher, 4, n_groups=6)
+    history = fit(model, small_synthetic, config, distiller=htd, device="cpu",
+                  progress=False).history
+    assert len(history) == 3
+    last = history.iloc[-1]
+    for kind in ("user", "item"):
+        usage = groups.group_usage(htd.hard_groups(kind).numpy(), 6)
+        assert last[f"{kind}_groups_used"] == usage["used"]
+        assert last[f"{kind}_group_entropy"] == pytest.approx(usage["entropy"])
+    assert history["item_groups_used"].between(1, 6).all()
+    model = BPRMF(small_synthetic.n_users, small_synthetic.n_items, 4,
+                  generator=torch.Generator().manual_seed(0))
+    history = fit(model, small_synthetic, config, distiller=distill.FTD(*teacher),
+                  device="cpu", progress=False).history
+    assert not any(c.endswith("groups_used") for c in history.columns)
 
 
 # --------------------------------------------------------------------------------------
@@ -377,3 +394,79 @@ def test_sparse_updates_in_the_run_configurations():
         runs.TeacherConfig(model="lightgcn", updates="sparse")
     with pytest.raises(ValueError, match="updates must be one of"):
         runs.StudentConfig(updates="lazy")
+
+
+# --------------------------------------------------------------------------------------
+# Schedules and checkpoints
+# --------------------------------------------------------------------------------------
+
+class _Recorder(torch.nn.Module):
+    """A distiller that adds nothing and records the temperature HTD would use."""
+
+    def __init__(self):
+        super().__init__()
+        self.w = torch.nn.Parameter(torch.zeros(()))
+        self.calls = []
+
+    def start_epoch(self, epoch, n_epochs):
+        self.calls.append(annealed_temperature(epoch, n_epochs))
+
+    def forward(self, users, items, user_repr, item_repr):
+        return self.w * 0.0
+
+
+@pytest.mark.parametrize("schedule", ["default", "reference"])
+def test_schedules(schedule, small_synthetic):
+    """default: E epochs, labels 0..E, tau(0), ..., tau(E-1); reference (the authors'
+    loop): E + 1 epochs, labels -1..E (label e after e + 1 epochs), tau = 1 twice, then
+    tau(1), ..., tau(E-1)."""
+    epochs = 4
+    recorder = _Recorder()
+    model = BPRMF(small_synthetic.n_users, small_synthetic.n_items, 4,
+                  generator=torch.Generator().manual_seed(0))
+    result = fit(model, small_synthetic, TrainConfig(epochs=epochs, eval_every=2,
+                                                     schedule=schedule),
+                 distiller=recorder, device="cpu", progress=False)
+    history = result.history
+    tau = [annealed_temperature(e, epochs) for e in range(epochs)]
+    assert (history["schedule"] == schedule).all()
+    if schedule == "default":
+        assert recorder.calls == tau
+        assert list(history["epoch"]) == [0, 2, 4]
+        assert list(history["epochs_trained"]) == [0, 2, 4]
+    else:
+        assert recorder.calls == [1.0] + tau
+        assert recorder.calls[-1] == pytest.approx(1e-10 ** ((epochs - 1) / epochs))
+        assert list(history["epoch"]) == [-1, 0, 2, 4]
+        assert list(history["epochs_trained"]) == [0, 1, 3, 5]
+
+
+def test_a_checkpoint_of_another_run_is_refused(tmp_path, small_synthetic, monkeypatch):
+    monkeypatch.setattr(train, "CHECKPOINT_SECONDS", 0.0)
+    checkpoint = tmp_path / "state.pt"
+    model = BPRMF(small_synthetic.n_users, small_synthetic.n_items, 4)
+    fit(model, small_synthetic, TrainConfig(epochs=1), progress=False, checkpoint=checkpoint)
+    with pytest.raises(ValueError, match=r"state\.pt was written by another run"):
+        fit(model, small_synthetic, TrainConfig(epochs=1, lr=0.01), progress=False,
+            checkpoint=checkpoint)
+    checkpoint.write_bytes(b"not a checkpoint")
+    with pytest.raises(ValueError, match=r"state\.pt: cannot be read"):
+        fit(model, small_synthetic, TrainConfig(epochs=1), progress=False,
+            checkpoint=checkpoint)
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks a machine without a GPU")
+def test_a_gpu_checkpoint_on_a_cpu_only_machine_is_one_clear_error(tmp_path, small_synthetic,
+                                                                   monkeypatch):
+    monkeypatch.setattr(train, "CHECKPOINT_SECONDS", 0.0)
+    checkpoint = tmp_path / "state.pt"
+    model = BPRMF(small_synthetic.n_users, small_synthetic.n_items, 4)
+    fit(model, small_synthetic, TrainConfig(epochs=1), progress=False, checkpoint=checkpoint)
+    state = torch.load(checkpoint, weights_only=True)
+    # what a distiller's Gumbel noise stream on a GPU leaves in a checkpoint
+    state["generators"] = {"assignment.noise.cuda:0": torch.zeros(16, dtype=torch.uint8)}
+    torch.save(state, checkpoint)
+    with pytest.raises(ValueError, match=r"state\.pt was written on cuda:0, which this "
+                                         r"machine lacks"):
+        fit(model, small_synthetic, TrainConfig(epochs=1), progress=False,
+            checkpoint=checkpoint)

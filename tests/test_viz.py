@@ -45,17 +45,18 @@ def random_rotation(dim, seed=0):
 # Optional dependencies
 # --------------------------------------------------------------------------------------
 
-def test_importing_viz_imports_no_optional_dependency():
-    code = ("import sys, htdviz.viz, htdviz.viz.projection; "
-            "bad = [m for m in ('plotly', 'umap', 'ipywidgets', 'anywidget') if m in "
-            "sys.modules]; print(bad); assert not bad; htdviz.viz.project")
-    subprocess.run([sys.executable, "-c", code], check=True)
-
-
-def test_views_never_import_the_training_code():
-    code = ("import sys, htdviz.viz.explorer, htdviz.viz.figures; "
-            "bad = [m for m in ('htdviz.train', 'htdviz.models', 'htdviz.distill', "
-            "'htdviz.experiment') if m in sys.modules]; print(bad); assert not bad")
+@pytest.mark.parametrize("modules, banned", [
+    # importing the views loads none of the optional libraries (and `project` is there)
+    ("htdviz.viz, htdviz.viz.projection; htdviz.viz.project",
+     ("plotly", "umap", "ipywidgets", "anywidget")),
+    # the views never import the training code
+    ("htdviz.viz.explorer, htdviz.viz.figures",
+     ("htdviz.train", "htdviz.models", "htdviz.distill", "htdviz.experiment")),
+], ids=["no-optional-dependency", "no-training-code"])
+def test_importing_the_views_leaves_out(modules, banned):
+    names, _, touch = modules.partition("; ")
+    code = (f"import sys, {names}; bad = [m for m in {banned!r} if m in sys.modules]; "
+            f"print(bad); assert not bad; {touch}")
     subprocess.run([sys.executable, "-c", code], check=True)
 
 
@@ -543,6 +544,21 @@ def test_preservation_bars_one_trace_per_neighbour_set():
     assert list(figures.preservation_bars(tidy).data[0].y) == [1, 2]
     with pytest.raises(ValueError, match="lacks the columns"):
         figures.preservation_bars(tidy.drop(columns="kl"))
+
+
+def test_sensitivity_figure_draws_means_ranges_and_the_default():
+    summary = pd.DataFrame({"factor": ["n_groups"] * 2 + ["alpha"], "value": [10, 30, 0.5],
+                            "is_default": [False, True, True], "n": [2, 3, 3],
+                            "mean": [.21, .28, .28], "min": [.20, .27, .27],
+                            "max": [.22, .29, .29]})
+    fig = figures.sensitivity_figure(summary)
+    assert len(fig.data) == 2
+    k = fig.data[0]
+    assert list(k.x) == ["10", "30"] and list(k.marker.symbol) == ["circle-open", "circle"]
+    assert np.allclose(k.error_y.array, [.01, .01]) and np.allclose(k.error_y.arrayminus, [.01, .01])
+    titles = [a.text for a in fig.layout.annotations]
+    assert titles == ["K, groups per entity type", "alpha (topology vs assignment)"]
+    assert "Recall@50" in fig.layout.yaxis.title.text
 
 
 # --------------------------------------------------------------------------------------
