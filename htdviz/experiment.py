@@ -100,7 +100,7 @@ def dataset_of(config: TeacherConfig | dict):
                         sha256=config.data_sha256)
 
 
-def _build_model(config: TeacherConfig | StudentConfig, dataset, dim: int):
+def build_model(config: TeacherConfig | StudentConfig, dataset, dim: int):
     """The model ``config`` names (:func:`htdviz.models.get_model`), with the options its
     class takes from the configuration, initialised from the run's seed."""
     cls = models.get_model(config.model)
@@ -149,7 +149,9 @@ def _save_run(path: Path, config, model, result, device, distiller=None) -> Path
     return written
 
 
-def _train_config(config, **overrides) -> TrainConfig:
+def train_config(config: TeacherConfig | StudentConfig, **overrides) -> TrainConfig:
+    """The training recipe of a run's configuration (``overrides``: further fields, e.g. a
+    student's ``distill_weight``)."""
     return TrainConfig(epochs=config.epochs, eval_every=config.eval_every,
                        random_state=config.seed, lr=config.lr,
                        weight_decay=config.weight_decay, schedule=config.schedule,
@@ -203,9 +205,9 @@ def teacher_run(model: str = "bpr", dim: int = 200, n_layers: int = 2,
     if finished(path):
         return path
     ds = dataset_of(config)
-    net = _build_model(config, ds, dim)
+    net = build_model(config, ds, dim)
     device = torch.device(device) if device else default_device()
-    result = fit(net, ds, _train_config(config), device=device,
+    result = fit(net, ds, train_config(config), device=device,
                  progress=_bar(f"teacher {model} d{dim}", progress),
                  checkpoint=checkpoint_path(path))
     return _save_run(path, config, net, result, device)
@@ -286,12 +288,12 @@ def student_run(teacher_dir: str | Path, method: str = "htd", dim: int = 20,
     teacher_reprs = load_run(teacher_dir)
     teacher_users = teacher_reprs.representations("users")
     teacher_items = teacher_reprs.representations("items")
-    net = _build_model(config, ds, dim)
+    net = build_model(config, ds, dim)
     # the distiller's own initialisation and Gumbel noise: a stream of its own
     generator = torch.Generator().manual_seed(seed + 1)
     distiller = make_distiller(config, teacher_users, teacher_items, generator)
     device = torch.device(device) if device else default_device()
-    result = fit(net, ds, _train_config(config, distill_weight=distill_weight),
+    result = fit(net, ds, train_config(config, distill_weight=distill_weight),
                  distiller=distiller, device=device,
                  progress=_bar(f"{method} d{dim} s{seed}", progress),
                  checkpoint=checkpoint_path(path))

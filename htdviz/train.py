@@ -218,9 +218,9 @@ def _fit(model, dataset, config, distiller, device, progress, checkpoint) -> Fit
         since_best >= config.early_stopping_patience
     for trained in ([] if stopped else bar):
         epoch = trained - label_offset                     # the epoch's label in the history
+        tic = time.perf_counter()               # a distiller's per-epoch work counts too
         if distiller is not None:
             distiller.start_epoch(max(trained - 1 - label_offset, 0), config.epochs)
-        tic = time.perf_counter()
         order = rng.permutation(n)
         users_np = train_users[order]
         negatives_np = sampler.sample(users_np, rng)

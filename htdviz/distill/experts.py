@@ -15,8 +15,9 @@ Speed without changing the result (only, at most, the order of float sums):
   (N, d_t, K) tensor of the reference implementation is never formed.
 - As tau falls, most weights of z underflow to exactly 0.0 in float32 (for most entities
   all but one, once tau is small). A zero weight adds exactly 0 to t_hat and passes exactly
-  0 back to its expert and to the logits, so on the CPU, once under half of the weights
-  are non-zero, each expert runs only on the entities whose weight for it is non-zero
+  0 back to its expert and to the logits, so on the CPU, once fewer than
+  :data:`SPARSE_SHARE` of the weights are non-zero, each expert runs only on the entities
+  whose weight for it is non-zero
   (still multiplied by the weight, so every parameter receives the same zero gradients).
 """
 from __future__ import annotations
@@ -38,8 +39,8 @@ BALANCE_WEIGHT = Option("balance_weight", 0.0, "DE, HTD: weight of a load-balanc
                         low=0.0, record="changed", label="-bal{:g}")
 
 #: The CPU runs each expert only on the rows it weighs once at most this share of the
-#: (row, expert) weights is non-zero ...
-SPARSE_SHARE = 0.5
+#: (row, expert) weights is non-zero (the crossover of benchmarks/bench_experts.py) ...
+SPARSE_SHARE = 0.8
 #: ... in zero-padded blocks while the largest expert's load times K is at most this many
 #: times the number of non-zero weights (else each expert on its own rows).
 PADDED_LOAD = 3

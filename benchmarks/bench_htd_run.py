@@ -1,0 +1,87 @@
+"""A whole HTD run, epoch by epoch: the training seconds of every epoch of a student run.
+
+    python benchmarks/bench_htd_run.py --teacher runs/<BPR teacher run> [--method htd]
+                                       [--dim 20] [--epochs 100] [--out epochs.csv]
+
+The student run that ``python -m htdviz distill --method <method> --dim <dim>`` trains
+from that teacher (same data set, model, distiller, seeds and recipe; evaluation every
+10 epochs), without writing a run folder. The seconds of each epoch are measured from the
+distiller's ``start_epoch`` hook (called as each epoch starts) to the next, evaluations
+left out, so the curve shows the dense phase (high temperature: every expert on every
+entity), the transition and the sparse phase. Prints the curve in blocks of ten epochs
+and the total; ``--out`` writes one row per epoch (epoch, temperature, seconds).
+"""
+from __future__ import annotations
+
+import argparse
+import time
+from pathlib import Path
+
+import pandas as pd
+import torch
+
+from htdviz import experiment, train
+from htdviz.runs import StudentConfig, TeacherConfig, load_run
+
+
+def main():
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--teacher", required=True, help="a finished teacher run folder")
+    parser.add_argument("--method", default="htd")
+    parser.add_argument("--dim", type=int, default=20)
+    parser.add_argument("--epochs", type=int, default=100)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--out", default=None, help="CSV of the per-epoch seconds")
+    args = parser.parse_args()
+
+    teacher_dir = Path(args.teacher)
+    teacher = TeacherConfig.from_dict(load_run(teacher_dir, embeddings=False).config)
+    config = StudentConfig(method=args.method, dim=args.dim, epochs=args.epochs,
+                           seed=args.seed).inherit(teacher_dir.name, teacher)
+    dataset = experiment.dataset_of(teacher)
+    run = load_run(teacher_dir)
+    model = experiment.build_model(config, dataset, args.dim)
+    distiller = experiment.make_distiller(config, run.representations("users"),
+                                          run.representations("items"),
+                                          torch.Generator().manual_seed(args.seed + 1))
+    starts, evaluating = [], [0.0]
+    start_epoch, evaluate_both = distiller.start_epoch, train.evaluate_both
+
+    def timed_start(epoch, n_epochs):
+        starts.append((epoch, time.perf_counter(), evaluating[0]))
+        start_epoch(epoch, n_epochs)
+        starts[-1] += (getattr(distiller, "temperature", None) or
+                       getattr(getattr(distiller, "assignment", None), "temperature", None),)
+
+    def timed_evaluation(*a, **k):
+        tic = time.perf_counter()
+        try:
+            return evaluate_both(*a, **k)
+        finally:
+            evaluating[0] += time.perf_counter() - tic
+
+    distiller.start_epoch = timed_start
+    train.evaluate_both = timed_evaluation
+    print(f"{teacher.dataset}: {dataset.n_train:,} training pairs; {args.method} d_s = "
+          f"{args.dim}, {args.epochs} epochs; CPU, {torch.get_num_threads()} threads",
+          flush=True)
+    result = train.fit(model, dataset, experiment.train_config(
+        config, distill_weight=config.distill_weight), distiller=distiller,
+                       device="cpu", progress=False)
+    end = (None, time.perf_counter(), evaluating[0], None)
+    rows = [{"epoch": e, "temperature": tau, "seconds": (t1 - t0) - (ev1 - ev0)}
+            for (e, t0, ev0, tau), (_, t1, ev1, _) in zip(starts, starts[1:] + [end])]
+    curve = pd.DataFrame(rows)
+    for block in range(0, len(curve), 10):
+        part = curve.iloc[block:block + 10]
+        print(f"epochs {block:3d}-{block + len(part) - 1:3d}: tau {part.temperature.iloc[0]:.2g}"
+              f" -> {part.temperature.iloc[-1]:.2g}, {part.seconds.sum():7.1f} s "
+              f"({part.seconds.min():.1f}-{part.seconds.max():.1f} s an epoch)")
+    print(f"training {curve.seconds.sum() / 60:.1f} min (fit: {result.seconds / 60:.1f} min); "
+          f"test Recall@50 {result.history['test_recall@50'].iloc[-1]:.4f}")
+    if args.out:
+        curve.to_csv(args.out, index=False)
+
+
+if __name__ == "__main__":
+    main()
