@@ -9,7 +9,8 @@ from that teacher (same data set, model, distiller, seeds and recipe; evaluation
 distiller's ``start_epoch`` hook (called as each epoch starts) to the next, evaluations
 left out, so the curve shows the dense phase (high temperature: every expert on every
 entity), the transition and the sparse phase. Prints the curve in blocks of ten epochs
-and the total; ``--out`` writes one row per epoch (epoch, temperature, seconds).
+and the total (each epoch's line is printed as it ends); ``--out`` writes one row per epoch
+(epoch, temperature, seconds).
 """
 from __future__ import annotations
 
@@ -48,6 +49,10 @@ def main():
     start_epoch, evaluate_both = distiller.start_epoch, train.evaluate_both
 
     def timed_start(epoch, n_epochs):
+        if starts:                                    # the epoch before this one, as it ends
+            e, t0, ev0, tau = starts[-1]
+            seconds = time.perf_counter() - t0 - (evaluating[0] - ev0)
+            print(f"epoch {e:3d}  tau {tau:.2g}  {seconds:6.1f} s", flush=True)
         starts.append((epoch, time.perf_counter(), evaluating[0]))
         start_epoch(epoch, n_epochs)
         starts[-1] += (getattr(distiller, "temperature", None) or

@@ -1,6 +1,6 @@
 """Compiled CPU loops (numba), imported on first use: the sparse teacher step (the batch's
-distinct rows, the BPR loss and its gradient, row-wise Adam) and the negative sampler's
-membership test.
+distinct rows, the BPR loss and its gradient, row-wise Adam), the negative sampler's
+membership test, and NeuMF's per-pair scores for full ranking (``add_relu_dot``).
 
 All are bound by memory on the CPU: each touches a row once where a chain of torch (or
 numpy) operations reads and writes it once per operation, or searches a row of the

@@ -1,7 +1,7 @@
 """Subnormal floats flushed to zero in every thread that computes for torch on the CPU.
 
-x86 CPUs handle subnormal floats (below ~1.2e-38 in float32) 10-100x slower than normal
-ones. Training meets them: a trained teacher's topology gives tiny gradients, and as HTD's
+Many x86 CPUs handle subnormal floats (below ~1.2e-38 in float32) far slower than normal
+ones (docs/benchmarks.md, "Subnormal floats", says on which). Training meets them: a trained teacher's topology gives tiny gradients, and as HTD's
 Gumbel-softmax temperature falls most of its weights pass through the subnormal range before
 they underflow to zero (docs/benchmarks.md, "Subnormal floats"). Values that small carry
 nothing here, so training flushes them (flush-to-zero and denormals-are-zero).
@@ -12,7 +12,8 @@ parallel operation of the process, and every pipeline runs one before training (
 model initialises its embedding tables in parallel), so they would keep computing with
 subnormals. :func:`flush_denormals` therefore also runs ``torch.set_flush_denormal`` once on
 each worker of the OpenMP runtime that torch uses (through its ``GOMP_parallel`` entry
-point, which both libgomp and Intel's libiomp export), and restores the flags afterwards.
+point, which GNU libgomp, LLVM's libomp and Intel's libiomp export), and clears the flags
+again afterwards.
 """
 from __future__ import annotations
 
@@ -34,7 +35,8 @@ def _openmp_runtimes() -> list[ctypes.CDLL]:
     if not sys.platform.startswith("linux") or not maps.exists():
         return []
     paths = sorted({line.split(maxsplit=5)[-1].strip() for line in maps.read_text().splitlines()
-                    if ("libgomp" in line or "libiomp" in line) and "/" in line})
+                    if any(name in line for name in ("libgomp", "libiomp", "libomp"))
+                    and "/" in line})
     runtimes = []
     for path in paths:
         try:
@@ -66,12 +68,17 @@ def _set_in_workers(on: bool) -> int:
     return len(threads) or 1
 
 
+def _flushing() -> bool:
+    """Whether the calling thread flushes subnormals now (a one-element product, computed
+    in this thread, of a subnormal is 0 exactly then)."""
+    return (torch.tensor(1e-40) * 1.0).item() == 0.0
+
 
 @contextlib.contextmanager
 def flush_denormals():
     """Flush subnormal floats to zero in the calling thread and torch's CPU worker threads
-    while the block runs; the flags are cleared again afterwards (torch's default; it has
-    no getter for their previous state).
+    while the block runs. The flags are cleared again afterwards (torch's default), unless
+    the calling thread was flushing already (an enclosing block: it stays in force).
 
     Does nothing where the CPU cannot flush (``torch.set_flush_denormal`` returns False:
     not x86 with SSE3).
@@ -79,10 +86,11 @@ def flush_denormals():
     Examples
     --------
     >>> import torch
-    >>> with flush_denormals():
+    >>> with flush_denormals():                # doctest: +SKIP
     ...     (torch.full((3,), 1e-40) * 1.0).tolist()
     [0.0, 0.0, 0.0]
     """
+    was_flushing = _flushing()
     if not torch.set_flush_denormal(True):
         yield
         return
@@ -90,4 +98,5 @@ def flush_denormals():
         _set_in_workers(True)
         yield
     finally:
-        _set_in_workers(False)
+        if not was_flushing:
+            _set_in_workers(False)

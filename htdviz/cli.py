@@ -324,10 +324,10 @@ def _run(args) -> int:
                                       progress=progress, **_student_kwargs(args))
         _finished(path, print_path_only=args.print_path)
     elif args.command == "sweep":
-        table = experiment.sweep(args.dims, args.methods,
-                                 teacher_dir=_teacher(args, announce=True), jobs=args.jobs,
-                                 runs_dir=args.runs, progress=progress,
-                                 **_student_kwargs(args))
+        table = study_module().sweep(args.dims, args.methods,
+                                     teacher_dir=_teacher(args, announce=True),
+                                     jobs=args.jobs, runs_dir=args.runs, progress=progress,
+                                     **_student_kwargs(args))
         if args.out:
             table.to_csv(args.out, index=False)
         cols = ["method", "dim", "final_test_recall@50", "final_test_ndcg@50",

@@ -47,6 +47,9 @@ def load_dataset(name: str | Path = "citeulike", split: str = "reference", seed:
     if str(name) == "citeulike":
         return data.load_citeulike(split=split, seed=seed, min_items=min_items)
     if str(name) == "foursquare":
+        if split != "random":
+            raise ValueError(f"split must be 'random' for Foursquare (it has no published "
+                             f"split), got {split!r}")
         return data.load_foursquare(seed=seed, min_items=min_items)
     if str(name) == "synthetic":
         return data.synthetic(seed=seed)
@@ -318,42 +321,3 @@ def load_metrics(run_dir: str | Path) -> dict:
     row.update(train_seconds=metrics["train_seconds"], n_parameters=metrics["n_parameters"],
                device=metrics["device"])
     return row
-
-
-def sweep(dims=(10, 20, 100, 200), methods=("student", "ftd", "htd"), teacher_dir=None,
-          jobs: int = 1, runs_dir: str | Path = "runs", progress: bool = True,
-          dataset: str | Path = "citeulike", teacher_options: dict | None = None,
-          **student_kwargs) -> pd.DataFrame:
-    """Every student dim x method from one teacher; returns the tidy table of their metrics.
-
-    A thin case of :func:`htdviz.study.study` (grid ``{"dim": dims, "method": methods}``)
-    that raises if a run fails.
-
-    Parameters
-    ----------
-    dims, methods : sequences
-        The grid.
-    teacher_dir : path, optional
-        A finished teacher run; default: train (or reuse) the teacher of ``dataset`` and
-        ``teacher_options`` (keyword arguments of :func:`teacher_run`).
-    jobs : int, default 1
-        Runs at a time (the local executor's workers).
-    **student_kwargs
-        Options of :func:`student_run` (and ``device``).
-    """
-    from .study import study
-
-    if teacher_dir is None:
-        teacher_dir = teacher_run(dataset=dataset, runs_dir=runs_dir, progress=progress,
-                                  device=student_kwargs.get("device"),
-                                  **(teacher_options or {}))
-    device = student_kwargs.pop("device", None)
-    table = study({"dim": list(dims), "method": list(methods)}, teacher=teacher_dir,
-                  workers=jobs, runs_dir=runs_dir, device=device, progress=progress,
-                  **student_kwargs)
-    failed = table[table["status"] == "failed"]
-    if len(failed):
-        first = failed.iloc[0]
-        raise RuntimeError(f"{len(failed)} of {len(table)} sweep runs failed; "
-                           f"{first['method']} d{first['dim']}: {first['error']}")
-    return table

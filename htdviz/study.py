@@ -560,3 +560,40 @@ class _Ray:
     def close(self):
         if self.started:
             self.ray.shutdown()
+
+
+def sweep(dims=(10, 20, 100, 200), methods=("student", "ftd", "htd"), teacher_dir=None,
+          jobs: int = 1, runs_dir: str | Path = "runs", progress: bool = True,
+          dataset: str | Path = "citeulike", teacher_options: dict | None = None,
+          **student_kwargs) -> pd.DataFrame:
+    """Every student dim x method from one teacher; returns the tidy table of their metrics.
+
+    A thin case of :func:`study` (grid ``{"dim": dims, "method": methods}``) that raises if
+    a run fails.
+
+    Parameters
+    ----------
+    dims, methods : sequences
+        The grid.
+    teacher_dir : path, optional
+        A finished teacher run; default: train (or reuse) the teacher of ``dataset`` and
+        ``teacher_options`` (keyword arguments of :func:`htdviz.experiment.teacher_run`).
+    jobs : int, default 1
+        Runs at a time (the local executor's workers).
+    **student_kwargs
+        Options of :func:`htdviz.experiment.student_run` (and ``device``).
+    """
+    if teacher_dir is None:
+        teacher_dir = experiment.teacher_run(dataset=dataset, runs_dir=runs_dir, progress=progress,
+                                  device=student_kwargs.get("device"),
+                                  **(teacher_options or {}))
+    device = student_kwargs.pop("device", None)
+    table = study({"dim": list(dims), "method": list(methods)}, teacher=teacher_dir,
+                  workers=jobs, runs_dir=runs_dir, device=device, progress=progress,
+                  **student_kwargs)
+    failed = table[table["status"] == "failed"]
+    if len(failed):
+        first = failed.iloc[0]
+        raise RuntimeError(f"{len(failed)} of {len(table)} sweep runs failed; "
+                           f"{first['method']} d{first['dim']}: {first['error']}")
+    return table

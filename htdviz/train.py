@@ -37,10 +37,10 @@ from .config import SCHEDULES, UPDATES
 from .data import Dataset, NegativeSampler
 from .distill.base import as_distiller
 from .evaluate import DEFAULT_KS, full_ranking
-from .models import base as models_base
+from .models.base import bpr_loss
 
 #: A checkpoint is saved after the first epoch that ends at least this many seconds after
-#: the last one (a d = 200 teacher's state takes about 0.25 s to write on this CPU).
+#: the last one (writing a teacher's whole state costs a fraction of an epoch).
 CHECKPOINT_SECONDS = 60.0
 
 
@@ -109,11 +109,6 @@ class FitResult:
     seconds: float
 
 
-# -log sigmoid(<u, i+> - <u, j->), summed: every dot-product model's training loss
-# (htdviz.models.Recommender.training_loss), and the sparse steps' below
-bpr_loss = models_base.bpr_loss
-
-
 def evaluate_both(model, dataset: Dataset, ks=DEFAULT_KS) -> dict[str, float]:
     """Validation and test metrics of a model, keys like ``valid_recall@50``."""
     users, items = model.representations()
@@ -165,8 +160,8 @@ def fit(model, dataset: Dataset, config: TrainConfig | None = None, distiller=No
         With early stopping, the model keeps the weights of its best-validation epoch.
     """
     # Subnormal floats (tiny gradients of a trained teacher's topology, HTD's Gumbel-softmax
-    # weights as its temperature falls) cost the CPU 10-100x a normal float; values that
-    # small carry nothing here, so they are flushed to zero in every thread while fit runs.
+    # weights as its temperature falls) are slow on many CPUs and carry nothing here, so
+    # they are flushed to zero in every thread while fit runs (htdviz._threads).
     with flush_denormals():
         return _fit(model, dataset, config, distiller, device, progress, checkpoint)
 

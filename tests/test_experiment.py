@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from htdviz import experiment, runs
+from htdviz import experiment, runs, study
 
 from conftest import TINY_TEACHER
 
@@ -100,9 +100,9 @@ def test_a_stopped_run_resumes_where_it_stopped_and_ends_as_an_uninterrupted_one
 def test_parallel_sweep_equals_serial(teacher, tmp_path):
     """Two worker processes, in a folder of their own (nothing to reuse), train the very
     same runs as one process."""
-    serial = experiment.sweep((2,), ("student", "fitnet"), teacher_dir=teacher,
+    serial = study.sweep((2,), ("student", "fitnet"), teacher_dir=teacher,
                               runs_dir=teacher.parent, progress=False, **FAST)
-    parallel = experiment.sweep((2,), ("student", "fitnet"), teacher_dir=teacher, jobs=2,
+    parallel = study.sweep((2,), ("student", "fitnet"), teacher_dir=teacher, jobs=2,
                                 runs_dir=tmp_path, progress=False, **FAST)
     assert list(parallel["status"]) == ["done", "done"]
     assert list(parallel["run"]) == list(serial["run"])
@@ -118,13 +118,13 @@ def test_sweep_is_a_study_and_raises_on_failure(tiny_study, monkeypatch):
     """A sweep over the tiny study's cells (conftest.py) reuses its runs."""
     runs_dir, table = tiny_study
     teacher = runs_dir / table.loc[0, "teacher"]
-    swept = experiment.sweep((4, 8), ("student", "htd"), teacher_dir=teacher,
+    swept = study.sweep((4, 8), ("student", "htd"), teacher_dir=teacher,
                              runs_dir=runs_dir, progress=False, epochs=2, eval_every=1)
     assert set(swept["status"]) == {"reused"}
     monkeypatch.setattr(experiment, "student_run",
                         lambda *a, **k: (_ for _ in ()).throw(ValueError("planted")))
     with pytest.raises(RuntimeError, match="1 of 1 sweep runs failed.*planted"):
-        experiment.sweep((7,), ("student",), teacher_dir=teacher, runs_dir=runs_dir,
+        study.sweep((7,), ("student",), teacher_dir=teacher, runs_dir=runs_dir,
                          progress=False, epochs=2, eval_every=1)
 
 

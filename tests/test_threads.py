@@ -65,6 +65,19 @@ def test_flush_denormals_reaches_every_worker_and_restores():
     assert int(after) == 4_000_000
 
 
+def test_nested_blocks_keep_flushing_until_the_outer_one_ends():
+    inner_end, outer_end = run("""
+        from htdviz._threads import flush_denormals
+        with flush_denormals():
+            with flush_denormals():
+                pass
+            print(nonzero())
+        print(nonzero())
+    """)
+    assert int(inner_end) == 0
+    assert int(outer_end) == 4_000_000
+
+
 def test_fit_flushes_in_every_worker_thread():
     """A distiller measures, during training, what a parallel op makes of subnormals."""
     during, after = run("""

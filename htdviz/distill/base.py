@@ -32,7 +32,6 @@ import torch
 from torch import nn
 
 from ..config import Option
-from ..groups import group_usage
 
 __all__ = ["Distiller", "Option", "register_method", "get_method", "method_names",
            "is_built_in", "method_options", "display_name", "as_distiller", "STUDENT"]
@@ -69,7 +68,8 @@ class Distiller(nn.Module):
 
     def forward(self, users: torch.Tensor, items: torch.Tensor, student_users: torch.Tensor,
                 student_items: torch.Tensor) -> dict[str, torch.Tensor]:
-        """The loss terms of one batch.
+        """The loss terms of one batch (a method with :attr:`needs_scores` also takes
+        ``scores``, a keyword).
 
         Parameters
         ----------
@@ -108,16 +108,18 @@ class Distiller(nn.Module):
     @torch.no_grad()
     def group_usage(self) -> dict[str, float]:
         """Groups in use and the entropy of their sizes (bits), for the history:
-        ``{user,item}_groups_used`` and ``{user,item}_group_entropy``; empty without
-        groups."""
+        ``{kind}_groups_used`` and ``{kind}_group_entropy`` for each kind whose
+        :meth:`hard_groups` is not None (the measure of :func:`htdviz.groups.group_usage`,
+        computed here so that training needs no analysis module)."""
         out = {}
         for kind in KINDS:
             labels = self.hard_groups(kind)
             if labels is None:
-                return {}
-            usage = group_usage(labels.cpu().numpy(), self.n_groups)
-            out[f"{kind}_groups_used"] = usage["used"]
-            out[f"{kind}_group_entropy"] = usage["entropy"]
+                continue
+            sizes = torch.bincount(labels.flatten().cpu())
+            share = sizes[sizes > 0].double() / sizes.sum()
+            out[f"{kind}_groups_used"] = int(share.numel())
+            out[f"{kind}_group_entropy"] = float(-(share * share.log2()).sum()) + 0.0
         return out
 
 

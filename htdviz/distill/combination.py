@@ -24,6 +24,10 @@ def combine(*names: str) -> type[Distiller]:
     """The method sum_m w_m L_m of the registered methods ``names`` (at least two)."""
     if len(names) < 2 or len(set(names)) != len(names):
         raise ValueError(f"names must be two or more different methods, got {names}")
+    nested = [name for name in names if "+" in name]
+    if nested:
+        raise ValueError(f"names must be single methods, not combinations: got {nested[0]!r}; "
+                         f"combine their parts instead")
     parts = {name: get_method(name) for name in names}
     if any(cls is None for cls in parts.values()):
         raise ValueError(f"names must be distillation methods, not 'student': {names}")
@@ -79,9 +83,9 @@ def combine(*names: str) -> type[Distiller]:
             total, terms = 0.0, {}
             for name, part in self.parts.items():
                 extra = {"scores": scores} if part.needs_scores else {}
-                loss = part(users, items, student_users, student_items, **extra)["loss"]
-                total = total + self.weights[name] * loss
-                terms[f"{name}_loss"] = loss.detach()
+                out = part(users, items, student_users, student_items, **extra)
+                total = total + self.weights[name] * out["loss"]
+                terms.update({f"{name}_{key}": value.detach() for key, value in out.items()})
             return {"loss": total, **terms}
 
     Combination.options = tuple(options.values()) + weights

@@ -209,6 +209,8 @@ class RRD(Distiller):
                  n_uninteresting: int = 40, n_top: int = 500, rank_temperature: float = 10.0,
                  rank_sampling: bool = True):
         super().__init__()
+        if not 1 <= n_interesting <= n_top:
+            raise ValueError(f"n_interesting must be in [1, n_top={n_top}], got {n_interesting}")
         self.register_buffer("teacher_users", as_teacher(teacher_user_repr, "teacher_user_repr"))
         self.register_buffer("teacher_items", as_teacher(teacher_item_repr, "teacher_item_repr"))
         self.settings = dict(n_interesting=n_interesting, n_uninteresting=n_uninteresting,

@@ -129,7 +129,7 @@ class NeuMF(Recommender):
 
     @torch.no_grad()
     def scorer(self, user_repr: torch.Tensor, item_repr: torch.Tensor):
-        """Scores of all items for batches of users, exactly :meth:`pair_scores`.
+        """Scores of all items for batches of users: :meth:`pair_scores` up to float rounding.
 
         Computed once here: the GMF term's user side weighted by the output layer, and the
         first MLP layer's user part (n_users, h) and item part with its bias (n_items, h).
