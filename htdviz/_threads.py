@@ -100,3 +100,20 @@ def flush_denormals():
     finally:
         if not was_flushing:
             _set_in_workers(False)
+
+
+@contextlib.contextmanager
+def torch_threads(n_threads: int | None):
+    """Run the block with ``n_threads`` torch threads (None: leave as is), then restore.
+
+    Small matrix work (eigenproblems of d x d matrices, probes with mini-batches) runs far
+    faster on one thread on a busy machine: the threads wait on each other more than they
+    compute (docs/benchmarks.md, "Analysis").
+    """
+    previous = torch.get_num_threads()
+    if n_threads is not None:
+        torch.set_num_threads(n_threads)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(previous)

@@ -26,8 +26,11 @@ import torch
 
 from . import topology
 from .runs import as_run
-from .topology import (_as_labels, _as_matrix, _check_positive_int, _members,
-                       _torch_threads, _unit)
+from ._threads import torch_threads as _torch_threads
+from ._validation import check_int as _check_positive_int
+from ._validation import check_labels as _as_labels
+from ._validation import check_matrix as _as_matrix
+from .topology import _members, _unit
 
 #: Student dims of the paper's sweep as fractions phi = d_s / d_t.
 DEFAULT_PHIS = (0.05, 0.1, 0.25, 0.5, 1.0)
@@ -83,7 +86,7 @@ def _gram_eigenvalues(x: torch.Tensor) -> np.ndarray:
     are clipped to 0."""
     x = x.double()
     gram = x.T @ x if x.shape[1] <= x.shape[0] else x @ x.T
-    with _torch_threads(1):                 # a small eigenproblem: see _torch_threads
+    with _torch_threads(1):                 # a small eigenproblem: see torch_threads
         eig = torch.linalg.eigvalsh(gram)
     return eig.flip(0).clamp_min(0).numpy()
 

@@ -21,8 +21,6 @@ import io
 import logging
 import os
 import pickle
-import shutil
-import tempfile
 import urllib.error
 import urllib.request
 from dataclasses import dataclass, field
@@ -30,6 +28,8 @@ from pathlib import Path
 
 import numpy as np
 import scipy.sparse as sp
+
+from ._io import write_atomically
 
 logger = logging.getLogger(__name__)
 
@@ -166,20 +166,6 @@ def _sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
-def _write_atomically(target: Path, write) -> None:
-    """Call ``write(file)`` on a temporary file beside ``target``, then rename it into place."""
-    target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".part")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            write(f)
-        os.chmod(tmp, 0o644)          # mkstemp makes it private; a cache file is not secret
-        os.replace(tmp, target)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 def _fetch_verified(target: Path, source, sha256: str, where: str) -> None:
     """Copy ``source`` (a readable binary stream) to ``target``; keep it only if its hash fits."""
     def write(f):
@@ -190,7 +176,7 @@ def _fetch_verified(target: Path, source, sha256: str, where: str) -> None:
         if digest.hexdigest() != sha256:
             raise ValueError(f"{where}: sha256 {digest.hexdigest()} does not match the expected "
                              f"{sha256}; the file was not kept")
-    _write_atomically(target, write)
+    write_atomically(target, write)
 
 
 def fetch_citeulike(data_dir: str | Path | None = None, files=tuple(CITEULIKE_FILES)) -> Path:

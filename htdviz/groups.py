@@ -17,7 +17,9 @@ import pandas as pd
 import scipy.sparse as sp
 import torch
 
-from .topology import _as_labels, _as_matrix, _check_positive_int
+from ._validation import check_int as _check_positive_int
+from ._validation import check_labels as _as_labels
+from ._validation import check_matrix as _as_matrix
 
 
 # --------------------------------------------------------------------------------------

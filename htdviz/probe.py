@@ -33,7 +33,9 @@ import torch
 from torch import nn
 
 from .groups import _as_tags
-from .topology import _as_matrix, _check_positive_int, _torch_threads
+from ._threads import torch_threads as _torch_threads
+from ._validation import check_int as _check_positive_int
+from ._validation import check_matrix as _as_matrix
 
 PROBES = ("linear", "mlp")
 

@@ -19,7 +19,7 @@ import numpy as np
 import pandas as pd
 
 from . import capacity, experiment, groups, topology
-from .data import _write_atomically
+from ._io import write_atomically
 from .distill import display_name, get_method
 from .evaluate import ranking_agreement
 from .reference import paper_recall
@@ -477,7 +477,7 @@ def _write_html(path: Path, settings: str, sections: list[Section]) -> Path:
         if section.csv is not None:
             name, table = section.csv
             csv = path.with_name(f"{path.stem}.{name}.csv")
-            _write_atomically(csv, lambda f, t=table: f.write(
+            write_atomically(csv, lambda f, t=table: f.write(
                 t.to_csv(index=False).encode("utf-8")))
             parts.append(f"<p><a href='{html.escape(csv.name)}'>The full table "
                          f"({html.escape(csv.name)})</a></p>")
@@ -490,7 +490,7 @@ def _write_html(path: Path, settings: str, sections: list[Section]) -> Path:
 <p>{html.escape(settings)}</p>
 {''.join(parts)}
 </body></html>"""
-    _write_atomically(path, lambda f: f.write(page.encode("utf-8")))
+    write_atomically(path, lambda f: f.write(page.encode("utf-8")))
     return path
 
 

@@ -25,7 +25,6 @@ Conventions
 """
 from __future__ import annotations
 
-from contextlib import contextmanager
 from dataclasses import dataclass
 
 import numpy as np
@@ -78,23 +77,6 @@ def _rng(random_state) -> np.random.Generator:
     if isinstance(random_state, np.random.Generator):
         return random_state
     return np.random.default_rng(random_state)
-
-
-@contextmanager
-def _torch_threads(n_threads: int | None):
-    """Run the block with ``n_threads`` PyTorch threads (None: leave as is), then restore.
-
-    Small matrix work (eigenproblems of d x d matrices, probes with mini-batches) runs
-    far faster on one thread on a busy machine: the threads wait on each other more than
-    they compute (measured on 2 cores: 200 x 200 eigvalsh 2.8 s threaded vs 3 ms).
-    """
-    previous = torch.get_num_threads()
-    if n_threads is not None:
-        torch.set_num_threads(n_threads)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(previous)
 
 
 def _blocks(n: int, chunk_size: int):

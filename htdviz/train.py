@@ -32,6 +32,7 @@ import pandas as pd
 import torch
 from tqdm.auto import tqdm
 
+from ._io import write_atomically
 from ._threads import flush_denormals
 from .config import SCHEDULES, UPDATES
 from .data import Dataset, NegativeSampler
@@ -472,8 +473,6 @@ class _Checkpoint:
         return time.perf_counter() - self.last_saved >= CHECKPOINT_SECONDS
 
     def save(self, trained, rows, best, since_best, seconds) -> None:
-        from .data import _write_atomically
-
         state = {
             "format": self.FORMAT, **self.identity, "trained": trained,
             "model_state": self.model.state_dict(),
@@ -490,7 +489,7 @@ class _Checkpoint:
                      for row in rows],
             "best": list(best), "since_best": since_best, "seconds": seconds,
         }
-        _write_atomically(self.path, lambda f: torch.save(state, f))
+        write_atomically(self.path, lambda f: torch.save(state, f))
         self.last_saved = time.perf_counter()
 
     def load(self):

@@ -50,40 +50,14 @@ PACKAGE_DIR = Path(__file__).resolve().parents[1] / PACKAGE
 
 #: (importing module, imported module, private name) -> why it is still there
 KNOWN_PRIVATE_IMPORTS = {
-    ("htdviz.capacity", "htdviz.topology", "_as_labels"):
-        "topology's array checks: move to _validation (issue 23, 'all input checks')",
-    ("htdviz.capacity", "htdviz.topology", "_as_matrix"):
-        "topology's array checks: move to _validation",
-    ("htdviz.capacity", "htdviz.topology", "_check_positive_int"):
-        "topology's array checks: move to _validation",
     ("htdviz.capacity", "htdviz.topology", "_members"):
         "group membership helper: make it public in topology or groups",
     ("htdviz.capacity", "htdviz.topology", "_prototypes"):
         "group prototypes (attribute access, topology._prototypes): make it public",
-    ("htdviz.capacity", "htdviz.topology", "_torch_threads"):
-        "thread-count context: belongs in _threads",
     ("htdviz.capacity", "htdviz.topology", "_unit"):
         "row normalisation: one public unit-row helper in a private module (issue 23)",
-    ("htdviz.groups", "htdviz.topology", "_as_labels"):
-        "topology's array checks: move to _validation",
-    ("htdviz.groups", "htdviz.topology", "_as_matrix"):
-        "topology's array checks: move to _validation",
-    ("htdviz.groups", "htdviz.topology", "_check_positive_int"):
-        "topology's array checks: move to _validation",
     ("htdviz.probe", "htdviz.groups", "_as_tags"):
         "tag validation: move to _validation",
-    ("htdviz.probe", "htdviz.topology", "_as_matrix"):
-        "topology's array checks: move to _validation",
-    ("htdviz.probe", "htdviz.topology", "_check_positive_int"):
-        "topology's array checks: move to _validation",
-    ("htdviz.probe", "htdviz.topology", "_torch_threads"):
-        "thread-count context: belongs in _threads",
-    ("htdviz.models.base", "htdviz.data", "_write_atomically"):
-        "the atomic writer: one public writer in a private module (issue 23)",
-    ("htdviz.report", "htdviz.data", "_write_atomically"):
-        "the atomic writer: one public writer in a private module",
-    ("htdviz.train", "htdviz.data", "_write_atomically"):
-        "the atomic writer: one public writer in a private module",
     ("htdviz.viz.explorer", "htdviz.viz", "_require"):
         "optional-dependency loader in viz/__init__: move to a private module (viz/_optional.py)",
     ("htdviz.viz.figures", "htdviz.viz", "_require"):

@@ -15,6 +15,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .._io import write_atomically
+
 
 class Recommender(nn.Module):
     """A model with one representation per user and per item; score = dot product.
@@ -173,11 +175,10 @@ def save(model: Recommender, path: str | Path) -> None:
     """Write the model's weights and configuration to a safetensors file (no pickle)."""
     from safetensors.torch import save as to_bytes
 
-    from ..data import _write_atomically
 
     meta = {"class": type(model).__name__, "config": json.dumps(model.config())}
     tensors = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
-    _write_atomically(Path(path), lambda f: f.write(to_bytes(tensors, metadata=meta)))
+    write_atomically(Path(path), lambda f: f.write(to_bytes(tensors, metadata=meta)))
 
 
 def load(path: str | Path, dataset=None, device: str | torch.device = "cpu") -> Recommender:
