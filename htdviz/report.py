@@ -103,8 +103,6 @@ def run_demo(student_dim: int = 20, epochs: int = 30, teacher_epochs: int = 100,
     return path
 
 
-
-
 def _display(name: str) -> str:
     """How the page names a run's method (the method's own display name)."""
     return "teacher" if name == "teacher" else display_name(name)
