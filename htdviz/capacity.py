@@ -26,11 +26,9 @@ import torch
 
 from . import topology
 from .runs import as_run
-from ._threads import torch_threads as _torch_threads
-from ._validation import check_int as _check_positive_int
-from ._validation import check_labels as _as_labels
-from ._validation import check_matrix as _as_matrix
-from .topology import _members, _unit
+from ._threads import torch_threads
+from ._validation import check_int, check_labels, check_matrix
+from .topology import group_members, unit_rows
 
 #: Student dims of the paper's sweep as fractions phi = d_s / d_t.
 DEFAULT_PHIS = (0.05, 0.1, 0.25, 0.5, 1.0)
@@ -61,9 +59,9 @@ def spectrum(repr, normalize: bool = False, center: bool = True) -> pd.DataFrame
         ``explained_variance`` (eigenvalue / (n - 1) when centred, / n otherwise),
         ``explained_variance_ratio``, ``cumulative_ratio``.
     """
-    x = torch.from_numpy(_as_matrix(repr, "repr")).double()
+    x = torch.from_numpy(check_matrix(repr, "repr")).double()
     if normalize:
-        x = _unit(x)
+        x = unit_rows(x)
     if center:
         x = x - x.mean(0)
     eig = _gram_eigenvalues(x)
@@ -86,7 +84,7 @@ def _gram_eigenvalues(x: torch.Tensor) -> np.ndarray:
     are clipped to 0."""
     x = x.double()
     gram = x.T @ x if x.shape[1] <= x.shape[0] else x @ x.T
-    with _torch_threads(1):                 # a small eigenproblem: see torch_threads
+    with torch_threads(1):                 # a small eigenproblem: see torch_threads
         eig = torch.linalg.eigvalsh(gram)
     return eig.flip(0).clamp_min(0).numpy()
 
@@ -100,7 +98,7 @@ def parameter_count(n_users: int, n_items: int, dim: int) -> int:
     student and are not counted, as in the paper.
     """
     for name, value in (("n_users", n_users), ("n_items", n_items), ("dim", dim)):
-        _check_positive_int(value, name, low=0 if name != "dim" else 1)
+        check_int(value, name, low=0 if name != "dim" else 1)
     return (int(n_users) + int(n_items)) * int(dim)
 
 
@@ -173,13 +171,13 @@ def topology_error_bounds(teacher, dims, labels=None, n_groups: int | None = Non
     a large share of its energy out of any student's reach, the hierarchical target much
     less; at d = d_t both are reachable, and the full topology carries more information.
     """
-    x = _as_matrix(teacher, "teacher")
+    x = check_matrix(teacher, "teacher")
     dims = np.atleast_1d(np.asarray(dims))
     if dims.ndim != 1 or dims.size == 0 or not np.issubdtype(dims.dtype, np.integer) or \
             (dims < 1).any():
         raise ValueError(f"dims must be one or more integers >= 1, got {dims.tolist()}")
     if labels is not None:
-        labels, n_groups = _as_labels(labels, x.shape[0], n_groups=n_groups)
+        labels, n_groups = check_labels(labels, x.shape[0], n_groups=n_groups)
     return _bounds(x, dims, labels, n_groups)[0]
 
 
@@ -187,7 +185,7 @@ def _bounds(x: np.ndarray, dims: np.ndarray, labels, n_groups):
     """The bound table of validated input, and the targets' energies and entry counts."""
     x = torch.from_numpy(x).double()
     n = x.shape[0]
-    x_unit = _unit(x)
+    x_unit = unit_rows(x)
     full_eig = _gram_eigenvalues(x_unit)
     full_tail = _tail_energy(full_eig, dims)
     energy = {"full": float(_tail_energy(full_eig, np.array([0]))[0]), "full_entries": n ** 2}
@@ -197,14 +195,14 @@ def _bounds(x: np.ndarray, dims: np.ndarray, labels, n_groups):
         return out, energy
     within_tail = np.zeros(dims.size)
     within_total, within_entries = 0.0, 0
-    for members in _members(labels, n_groups):
+    for members in group_members(labels, n_groups):
         if members.size:
             eig = _gram_eigenvalues(x_unit[torch.from_numpy(members)])
             within_tail += _tail_energy(eig, dims)
             within_total += float(np.sum(eig ** 2))
             within_entries += members.size ** 2
     protos = topology._prototypes(x.numpy(), labels, n_groups)
-    protos = _unit(torch.from_numpy(protos[~np.isnan(protos).any(axis=1)]))
+    protos = unit_rows(torch.from_numpy(protos[~np.isnan(protos).any(axis=1)]))
     pe = protos @ x_unit.T                                            # (K', N) = M_t
     sigma = np.sqrt(_gram_eigenvalues(pe))                            # singular values
     group_tail = _tail_energy(sigma, dims)                            # sum_{i>d} sigma_i^2
@@ -304,8 +302,8 @@ def capacity_table(teacher_users, teacher_items, dims=None, runs=None, user_labe
     """
     from . import groups as groups_module
 
-    tu = _as_matrix(teacher_users, "teacher_users")
-    ti = _as_matrix(teacher_items, "teacher_items")
+    tu = check_matrix(teacher_users, "teacher_users")
+    ti = check_matrix(teacher_items, "teacher_items")
     if tu.shape[1] != ti.shape[1]:
         raise ValueError(f"teacher_users and teacher_items must have the same dim, got "
                          f"{tu.shape[1]} and {ti.shape[1]}")
@@ -317,8 +315,8 @@ def capacity_table(teacher_users, teacher_items, dims=None, runs=None, user_labe
         raise ValueError(f"runs must be a mapping name -> run, got {type(runs).__name__}")
     loaded = {name: _as_run(name, run) for name, run in runs.items()}
     for name, run in loaded.items():
-        run["users"] = _as_matrix(run["users"], f"runs[{name!r}] users")
-        run["items"] = _as_matrix(run["items"], f"runs[{name!r}] items")
+        run["users"] = check_matrix(run["users"], f"runs[{name!r}] users")
+        run["items"] = check_matrix(run["items"], f"runs[{name!r}] items")
         if run["users"].shape[0] != n_users or run["items"].shape[0] != n_items:
             raise ValueError(f"run {name!r} has {run['users'].shape[0]} users and "
                              f"{run['items'].shape[0]} items; the teacher has {n_users} and "
@@ -335,15 +333,15 @@ def capacity_table(teacher_users, teacher_items, dims=None, runs=None, user_labe
 
     def entity_set(users, items):
         if entities == "users":
-            return users, _as_labels(user_labels, n_users, "user_labels")[0]
+            return users, check_labels(user_labels, n_users, "user_labels")[0]
         if entities == "items":
-            return items, _as_labels(item_labels, n_items, "item_labels")[0]
+            return items, check_labels(item_labels, n_items, "item_labels")[0]
         return topology.stack_entities(users, items, user_labels, item_labels)
 
     teacher, labels = entity_set(tu, ti)
     keep = np.arange(teacher.shape[0])
     if max_entities is not None:
-        max_entities = _check_positive_int(max_entities, "max_entities", low=3)
+        max_entities = check_int(max_entities, "max_entities", low=3)
         if max_entities < teacher.shape[0]:
             keep = np.sort(np.random.default_rng(random_state).choice(
                 teacher.shape[0], max_entities, replace=False))

@@ -17,9 +17,7 @@ import pandas as pd
 import scipy.sparse as sp
 import torch
 
-from ._validation import check_int as _check_positive_int
-from ._validation import check_labels as _as_labels
-from ._validation import check_matrix as _as_matrix
+from ._validation import check_int, check_labels, check_matrix
 
 
 # --------------------------------------------------------------------------------------
@@ -44,8 +42,8 @@ def selection_groups(teacher_repr, weight, bias) -> np.ndarray:
     int64 ndarray of shape (n_entities,)
         Ties go to the lowest group id.
     """
-    t = _as_matrix(teacher_repr, "teacher_repr").astype(np.float64)
-    w = _as_matrix(weight, "weight").astype(np.float64)
+    t = check_matrix(teacher_repr, "teacher_repr").astype(np.float64)
+    w = check_matrix(weight, "weight").astype(np.float64)
     if isinstance(bias, torch.Tensor):
         bias = bias.detach().cpu().numpy()
     b = np.asarray(bias, dtype=np.float64)
@@ -109,9 +107,9 @@ def kmeans_groups(teacher_repr, n_groups: int = 30, random_state=0, normalize: b
     """
     from sklearn.cluster import KMeans
 
-    x = _as_matrix(teacher_repr, "teacher_repr")
-    n_groups = _check_positive_int(n_groups, "n_groups", high=x.shape[0])
-    n_init = _check_positive_int(n_init, "n_init")
+    x = check_matrix(teacher_repr, "teacher_repr")
+    n_groups = check_int(n_groups, "n_groups", high=x.shape[0])
+    n_init = check_int(n_init, "n_init")
     if normalize:
         x = x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
     km = KMeans(n_clusters=n_groups, n_init=n_init, random_state=random_state)
@@ -163,7 +161,7 @@ def group_sizes(labels, n_groups: int | None = None) -> pd.Series:
     -------
     pandas.Series of int, index ``group`` 0..n_groups-1, name ``size``
     """
-    labels, n_groups = _as_labels(labels, None, n_groups=n_groups)
+    labels, n_groups = check_labels(labels, None, n_groups=n_groups)
     return pd.Series(np.bincount(labels, minlength=n_groups),
                      index=pd.RangeIndex(n_groups, name="group"), name="size")
 
@@ -209,14 +207,14 @@ def stratified_sample(n_entities: int, size: int, labels=None, random_state=0) -
     -------
     int array of shape (min(size, n_entities),), ascending
     """
-    n_entities = _check_positive_int(n_entities, "n_entities")
-    size = _check_positive_int(size, "size")
+    n_entities = check_int(n_entities, "n_entities")
+    size = check_int(size, "size")
     rng = np.random.default_rng(random_state)
     if size >= n_entities:
         return np.arange(n_entities)
     if labels is None:
         return np.sort(rng.choice(n_entities, size, replace=False))
-    labels, _ = _as_labels(labels, n_entities)
+    labels, _ = check_labels(labels, n_entities)
     sizes = np.bincount(labels)
     present = np.flatnonzero(sizes)
     quota = _apportion(sizes[present], size)
@@ -259,8 +257,8 @@ def agreement(a, b) -> dict[str, float]:
     """
     from sklearn.metrics import adjusted_rand_score, normalized_mutual_info_score
 
-    a, _ = _as_labels(a, None, name="a")
-    b, _ = _as_labels(b, a.shape[0], name="b")
+    a, _ = check_labels(a, None, name="a")
+    b, _ = check_labels(b, a.shape[0], name="b")
     return {"ari": float(adjusted_rand_score(a, b)),
             "nmi": float(normalized_mutual_info_score(a, b))}
 
@@ -309,7 +307,7 @@ def top_tags(item_labels, item_tags, tag_names=None, n_top: int = 5, min_count: 
         ``rank`` (1 = highest lift), ``tag``, ``tag_id``, ``lift``, ``count`` (group
         items with the tag), ``group_size``, ``share``, ``global_share``.
     """
-    labels, n_groups = _as_labels(item_labels, None, name="item_labels", n_groups=n_groups)
+    labels, n_groups = check_labels(item_labels, None, name="item_labels", n_groups=n_groups)
     tags = _as_tags(item_tags, labels.shape[0])
     n_tags = tags.shape[1]
     if tag_names is None:
@@ -317,8 +315,8 @@ def top_tags(item_labels, item_tags, tag_names=None, n_top: int = 5, min_count: 
     elif len(tag_names) != n_tags:
         raise ValueError(f"tag_names must have one name per tag column ({n_tags}), got "
                          f"{len(tag_names)}")
-    n_top = _check_positive_int(n_top, "n_top")
-    min_count = _check_positive_int(min_count, "min_count")
+    n_top = check_int(n_top, "n_top")
+    min_count = check_int(min_count, "min_count")
 
     membership = sp.csr_matrix((np.ones(labels.size), (labels, np.arange(labels.size))),
                                shape=(n_groups, labels.size))
@@ -358,7 +356,7 @@ def purity(labels, classes, by_group: bool = False):
         Overall purity, the size-weighted mean over groups (1 = every group pure); with
         ``by_group=True`` a Series indexed by the non-empty groups.
     """
-    labels, n_groups = _as_labels(labels, None)
+    labels, n_groups = check_labels(labels, None)
     if sp.issparse(classes) or np.ndim(classes) == 2:
         indicator = _as_tags(classes, labels.size)
     else:

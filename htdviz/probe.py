@@ -33,9 +33,8 @@ import torch
 from torch import nn
 
 from .groups import _as_tags
-from ._threads import torch_threads as _torch_threads
-from ._validation import check_int as _check_positive_int
-from ._validation import check_matrix as _as_matrix
+from ._threads import torch_threads
+from ._validation import check_int, check_matrix
 
 PROBES = ("linear", "mlp")
 
@@ -82,15 +81,15 @@ def tag_retrieval(item_repr, item_tags, kind: str = "linear", n_repeats: int = 3
         ``values`` (list, one per repeat), ``n_items`` (items with a kept tag) and
         ``n_tags`` (tags kept).
     """
-    x = _as_matrix(item_repr, "item_repr").astype(np.float32)
+    x = check_matrix(item_repr, "item_repr").astype(np.float32)
     tags = _as_tags(item_tags, x.shape[0])
     if kind not in PROBES:
         raise ValueError(f"kind must be one of {PROBES}, got {kind!r}")
-    n_repeats = _check_positive_int(n_repeats, "n_repeats")
-    k = _check_positive_int(k, "k")
-    hidden = _check_positive_int(hidden, "hidden")
-    epochs = _check_positive_int(epochs, "epochs")
-    batch_size = _check_positive_int(batch_size, "batch_size")
+    n_repeats = check_int(n_repeats, "n_repeats")
+    k = check_int(k, "k")
+    hidden = check_int(hidden, "hidden")
+    epochs = check_int(epochs, "epochs")
+    batch_size = check_int(batch_size, "batch_size")
     if not 0 < test_size < 1:
         raise ValueError(f"test_size must be in (0, 1), got {test_size!r}")
     for name, value in (("lr", lr), ("weight_decay", weight_decay)):
@@ -98,7 +97,7 @@ def tag_retrieval(item_repr, item_tags, kind: str = "linear", n_repeats: int = 3
             raise ValueError(f"{name} must be a finite number {'> 0' if name == 'lr' else '>= 0'}"
                              f", got {value!r}")
     if n_threads is not None:
-        n_threads = _check_positive_int(n_threads, "n_threads")
+        n_threads = check_int(n_threads, "n_threads")
     if not isinstance(random_state, (int, np.integer)):
         raise ValueError(f"random_state must be an int, got {random_state!r}")
 
@@ -114,7 +113,7 @@ def tag_retrieval(item_repr, item_tags, kind: str = "linear", n_repeats: int = 3
         seed = int(random_state) + repeat
         order = np.random.default_rng(seed).permutation(x.shape[0])
         test, train = order[:n_test], order[n_test:]
-        with _torch_threads(n_threads):
+        with torch_threads(n_threads):
             values.append(_fit_and_score(x, y, train, test, kind, k, seed, hidden, epochs,
                                          batch_size, lr, weight_decay, standardize))
     return {"mean": float(np.mean(values)), "std": float(np.std(values)), "values": values,
@@ -125,7 +124,7 @@ def _select(x: np.ndarray, tags: sp.csr_matrix, n_tags: int | None):
     """Keep the n_tags most frequent tags and the items that carry one of them."""
     frequency = np.asarray(tags.sum(0)).ravel()
     if n_tags is not None:
-        n_tags = _check_positive_int(n_tags, "n_tags")
+        n_tags = check_int(n_tags, "n_tags")
         kept_tags = np.sort(np.argsort(-frequency, kind="stable")[:n_tags])
     else:
         kept_tags = np.arange(tags.shape[1])

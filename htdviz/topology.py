@@ -66,7 +66,7 @@ def _as_pair(teacher, student, teacher_name="teacher", student_name="student"):
                                                                                     copy=False))
 
 
-def _unit(x: torch.Tensor) -> torch.Tensor:
+def unit_rows(x: torch.Tensor) -> torch.Tensor:
     """Rows scaled to unit length (zero rows stay zero), so dot products are cosines."""
     return x / x.norm(dim=1, keepdim=True).clamp_min(1e-12)
 
@@ -119,8 +119,8 @@ def cosine_similarity(a, b=None, chunk_size: int = 4096, dtype=np.float32) -> np
         raise ValueError(f"a and b must have the same dim, got {a.shape[1]} and {b.shape[1]}")
     chunk_size = _check_positive_int(chunk_size, "chunk_size")
     compute = np.float64 if (a.dtype == np.float64 and b.dtype == np.float64) else np.float32
-    a_unit = _unit(torch.from_numpy(a.astype(compute, copy=False)))
-    b_unit = a_unit if b is a else _unit(torch.from_numpy(b.astype(compute, copy=False)))
+    a_unit = unit_rows(torch.from_numpy(a.astype(compute, copy=False)))
+    b_unit = a_unit if b is a else unit_rows(torch.from_numpy(b.astype(compute, copy=False)))
     out = np.empty((a.shape[0], b.shape[0]), dtype=dtype)
     for start, stop in _blocks(a.shape[0], chunk_size):
         out[start:stop] = (a_unit[start:stop] @ b_unit.T).numpy()
@@ -217,8 +217,8 @@ def htd_decomposition(repr, labels, n_groups: int | None = None) -> HTDTopology:
     pp = np.full((n_groups, n_groups), np.nan, dtype=x.dtype)
     pe = np.full((n_groups, x.shape[0]), np.nan, dtype=x.dtype)
     if present.any():
-        p_unit = _unit(torch.from_numpy(protos[present]))
-        x_unit = _unit(torch.from_numpy(x))
+        p_unit = unit_rows(torch.from_numpy(protos[present]))
+        x_unit = unit_rows(torch.from_numpy(x))
         pp[np.ix_(present, present)] = (p_unit @ p_unit.T).numpy()
         pe[present] = (p_unit @ x_unit.T).numpy()
     members = [np.flatnonzero(labels == g) for g in range(n_groups)]
@@ -288,7 +288,7 @@ def _row_sse(x_rows, y_rows, x, y) -> np.ndarray:
     return value.clamp_min(0).numpy()
 
 
-def _members(labels: np.ndarray, n_groups: int) -> list[np.ndarray]:
+def group_members(labels: np.ndarray, n_groups: int) -> list[np.ndarray]:
     """Entity ids of each group, ascending."""
     order = np.argsort(labels, kind="stable")
     return np.split(order, np.cumsum(np.bincount(labels, minlength=n_groups))[:-1])
@@ -297,7 +297,7 @@ def _members(labels: np.ndarray, n_groups: int) -> list[np.ndarray]:
 def _within_sse(t_unit, s_unit, labels: np.ndarray, n_groups: int) -> np.ndarray:
     """Squared error of each group's within-group block (diagonal included), shape (K,)."""
     return np.array([_gram_sse(t_unit[m], s_unit[m]) if m.size else 0.0
-                     for m in map(torch.from_numpy, _members(labels, n_groups))])
+                     for m in map(torch.from_numpy, group_members(labels, n_groups))])
 
 
 def _row_pass(t_unit, s_unit, k_teacher: int, k_student: int, labels=None,
@@ -348,7 +348,7 @@ def _group_level(t: torch.Tensor, s: torch.Tensor, t_unit, s_unit, labels: np.nd
     present = np.bincount(labels, minlength=n_groups) > 0
     pt = torch.from_numpy(_prototypes(t.numpy(), labels, n_groups)[present]).to(t.dtype)
     ps = torch.from_numpy(_prototypes(s.numpy(), labels, n_groups)[present]).to(s.dtype)
-    pt, ps = _unit(pt), _unit(ps)
+    pt, ps = unit_rows(pt), unit_rows(ps)
     pe = ((pt @ t_unit.T) - (ps @ s_unit.T)).square().sum(1, dtype=torch.float64)  # (K',)
     pp = ((pt @ pt.T) - (ps @ ps.T)).square().sum(dtype=torch.float64)
     sse_pe = np.full(n_groups, np.nan)
@@ -461,7 +461,7 @@ def preservation_kl_per_entity(teacher, student, n_neighbors: int = DEFAULT_N_NE
     t, s = _as_pair(teacher, student)
     n_neighbors, temperature = _check_kl_params(t.shape[0], n_neighbors, temperature, mode)
     chunk_size = _check_positive_int(chunk_size, "chunk_size")
-    t_unit, s_unit = _unit(t), _unit(s)
+    t_unit, s_unit = unit_rows(t), unit_rows(s)
     if mode == "most_similar":
         neighbours = _row_pass(t_unit, None, n_neighbors, 0, chunk_size=chunk_size)[0]
     else:
@@ -615,7 +615,7 @@ def discrepancy(teacher, student, labels=None, k: int = 10,
     rows = None
     if max_rows is not None and _check_positive_int(max_rows, "max_rows") < n:
         rows = np.sort(_rng(random_state).choice(n, max_rows, replace=False))
-    t_unit, s_unit = _unit(t), _unit(s)
+    t_unit, s_unit = unit_rows(t), unit_rows(s)
 
     out: dict[str, float] = {}
     if "ftd_error" in wanted:
@@ -715,7 +715,7 @@ def group_errors(teacher, student, labels, n_groups: int | None = None,
     n = t.shape[0]
     labels, n_groups = _as_labels(labels, n, n_groups=n_groups)
     chunk_size = _check_positive_int(chunk_size, "chunk_size")
-    t_unit, s_unit = _unit(t), _unit(s)
+    t_unit, s_unit = unit_rows(t), unit_rows(s)
     size = np.bincount(labels, minlength=n_groups)
     if positive_pairs_only:
         _, _, row_sse, row_count = _row_pass(t_unit, s_unit, 0, 0, labels, chunk_size)
@@ -828,8 +828,8 @@ def band_errors(teacher, student, teacher_cols=None, student_cols=None,
         raise ValueError(f"bands must be increasing positive ranks, got {bands}")
     edges = [0] + [b for b in bands if b < n_cols] + [n_cols]
     n_near, n_bands = edges[-2], len(edges) - 1
-    t_unit, s_unit = _unit(t), _unit(s)
-    tc_unit, sc_unit = (t_unit, s_unit) if square else (_unit(tc), _unit(sc))
+    t_unit, s_unit = unit_rows(t), unit_rows(s)
+    tc_unit, sc_unit = (t_unit, s_unit) if square else (unit_rows(tc), unit_rows(sc))
     rows_t = torch.from_numpy(rows.astype(np.int64))
 
     sums = np.zeros((3, n_bands))              # squared error, teacher cosine, student cosine

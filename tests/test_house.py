@@ -50,12 +50,8 @@ PACKAGE_DIR = Path(__file__).resolve().parents[1] / PACKAGE
 
 #: (importing module, imported module, private name) -> why it is still there
 KNOWN_PRIVATE_IMPORTS = {
-    ("htdviz.capacity", "htdviz.topology", "_members"):
-        "group membership helper: make it public in topology or groups",
     ("htdviz.capacity", "htdviz.topology", "_prototypes"):
         "group prototypes (attribute access, topology._prototypes): make it public",
-    ("htdviz.capacity", "htdviz.topology", "_unit"):
-        "row normalisation: one public unit-row helper in a private module (issue 23)",
     ("htdviz.probe", "htdviz.groups", "_as_tags"):
         "tag validation: move to _validation",
     ("htdviz.viz.explorer", "htdviz.viz", "_require"):
