@@ -280,17 +280,32 @@ def _sections(dataset, teacher, students, max_heatmap, projection, seed) -> list
     mapped = f"all {n_items:,} items" if n_items <= figures.MAX_MAP_POINTS else (
         f"{figures.MAX_MAP_POINTS:,} of the {n_items:,} items, a sample stratified by HTD "
         f"group (sets above {figures.MAX_MAP_POINTS:,} are sampled to keep the map quick)")
+    maps = figures.projection_figure(teacher.items, htd.items, method=projection,
+                                     groups=htd.item_groups, random_state=seed,
+                                     max_points=figures.MAX_MAP_POINTS,
+                                     titles=("teacher", "HTD student"))
+    trusted = figures.projection_figure(teacher.items, htd.items, method=projection,
+                                        groups=htd.item_groups, random_state=seed,
+                                        max_points=figures.MAX_MAP_POINTS,
+                                        colour_by_trust=True,
+                                        titles=("teacher", "HTD student"))
     sections.append(Section(
         "Teacher and HTD student, mapped",
-        f"{projection.upper()} of {mapped} in the teacher space and in the student space "
-        f"(the student's map aligned to the teacher's by Procrustes), coloured by HTD's "
-        f"item group. Nearby points are items with similar representations.",
+        f"{projection.upper()} of {mapped} in the teacher space and in the HTD student's "
+        f"space (the student's map rotated and scaled onto the teacher's), coloured by "
+        f"HTD's item group. Nearby points are items with similar representations.",
         f"Of each item's 10 nearest teacher neighbours, HTD's student keeps "
         f"{overlap['htd']:.0%} among its own 10 nearest, FTD's {overlap['ftd']:.0%}, the "
-        f"student alone {overlap['student']:.0%} ({searched}).",
-        figures.projection_figure(teacher.items, htd.items, method=projection,
-                                  groups=htd.item_groups, random_state=seed,
-                                  max_points=figures.MAX_MAP_POINTS)))
+        f"student alone {overlap['student']:.0%} ({searched}).", maps))
+    sections.append(Section(
+        "Where the maps can be trusted",
+        "The same maps, each point coloured by the share of its 10 nearest neighbours (in "
+        "its own space, by cosine) that stay among its 10 nearest on its map. A 2-D map "
+        "cannot keep every neighbourhood; a cluster's size and the distance between "
+        "clusters are not kept at all. The Procrustes disparity in the subtitle measures "
+        "how differently the two maps are shaped once rotated and scaled onto each other "
+        "(0: the same shape, 1: nothing in common).",
+        trusted.layout.meta["trust"], trusted))
     sections.append(Section(
         "Similarity heatmaps",
         f"Cosine similarities among {max_heatmap} items sampled in proportion to group size "

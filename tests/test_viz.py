@@ -116,6 +116,49 @@ def test_exact_knn_matches_brute_force():
                                                                     idx[:, 1:], 1), atol=1e-5)
 
 
+def _kept_by_brute_force(x, xy, k):
+    """neighbours_kept's oracle: every pair's cosine and map distance, one row at a time."""
+    unit = x / np.linalg.norm(x, axis=1, keepdims=True)
+    kept = []
+    for i in range(len(x)):
+        others = np.delete(np.arange(len(x)), i)
+        near = set(others[np.argsort(-(unit[others] @ unit[i]), kind="stable")[:k]])
+        on_map = set(others[np.argsort(((xy[others] - xy[i]) ** 2).sum(1),
+                                       kind="stable")[:k]])
+        kept.append(len(near & on_map) / k)
+    return np.array(kept)
+
+
+@pytest.mark.parametrize("k", [1, 5, 10])
+def test_neighbours_kept_equals_brute_force(k):
+    rng = np.random.default_rng(k)
+    x = rng.normal(size=(300, 3))
+    xy = projection.pca(x) + rng.normal(scale=0.02, size=(300, 2))    # a lossy map
+    kept = projection.neighbours_kept(x, xy, k=k, chunk_size=64)
+    expected = _kept_by_brute_force(x, xy, k)
+    assert 0.1 < kept.mean() < 0.9          # neither answer is trivial here
+    np.testing.assert_array_equal(kept, expected)
+
+
+def test_neighbours_kept_planted_answers():
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(500, 6))
+    unit = x / np.linalg.norm(x, axis=1, keepdims=True)
+    rotation = np.linalg.qr(rng.normal(size=(6, 6)))[0]
+    # an isometry of the unit rows (the geometry the maps start from) keeps every neighbour
+    assert (projection.neighbours_kept(x, 3.0 * unit @ rotation + 1.0) == 1.0).all()
+    # a map unrelated to the representations keeps about k / (n - 1)
+    shuffled = projection.pca(x)[rng.permutation(500)]
+    assert abs(projection.neighbours_kept(x, shuffled, k=10).mean() - 10 / 499) < 0.01
+    sentence = projection.trust_sentence([0.31, 0.31], [0.2, 0.4], entity="users")
+    assert sentence.startswith("The teacher's map keeps 31% and the student's 30% of each "
+                               "user's 10 nearest neighbours")
+    with pytest.raises(ValueError, match="k must be an integer in \\[1, 499\\], got 500"):
+        projection.neighbours_kept(x, shuffled, k=500)
+    with pytest.raises(ValueError, match="same entities: got 500 and 499"):
+        projection.neighbours_kept(x, shuffled[:-1])
+
+
 def test_project_pair_aligns_a_rotated_student_onto_its_teacher(tmp_path):
     teacher, _, _ = planted()
     student = teacher @ random_rotation(teacher.shape[1], 3)        # the same topology
@@ -277,6 +320,31 @@ def test_projection_figure_is_deterministic_under_a_seed(tmp_path):
     assert fig.layout.meta["method"] == "umap" and 0 <= fig.layout.meta["disparity"] <= 1
     again = figures.projection_figure(teacher, student, cache_dir=False, **kwargs)
     assert fig.to_json() == again.to_json()
+
+
+def test_projection_figure_says_and_colours_where_each_map_keeps_neighbours():
+    teacher, student, labels = planted(n=200)
+    fig = figures.projection_figure(teacher, student, method="pca", groups=labels,
+                                    colour_by_trust=True, neighbours=5)
+    kept_t = projection.neighbours_kept(teacher, projection.project(teacher, method="pca"), 5)
+    t_xy, s_xy = projection.project_pair(teacher, student, method="pca", cache_dir=False)
+    kept_s = projection.neighbours_kept(student, s_xy, 5)
+    # each panel carries its own map's shares, on one grey-to-blue colour bar over [0, 1]
+    np.testing.assert_array_equal(fig.data[0].marker.color, kept_t)
+    np.testing.assert_array_equal(fig.data[1].marker.color, kept_s)
+    assert not np.array_equal(kept_t, kept_s)
+    assert fig.layout.coloraxis.cmin == 0 and fig.layout.coloraxis.cmax == 1
+    assert fig.layout.coloraxis.colorscale[0][1] == figures.TRUST_SCALE[0][1]
+    assert fig.data[1].customdata[:, 4].tolist() == [f"{v:.4g}" for v in kept_s]
+    meta = fig.layout.meta
+    assert meta["kept_teacher"] == pytest.approx(kept_t.mean())
+    assert meta["kept_student"] == pytest.approx(kept_s.mean())
+    assert f"maps keep {kept_t.mean():.0%} (teacher) and {kept_s.mean():.0%} (student) of " \
+           f"each item's 5 nearest neighbours" in fig.layout.title.text
+    assert "Procrustes disparity: 0 the same shape" in fig.layout.title.text
+    assert meta["trust"].startswith(f"The teacher's map keeps {kept_t.mean():.0%}")
+    with pytest.raises(ValueError, match="student_color needs colours by value"):
+        figures.map_figure(t_xy, s_xy, color=labels, student_color=kept_s)
 
 
 def test_projection_figure_maps_a_stratified_sample_of_a_large_set_and_says_so():
@@ -615,7 +683,8 @@ def test_explorer_builds_and_reacts_to_a_selection(explorer_runs, small_syntheti
     ex = Explorer(explorer_runs, dataset=ds, projection="pca", n_groups=4, cache_dir=False,
                   max_heatmap=80)
     assert ex.teacher_name == "teacher" and ex.run_dd.value == "htd-8"
-    assert list(ex.colour_dd.options) == ["HTD group", "k-means group", "tag", "popularity"]
+    assert list(ex.colour_dd.options) == ["HTD group", "k-means group", "tag", "popularity",
+                                         "neighbours kept"]
     assert len(ex.map_widget.data) == 2                        # one trace per panel
     assert all(len(t.x) == ds.n_items for t in ex.map_widget.data)
     assert [row[0] for row in ex.map_widget.data[1].customdata] == list(range(ds.n_items))
@@ -924,3 +993,48 @@ def test_similarity_heatmaps_label_only_blocks_wide_enough_to_read():
     # blocks of 3 and 2 of 100 entities (< 4%) would print "4" and "10" on top of each other
     assert fig.layout.xaxis.ticktext == ("0", "1") and fig.layout.yaxis.ticktext == ("0", "1")
     assert len(fig.layout.shapes) == 3 * 2 * 3            # every boundary still drawn
+
+
+def test_explorer_colours_each_map_by_the_neighbours_it_keeps(explorer_runs,
+                                                              small_synthetic_for_viz):
+    from htdviz.viz import Explorer
+
+    ex = Explorer(explorer_runs, dataset=small_synthetic_for_viz, projection="pca",
+                  n_groups=4, cache_dir=False, max_heatmap=60)
+    teacher_xy, student_xy = ex._maps()
+    kept_t = projection.neighbours_kept(ex.teacher_repr(), teacher_xy, 10)
+    kept_s = projection.neighbours_kept(ex.student_repr(), student_xy, 10)
+    assert f"maps keeps {kept_t.mean():.0%}" not in ex._summary     # (the sentence's words)
+    assert f"The teacher&#x27;s map keeps {kept_t.mean():.0%} and the student&#x27;s " \
+           f"{kept_s.mean():.0%} of each item&#x27;s 10 nearest neighbours" in ex._summary
+    ex.colour_dd.value = "neighbours kept"
+    np.testing.assert_array_equal(ex.map_widget.data[0].marker.color, kept_t)
+    np.testing.assert_array_equal(ex.map_widget.data[1].marker.color, kept_s)
+    assert ex.map_widget.layout.coloraxis.cmax == 1
+    assert ex.key.value == ""                                # a colour bar, no swatches
+
+
+def test_explorer_keeps_the_selection_and_the_map_tool_while_the_groups_stay(
+        explorer_runs, small_synthetic_for_viz):
+    from htdviz.viz import Explorer
+
+    ex = Explorer(explorer_runs, dataset=small_synthetic_for_viz, projection="pca",
+                  n_groups=3, cache_dir=False, max_heatmap=60)
+    ex.map_widget._js2py_relayout = {"relayout_data": {"dragmode": "select"},
+                                     "source_view_id": "page"}
+    ex.select_group(2)
+    ex.colour_dd.value = "tag"               # still HTD's groups: the selection stays
+    assert ex.selected_group == 2 and ex.grouping == "HTD group"
+    assert "HTD group 2</b>" in ex.info.value
+    assert list(ex.map_widget.data[0].selectedpoints) == \
+        np.flatnonzero(small_synthetic_for_viz.item_groups == 2).tolist()
+    assert ex.map_widget.layout.dragmode == "select"           # the user's tool, not lasso
+    ex.method_dd.value = "student"           # no HTD groups: 3 k-means ones, other labels
+    assert ex.selected_group is None
+    assert "HTD group 2 is no longer selected: the groups changed" in ex.info.value
+    ex.select_group(1)                       # k-means groups are the teacher's ...
+    ex.dim_dd.value = 4                      # ... so they stay across students
+    assert ex.run_dd.value == "student-4" and ex.selected_group == 1
+    ex.clear_selection()
+    ex.heat_mode_tb.value = "selected group"
+    assert "select a group in a map first" in ex.info.value

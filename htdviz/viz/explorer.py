@@ -1,7 +1,8 @@
 """A JupyterLab explorer of teacher and student topologies (ipywidgets + plotly FigureWidget).
 
 Pick a student (method, dimension, run), users or items, a colouring (HTD group, k-means
-group, tag, popularity) and a projection (UMAP or PCA). Selecting points in either map
+group, tag, popularity, or the share of each point's 10 nearest neighbours its map keeps)
+and a projection (UMAP or PCA). Selecting points in either map
 (box or lasso) or clicking one selects the group most of them belong to: the group is
 highlighted in both maps and in the similarity heatmap, and the panel beside the heatmap
 lists its top tags and how well the student preserves its topology.
@@ -34,12 +35,17 @@ from .. import topology
 from ..runs import ENTITIES, as_run, list_runs, load_run
 from . import _require
 from . import figures
-from .projection import procrustes_align, project, project_pair
+from .projection import (neighbours_kept, procrustes_align, project, project_pair,
+                         trust_sentence)
 
 widgets = _require("ipywidgets", "The explorer")
 go = _require("plotly.graph_objects", "The explorer")
 
 HTD_GROUP, KMEANS_GROUP, TAG, POPULARITY = "HTD group", "k-means group", "tag", "popularity"
+#: The colouring by how much of each point's neighbourhood its own map keeps.
+TRUST = "neighbours kept"
+#: k of the neighbourhoods the maps are checked against (projection.neighbours_kept).
+TRUST_K = 10
 #: Measures of :func:`htdviz.topology.discrepancy` shown for a selected group's members.
 GROUP_MEASURES = ("knn_overlap", "spearman", "cka", "kl_most_similar")
 #: Tags that colour the "tag" view (the most frequent ones); other entities are "other".
@@ -129,6 +135,7 @@ class Explorer:
         self._holding_colour = False    # True while the colourings offered change
         self._shown_student = None      # the run the views show
         self._summary = ""              # the status line when the kernel is idle
+        self._dragmode = "lasso"        # the map tool the user chose last
         self._build_controls(entity, projection)
         self._build_views()
         self.widget = widgets.VBox([
@@ -335,6 +342,7 @@ class Explorer:
             options.append(TAG)
         if self.dataset is not None and getattr(self.dataset, "train", None) is not None:
             options.append(POPULARITY)
+        options.append(TRUST)
         # the user's choice comes back when a run offers it again (HTD groups after a
         # student without them)
         wanted = self._colour_wanted or self.colour_dd.value
@@ -359,14 +367,42 @@ class Explorer:
         try:
             with self._busy(f"computing the {self.projection_tb.value.upper()} maps and "
                             f"the heatmap of {self.student_name}"):
+                before = self._selection_context()
                 self._update_colour_options()
                 self.selected_group = None
                 self._draw_map()
+                kept = before is not None and self._keeps_selection(before)
+                if kept:
+                    self.selected_group = before[-1]
+                    self._selected_among = before[:-1]
+                    self._show_highlight()
                 self._draw_heatmap()
-                self.info.value = PROMPT
+                if kept:
+                    self.info.value = self._describe(
+                        self.selected_group, np.flatnonzero(self.labels() == self.selected_group))
+                elif before is not None:
+                    self.info.value = (f"<i>{before[1]} {before[-1]} is no longer selected: "
+                                       f"the groups changed (now {self.grouping}s of "
+                                       f"{html.escape(self.student_name)}). </i>" + PROMPT)
+                else:
+                    self.info.value = PROMPT
                 self._shown_student = self.student_name
         finally:
             self._refreshing = False
+
+    def _selection_context(self):
+        """What the selected group is a group of, as it was selected: (entity, grouping,
+        labels, group), or None when no group is selected."""
+        if self.selected_group is None:
+            return None
+        return (*self._selected_among, self.selected_group)
+
+    def _keeps_selection(self, before) -> bool:
+        """After a redraw: is the group selected before still the same entities (same
+        entity type and the same labels: k-means groups are the teacher's, so they stay
+        across students; HTD groups stay while the grouping's labels do)?"""
+        entity, _, labels, _ = before
+        return entity == self.entity and np.array_equal(labels, self.labels())
 
     @contextmanager
     def _busy(self, doing: str):
@@ -399,7 +435,10 @@ class Explorer:
         read it (ipywidgets merges queued updates of one attribute, and plotly.js sends
         an unhover as the mouse is released), so the group is found from the outline.
         """
-        drawn = ((change["new"] or {}).get("relayout_data") or {}).get("selections")
+        relayout = (change["new"] or {}).get("relayout_data") or {}
+        if relayout.get("dragmode"):
+            self._dragmode = relayout["dragmode"]     # kept across redraws
+        drawn = relayout.get("selections")
         if not drawn:
             return
         self._selection_drawn = True
@@ -438,6 +477,7 @@ class Explorer:
             raise ValueError(f"group {group!r} has no {self.entity} in the {self.grouping}s")
         with self._busy(f"measuring {self.grouping} {group}"):
             self.selected_group = int(group)
+            self._selected_among = (self.entity, self.grouping, labels)
             self._show_highlight()
             self._draw_heatmap()
             self.info.value = self._describe(group, np.flatnonzero(labels == group))
@@ -502,12 +542,32 @@ class Explorer:
         student_xy = self._memo(keys[1], lambda: project(self.student_repr()[ids], **options))
         return teacher_xy, procrustes_align(student_xy, teacher_xy)[0]
 
+    def neighbours_kept(self) -> tuple[np.ndarray, np.ndarray]:
+        """The share of each mapped entity's :data:`TRUST_K` nearest neighbours that the
+        teacher's map keeps and that the student's map keeps
+        (:func:`htdviz.viz.projection.neighbours_kept`), in :meth:`map_ids` order."""
+        ids = self.map_ids()
+        teacher_xy, student_xy = self._maps()
+        return tuple(self._memo(("kept", name, self.entity, self.projection_tb.value),
+                                lambda: neighbours_kept(repr[ids], xy, TRUST_K))
+                     for name, repr, xy in ((self.teacher_name, self.teacher_repr(), teacher_xy),
+                                            (self.student_name, self.student_repr(),
+                                             student_xy)))
+
     def _draw_map(self) -> None:
         teacher_xy, student_xy = self._maps()
-        colour, name, categorical = self._colour()
         ids, labels = self.map_ids(), self.labels()
+        kept_t, kept_s = self.neighbours_kept()
+        by_value = {}
+        if self.colour_dd.value == TRUST:
+            colour, name, categorical = kept_t, f"share of {TRUST_K} neighbours kept", False
+            by_value = dict(student_color=kept_s, colorscale=figures.TRUST_SCALE,
+                            color_range=(0, 1))
+        else:
+            colour, name, categorical = self._colour()
+            colour = colour[ids]
         fig = figures.map_figure(teacher_xy, student_xy, ids=ids, groups=labels[ids],
-                                 color=colour[ids],
+                                 color=colour, **by_value,
                                  color_name=name, categorical=categorical,
                                  group_tags=self._top_tags(), entity=self.entity,
                                  titles=(f"teacher ({self.teacher_name})",
@@ -522,7 +582,7 @@ class Explorer:
                                     xaxis=trace.xaxis, yaxis=trace.yaxis, showlegend=False,
                                     overwrite=True)
             _replace_layout(self.map_widget, fig.layout)
-            self.map_widget.layout.dragmode = "lasso"
+            self.map_widget.layout.dragmode = self._dragmode
             self.map_widget.layout.height = 480
         self._clear_drawn_selection()
         self.key.value = _colour_key(fig, name)
@@ -530,11 +590,17 @@ class Explorer:
             f"{ids.size:,} of {len(labels):,} {self.entity} mapped (a sample stratified by "
             f"the teacher's k-means groups: sets above {self.max_points:,} are sampled; "
             f"groups and measures use all)")
-        self._summary = f"{shown}; colour: {name}; a selection picks a {self.grouping}"
+        trust = trust_sentence(kept_t, kept_s, self.entity, TRUST_K)
+        self._summary = (f"{shown}; colour: {name}; a selection picks a {self.grouping}."
+                         f"<br><small>{html.escape(trust)} (colour: {TRUST})</small>")
 
     def _draw_heatmap(self) -> None:
         mode = self.heat_mode_tb.value
         t, s, labels = self.teacher_repr(), self.student_repr(), self.labels()
+        if mode == "selected group" and self.selected_group is None:
+            self.info.value = ("<i>'selected group' shows one group's within-group block: "
+                               "select a group in a map first (meanwhile the heatmap shows "
+                               "all groups).</i><br>" + PROMPT)
         if mode == "selected group" and self.selected_group is not None:
             fig = figures.group_heatmaps(t, s, labels, self.selected_group,
                                          max_entities=self.max_heatmap,

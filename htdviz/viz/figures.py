@@ -26,7 +26,8 @@ import numpy as np
 import pandas as pd
 
 from . import _require
-from .projection import _as_matrix, project_pair, procrustes_align
+from .projection import (_as_matrix, neighbours_kept, procrustes_align, project_pair,
+                         trust_sentence)
 
 go = _require("plotly.graph_objects", "htdviz figures")
 _subplots = _require("plotly.subplots", "htdviz figures")
@@ -42,6 +43,9 @@ MAX_LEGEND_ENTRIES = len(PALETTE)
 WEBGL_THRESHOLD = 2000
 #: Above this many entities, :func:`projection_figure` maps a stratified sample of them.
 MAX_MAP_POINTS = 30_000
+#: The colour scale of :func:`neighbours_kept` on the maps: grey where a point lost its
+#: neighbours, dark blue where it kept them (the words of projection.trust_sentence).
+TRUST_SCALE = [[0.0, "#d9d9d9"], [0.5, "#7fa7d4"], [1.0, "#08306b"]]
 #: Arguments of :func:`map_figure` that hold one value per entity.
 _PER_ENTITY = ("ids", "groups", "color", "entity_tags")
 
@@ -54,8 +58,13 @@ def projection_figure(teacher, student, method: str = "umap", align: str = "proc
                       n_neighbors: int = 15, min_dist: float = 0.1,
                       n_epochs: int | None = None, init: str = "pca", random_state: int = 0,
                       cache_dir=None, parallel: bool = True,
-                      max_points: int | None = MAX_MAP_POINTS, **map_kwargs) -> "go.Figure":
+                      max_points: int | None = MAX_MAP_POINTS, neighbours: int = 10,
+                      colour_by_trust: bool = False, **map_kwargs) -> "go.Figure":
     """Teacher and student representations mapped to 2-D, side by side.
+
+    The subtitle says how far each map can be trusted (the share of each entity's
+    ``neighbours`` nearest neighbours it keeps, :func:`~htdviz.viz.projection.neighbours_kept`)
+    and how much the two maps' shapes differ (the Procrustes disparity).
 
     Parameters
     ----------
@@ -71,6 +80,11 @@ def projection_figure(teacher, student, method: str = "umap", align: str = "proc
         Larger sets are mapped from a sample of this many entities, stratified by
         ``groups`` when given (:func:`htdviz.groups.stratified_sample`, seeded by
         ``random_state``); the title says so. None maps every entity.
+    neighbours : int, default 10
+        k of the neighbourhoods the maps are checked against.
+    colour_by_trust : bool, default False
+        Colour each panel's points by the share of their neighbours that panel keeps
+        (:data:`TRUST_SCALE`: grey lost, dark blue kept) instead of ``color``.
     **map_kwargs
         Passed to :func:`map_figure` (``ids``, ``groups``, ``color``, ``group_tags``, ...).
 
@@ -79,7 +93,9 @@ def projection_figure(teacher, student, method: str = "umap", align: str = "proc
     plotly.graph_objects.Figure
         As :func:`map_figure`; ``layout.meta`` also records the method, the alignment,
         the Procrustes disparity of the two maps (0 = the same shape) and ``n_total``,
-        the number of entities before sampling.
+        the number of entities before sampling, ``neighbours`` (k), ``kept_teacher``
+        and ``kept_student`` (the mean shares of neighbours kept) and ``trust`` (a
+        sentence on them).
     """
     teacher, student = _as_matrix(teacher, "teacher"), _as_matrix(student, "student")
     n_total = teacher.shape[0]
@@ -88,33 +104,64 @@ def projection_figure(teacher, student, method: str = "umap", align: str = "proc
                          f"and {student.shape[0]} rows")
     sampled = max_points is not None and n_total > _check_max_points(max_points)
     if sampled:
-        from ..groups import stratified_sample
-
-        keep = stratified_sample(n_total, max_points, map_kwargs.get("groups"),
-                                 random_state)
-        map_kwargs.setdefault("ids", np.arange(n_total))
-        map_kwargs.update({key: _take(map_kwargs[key], keep) for key in _PER_ENTITY
-                           if map_kwargs.get(key) is not None})
-        if map_kwargs.get("highlight") is not None and \
-                np.asarray(map_kwargs["highlight"]).dtype == bool:
-            map_kwargs["highlight"] = np.asarray(map_kwargs["highlight"])[keep]
+        keep = _sample_for_map(n_total, max_points, map_kwargs, random_state)
         teacher, student = teacher[keep], student[keep]
     teacher_xy, student_xy = project_pair(teacher, student, method=method, align=align,
                                           n_neighbors=n_neighbors, min_dist=min_dist,
                                           n_epochs=n_epochs, init=init,
                                           random_state=random_state, cache_dir=cache_dir,
                                           parallel=parallel)
+    kept_t = neighbours_kept(teacher, teacher_xy, neighbours)
+    kept_s = neighbours_kept(student, student_xy, neighbours)
+    if colour_by_trust:
+        map_kwargs.update(color=kept_t, student_color=kept_s, categorical=False,
+                          color_name=f"share of {neighbours} neighbours kept",
+                          colorscale=TRUST_SCALE, color_range=(0, 1))
     fig = map_figure(teacher_xy, student_xy, **map_kwargs)
     disparity = procrustes_align(student_xy, teacher_xy)[1]
-    fig.layout.meta = {**(fig.layout.meta or {}), "method": method, "align": align,
-                       "disparity": disparity, "n_total": n_total}
     entity = map_kwargs.get("entity", "items")
-    what = (f"{len(teacher):,} of {n_total:,} {entity}, a sample "
-            f"{'stratified by group' if map_kwargs.get('groups') is not None else 'drawn uniformly'}"
-            if sampled else f"teacher and student {entity}")
-    fig.update_layout(title=f"{method.upper()} of {what} (student aligned by {align}; "
-                            f"disparity {disparity:.3f})")
+    trust = trust_sentence(kept_t, kept_s, entity, neighbours)
+    fig.layout.meta = {**(fig.layout.meta or {}), "method": method, "align": align,
+                       "disparity": disparity, "n_total": n_total, "neighbours": neighbours,
+                       "kept_teacher": float(kept_t.mean()),
+                       "kept_student": float(kept_s.mean()), "trust": trust}
+    fig.update_layout(title=_map_title(method, align, entity, len(teacher), n_total,
+                                       sampled and map_kwargs.get("groups") is not None,
+                                       kept_t, kept_s, neighbours, disparity),
+                      margin=dict(t=95))
     return fig
+
+
+def _sample_for_map(n_total, max_points, map_kwargs, random_state) -> np.ndarray:
+    """The entities a map of a large set draws (stratified by ``groups`` when given);
+    ``map_kwargs``' per-entity values are narrowed to them in place."""
+    from ..groups import stratified_sample
+
+    keep = stratified_sample(n_total, max_points, map_kwargs.get("groups"), random_state)
+    map_kwargs.setdefault("ids", np.arange(n_total))
+    map_kwargs.update({key: _take(map_kwargs[key], keep) for key in _PER_ENTITY
+                       if map_kwargs.get(key) is not None})
+    if map_kwargs.get("highlight") is not None and \
+            np.asarray(map_kwargs["highlight"]).dtype == bool:
+        map_kwargs["highlight"] = np.asarray(map_kwargs["highlight"])[keep]
+    return keep
+
+
+def _map_title(method, align, entity, n_drawn, n_total, stratified, kept_t, kept_s,
+               neighbours, disparity) -> dict:
+    """projection_figure's title: what is mapped, and a subtitle on how far to trust it."""
+    what = f"teacher and student {entity}" if n_drawn == n_total else (
+        f"{n_drawn:,} of {n_total:,} {entity}, a sample "
+        f"{'stratified by group' if stratified else 'drawn uniformly'}")
+    aligned = {"procrustes": "rotated and scaled onto the teacher's",
+               "aligned_umap": "laid out jointly with the teacher's (AlignedUMAP)",
+               "none": "not aligned"}[align]
+    return dict(text=f"{method.upper()} of {what}<br><sup>maps keep {kept_t.mean():.0%} "
+                     f"(teacher) and {kept_s.mean():.0%} (student) of each "
+                     f"{_singular(entity)}'s {neighbours} nearest neighbours; student's map "
+                     f"{aligned}; shapes differ by {disparity:.2f} (Procrustes disparity: 0 "
+                     f"the same shape, 1 nothing in common)</sup>",
+                x=0.01, xanchor="left", y=0.97, yanchor="top")
 
 
 def _check_max_points(value) -> int:
@@ -135,7 +182,8 @@ def map_figure(teacher_xy, student_xy, ids=None, groups=None, color=None,
                group_tags=None, entity_tags=None, entity: str = "items",
                titles=("teacher", "student"), highlight=None,
                marker_size: float | None = None, webgl: bool | None = None,
-               legend: bool = True) -> "go.Figure":
+               legend: bool = True, student_color=None, colorscale="Viridis",
+               color_range: tuple[float, float] | None = None) -> "go.Figure":
     """Draw two 2-D maps of the same entities side by side, one trace per panel.
 
     Parameters
@@ -169,6 +217,14 @@ def map_figure(teacher_xy, student_xy, ids=None, groups=None, color=None,
         Draw with Scattergl; default above :data:`WEBGL_THRESHOLD` entities.
     legend : bool, default True
         Add the legend traces of categorical colours.
+    student_color : array of shape (n_entities,), optional
+        Values that colour the student panel when they differ from the teacher panel's
+        (``color``), e.g. each map's own share of neighbours kept; by value only, on the
+        same colour bar.
+    colorscale : str or list, default "Viridis"
+        The colour bar's scale, for colours by value.
+    color_range : (float, float), optional
+        The colour bar's ends; default the values' range.
 
     Returns
     -------
@@ -190,6 +246,12 @@ def map_figure(teacher_xy, student_xy, ids=None, groups=None, color=None,
     groups = _as_vector(groups, n, "groups")
     color = groups if color is None else _as_vector(color, n, "color")
     color_name = color_name or "group"
+    if student_color is not None:
+        student_color = _as_vector(student_color, n, "student_color")
+        if color is None or _is_categorical(color, categorical) or \
+                _is_categorical(student_color, categorical):
+            raise ValueError("student_color needs colours by value in both color and "
+                             "student_color (categorical=False)")
     tags_of_group = _group_tag_text(group_tags)
     group_text = np.full(n, "", dtype=object) if groups is None else \
         groups.astype(str).astype(object)
@@ -197,11 +259,15 @@ def map_figure(teacher_xy, student_xy, ids=None, groups=None, color=None,
         if groups is not None else np.full(n, "", dtype=object)
     entity_text = np.full(n, "", dtype=object) if entity_tags is None else \
         np.asarray(_as_vector(entity_tags, n, "entity_tags"), dtype=object)
-    color_text = np.full(n, "", dtype=object) if color is None else np.array(
-        [f"{c:.4g}" if isinstance(c, (float, np.floating)) else str(c) for c in color],
-        dtype=object)
-    customdata = np.stack([ids.astype(object), group_text, group_tag_text, entity_text,
-                           color_text], axis=1)
+    def hover_data(values):
+        text = np.full(n, "", dtype=object) if values is None else np.array(
+            [f"{c:.4g}" if isinstance(c, (float, np.floating)) else str(c) for c in values],
+            dtype=object)
+        return np.stack([ids.astype(object), group_text, group_tag_text, entity_text, text],
+                        axis=1)
+
+    customdata = hover_data(color)
+    student_data = customdata if student_color is None else hover_data(student_color)
 
     hover = f"<b>{_singular(entity)} %{{customdata[0]}}</b>"
     if groups is not None:
@@ -239,16 +305,21 @@ def map_figure(teacher_xy, student_xy, ids=None, groups=None, color=None,
     fig = _subplots.make_subplots(rows=1, cols=2, subplot_titles=list(titles),
                                   horizontal_spacing=0.03)
     selected = _highlight_points(highlight, ids)
-    for col, (xy, name) in enumerate(((t_xy, titles[0]), (s_xy, titles[1])), start=1):
+    student_marker = marker if student_color is None else \
+        {**marker, "color": np.asarray(student_color, dtype=np.float64)}
+    for col, (xy, name, marks, data) in enumerate(
+            ((t_xy, titles[0], marker, customdata), (s_xy, titles[1], student_marker,
+                                                     student_data)), start=1):
         fig.add_trace(scatter(x=xy[:, 0], y=xy[:, 1], mode="markers", name=name,
-                              marker=marker, customdata=customdata, hovertemplate=hover +
+                              marker=marks, customdata=data, hovertemplate=hover +
                               f"<extra>{name}</extra>", showlegend=False,
                               selectedpoints=selected, unselected=dict(marker=dict(
                                   opacity=0.12))), row=1, col=col)
     for trace in legend_traces:
         fig.add_trace(trace, row=1, col=1)
     if "coloraxis" in marker:
-        fig.update_layout(coloraxis=dict(colorscale="Viridis",
+        low, high = color_range or (None, None)
+        fig.update_layout(coloraxis=dict(colorscale=colorscale, cmin=low, cmax=high,
                                          colorbar=dict(title=dict(text=color_name))))
     axis = dict(showticklabels=False, showgrid=False, zeroline=False)
     fig.update_xaxes(**axis)

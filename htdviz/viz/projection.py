@@ -12,6 +12,11 @@ not the norms of the embeddings.
   teacher's, so that an entity sits in about the same place in both panels: by
   Procrustes (:func:`procrustes_align`: rotation, reflection, scale and shift, the shape
   is untouched), or by umap-learn's ``AlignedUMAP``, which lays both out jointly.
+- :func:`neighbours_kept` says where a map can be trusted: the share of each entity's k
+  nearest neighbours in the representation space (cosine) that stay among its k nearest
+  on the map. A 2-D map cannot keep every neighbourhood; sizes of clusters and distances
+  between them are not preserved either, so a map is read for who sits next to whom, and
+  only where this share is high.
 - Maps are cached as ``.npz`` files keyed by a hash of the input bytes and every
   parameter, written atomically (temporary file, then ``os.replace``), read without
   pickle. The cache folder is ``cache_dir``, else ``$HTDVIZ_CACHE_DIR/projections``, else
@@ -153,6 +158,55 @@ def project_pair(teacher, student, method: str = "umap", align: str = "procruste
     return teacher_xy, student_xy
 
 
+def neighbours_kept(repr, xy, k: int = 10, chunk_size: int = 2048) -> np.ndarray:
+    """The share of each entity's k nearest neighbours that its map keeps.
+
+    For entity i: N_k(i), its k nearest other entities by cosine similarity of ``repr``
+    (the geometry the maps start from), and M_k(i), its k nearest other entities by
+    Euclidean distance on the map ``xy``; the result is |N_k(i) ∩ M_k(i)| / k. An
+    isometry of the unit rows keeps every neighbour (1.0); a map unrelated to ``repr``
+    keeps about k / (n - 1). Exact: every pair's cosine is compared (in blocks of
+    ``chunk_size`` rows), the map's neighbours come from a k-d tree; tied neighbours
+    are taken in either's own order.
+
+    Parameters
+    ----------
+    repr : array or tensor of shape (n_entities, dim)
+    xy : array of shape (n_entities, n_components)
+        A map of the same entities, in the same order (:func:`project`,
+        :func:`project_pair`; an aligned map gives the same answer as the unaligned one).
+    k : int, default 10
+        Neighbours per entity, in [1, n_entities - 1].
+
+    Returns
+    -------
+    float64 ndarray of shape (n_entities,), values in {0, 1/k, ..., 1}
+    """
+    x = _as_matrix(repr, "repr")
+    y = _as_matrix(xy, "xy")
+    if x.shape[0] != y.shape[0]:
+        raise ValueError(f"repr and xy must hold the same entities: got {x.shape[0]} and "
+                         f"{y.shape[0]} rows")
+    k = _check_int(k, "k", 1, x.shape[0] - 1)
+    original = _exact_knn(_unit_rows(x), k + 1, chunk_size)[0][:, 1:]
+    mapped = _nearest_on_map(y.astype(np.float64), k)
+    # each row of both lists holds distinct ids: the shared ones appear twice when joined
+    joined = np.sort(np.concatenate([original, mapped], axis=1), axis=1)
+    return (joined[:, 1:] == joined[:, :-1]).sum(1) / k
+
+
+def trust_sentence(kept_teacher, kept_student=None, entity: str = "items",
+                   k: int = 10) -> str:
+    """One sentence on how much of the neighbourhoods the maps keep (:func:`neighbours_kept`)."""
+    singular = {"items": "item", "users": "user"}.get(entity, entity)
+    said = f"The teacher's map keeps {np.mean(kept_teacher):.0%}"
+    if kept_student is not None:
+        said += f" and the student's {np.mean(kept_student):.0%}"
+    return (f"{said} of each {singular}'s {k} nearest neighbours; read a map for who sits "
+            f"next to whom where points are dark, not where they are grey (they lost most "
+            f"of theirs), and never for cluster sizes or the distances between clusters.")
+
+
 def procrustes_align(source, target, scale: bool = True) -> tuple[np.ndarray, float]:
     """Move ``source`` onto ``target`` by rotation, reflection, scaling and translation.
 
@@ -252,6 +306,16 @@ def _exact_knn(unit: np.ndarray, k: int, chunk_size: int = 2048):
         indices[start:start + sims.shape[0]] = idx.numpy()
         distances[start:start + sims.shape[0]] = (1.0 - top.clamp(max=1.0)).clamp(min=0).numpy()
     return indices, distances
+
+
+def _nearest_on_map(xy: np.ndarray, k: int) -> np.ndarray:
+    """Each point's k nearest other points on a map (Euclidean, exact: a k-d tree;
+    without a query, scikit-learn leaves each point out of its own neighbours),
+    int64 (n, k)."""
+    from sklearn.neighbors import NearestNeighbors
+
+    found = NearestNeighbors(n_neighbors=k).fit(xy).kneighbors(return_distance=False)
+    return found.astype(np.int64)
 
 
 def _umap(unit: np.ndarray, params: dict) -> np.ndarray:
