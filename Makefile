@@ -1,6 +1,7 @@
 # htdviz: two commands do everything.
 #   make demo   set up, train + distil on CiteULike, write the HTML report under reports/
 #   make test   set up, run the test suite (no network, no GPU), browser tests included
+#   make docs   the tutorial site under build/site/ (the notebooks executed as they open)
 #   make check  the development loop: the suite without the notebooks, the browser and Ray
 #   make test-browser   only the browser tests (JupyterLab and the report in Chromium)
 #   make test-cluster   only the Ray executor's test (a local Ray instance)
@@ -9,7 +10,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 export HTDVIZ_DATA_MIRROR ?= $(abspath ../shared/data)
 
-.PHONY: setup chromium demo test check test-browser test-cluster lab bench clean
+.PHONY: setup chromium demo docs test check test-browser test-cluster lab bench clean
 
 $(VENV)/.installed: pyproject.toml ci/requirements.txt
 	$(PYTHON) -m venv $(VENV)
@@ -28,6 +29,11 @@ $(VENV)/.cluster: $(VENV)/.installed ci/requirements-cluster.txt
 
 demo: setup
 	$(PY) -m htdviz demo
+
+# README, docs/*.md and every notebook executed with its figures, as static pages
+# (docs/site/build.py; `make test` builds it from the SMOKE executions and reads it in Chromium)
+docs: setup
+	$(PY) docs/site/build.py
 
 # The browser tests drive the system Chromium (Playwright's own browser download is not
 # used). Installed with apt-get where it is missing; elsewhere they are skipped.
@@ -72,4 +78,4 @@ bench: setup
 	for b in benchmarks/bench_*.py; do $(PY) $$b || exit 1; done
 
 clean:
-	rm -rf $(VENV) runs reports
+	rm -rf $(VENV) runs reports build

@@ -232,6 +232,7 @@ SHARED_FIXTURE_GROUPS = {
     "tests/test_report.py": "demo_report",
     "tests/test_browser.py": "executed_notebook",
     "tests/test_notebooks.py": "executed_notebook",
+    "tests/test_site.py": "executed_notebook",
 }
 
 

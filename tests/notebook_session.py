@@ -12,8 +12,9 @@ explorer of notebook 04, which needs a live kernel. Both read the same execution
 - with nbclient otherwise (``-m notebooks``, or no Chromium): a fresh kernel runs it top
   to bottom.
 
-Either way the notebooks run in a temporary copy of notebooks/ (conftest.py's
-``smoke_project``), in name order, sharing its runs folder as a user's notebooks share
+Either way the executed notebook, outputs included, is written to ``<root>/executed/``,
+from which tests/test_site.py builds the tutorial site; and the notebooks run in a
+temporary copy of notebooks/ (conftest.py's ``smoke_project``), in name order, sharing its runs folder as a user's notebooks share
 runs/; and after the last cell the kernel is asked which finished run folders its
 namespace holds (``RUNS_PROBE``).
 
@@ -131,6 +132,7 @@ class Execution:
     cells: list[dict]
     probe: dict = field(default_factory=dict)
     notebook: "Notebook | None" = None
+    executed: Path | None = None               # the notebook with its outputs
 
 
 def _parse_probe(text: str, name: str) -> dict:
@@ -165,7 +167,22 @@ def execute_with_nbclient(root: Path, name: str, env: dict) -> Execution:
     if all(cell["ran"] and not cell["errors"] for cell in cells):
         text = "".join(o.get("text", "") for o in nb.cells[-1].outputs)
         probe = _parse_probe(text, name)
-    return Execution(name, "nbclient", cells, probe)
+    nb.cells.pop()                                 # the probe is not part of the notebook
+    return Execution(name, "nbclient", cells, probe,
+                     executed=_write_executed(root, name, nb))
+
+
+def _write_executed(root: Path, name: str, nb) -> Path:
+    import nbformat
+
+    path = root / "executed" / f"{name}.ipynb"
+    path.parent.mkdir(exist_ok=True)
+    nb = nbformat.from_dict(nb)
+    for cell in nb.cells:              # JupyterLab's model gives cells empty keys as null
+        for key in [key for key, value in cell.items() if value is None]:
+            del cell[key]
+    nbformat.write(nb, path)
+    return path
 
 
 # --------------------------------------------------------------------------------------
@@ -301,7 +318,9 @@ def execute_in_browser(lab: JupyterLab, browser, name: str) -> Execution:
     probe = {}
     if all(cell["ran"] and not cell["errors"] for cell in cells):
         probe = _parse_probe(notebook.kernel(RUNS_PROBE), name)
-    return Execution(name, "browser", cells, probe, notebook)
+    executed = _write_executed(lab.root, name, notebook.page.evaluate(
+        "() => window.jupyterapp.shell.currentWidget.context.model.toJSON()"))
+    return Execution(name, "browser", cells, probe, notebook, executed)
 
 
 # Done when every code cell has run (or one failed, which stops Run All) and the kernel is

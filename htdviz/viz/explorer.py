@@ -591,7 +591,7 @@ class Explorer:
             f"the teacher's k-means groups: sets above {self.max_points:,} are sampled; "
             f"groups and measures use all)")
         trust = trust_sentence(kept_t, kept_s, self.entity, TRUST_K)
-        self._summary = (f"{shown}; colour: {name}; a selection picks a {self.grouping}."
+        self._summary = (f"{shown}; colour: {name}; a selection picks one {self.grouping}."
                          f"<br><small>{html.escape(trust)} (colour: {TRUST})</small>")
 
     def _draw_heatmap(self) -> None:
@@ -735,7 +735,31 @@ class Explorer:
                                      f"{self.teacher_name!r} {t.shape[0]}")
 
     def _repr_mimebundle_(self, **kwargs):
-        return self.widget._repr_mimebundle_(**kwargs)
+        """The live widget, and for pages with no kernel (a rendered notebook) a static
+        picture of it (:meth:`static_html`); JupyterLab shows the widget."""
+        bundle = self.widget._repr_mimebundle_(**kwargs)
+        if isinstance(bundle, tuple):                 # (data, metadata)
+            bundle[0]["text/html"] = self.static_html()
+        elif isinstance(bundle, dict):
+            bundle["text/html"] = self.static_html()
+        return bundle
+
+    def static_html(self) -> str:
+        """The explorer as drawn now, for a page without a kernel: its status line, the
+        maps and the heatmap as plain plotly figures (positions and colours; no hover
+        text), drawn by the page's plotly.js once it is there, and a line saying that
+        selections and switches need the notebook running."""
+        parts = [f'<div class="htdviz-explorer-static"><p><b>A picture of the explorer</b> '
+                 f'(selections, switches and group details need the notebook running in '
+                 f'Jupyter): {self.student_name}, {self.entity}.</p>'
+                 f'<p>{self._summary}</p>']
+        for k, widget in enumerate((self.map_widget, self.heatmap_widget)):
+            figure = go.Figure(widget)
+            for trace in figure.data:
+                if "customdata" in trace:
+                    trace.customdata, trace.hovertemplate = None, None
+            parts.append(_static_figure(figure, f"htdviz-explorer-{id(self)}-{k}"))
+        return "".join(parts) + "</div>"
 
 
 def explore(runs, **kwargs) -> Explorer:
@@ -743,6 +767,18 @@ def explore(runs, **kwargs) -> Explorer:
     if isinstance(runs, (str, Path)):
         return Explorer.from_folder(runs, **kwargs)
     return Explorer(runs, **kwargs)
+
+
+def _static_figure(figure, div_id: str) -> str:
+    """A div and a script that draws ``figure`` once the page has plotly.js (a rendered
+    notebook's page may load it after the outputs)."""
+    spec = figure.to_json().replace("</", "<\\/")
+    height = figure.layout.height or 450
+    return (f'<div id="{div_id}" style="height:{height}px;width:100%"></div><script>'
+            f'(function draw(tries) {{ if (window.Plotly) {{ var f = {spec}; '
+            f'Plotly.newPlot("{div_id}", f.data, f.layout, {{responsive: true}}); }} '
+            f'else if (tries > 0) {{ setTimeout(function () {{ draw(tries - 1); }}, 100); }} '
+            f'}})(100);</script>')
 
 
 def _replace_layout(widget, layout) -> None:

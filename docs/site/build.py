@@ -1,0 +1,156 @@
+"""Build the tutorial site: the README's story, docs/*.md and every notebook executed with
+its outputs, as static HTML pages (Sphinx with MyST-NB, the Furo theme).
+
+    python docs/site/build.py                    # execute the notebooks as they open, build
+    python docs/site/build.py --smoke            # the SMOKE setting (what the tests build)
+    python docs/site/build.py --executed DIR     # notebooks already executed, in DIR
+
+The site lands in ``build/site/`` (``--out``): plain files, ready to publish as static
+pages, that work with no network. Plotly's JavaScript is shipped once with the site; each
+figure of a notebook becomes a div drawn by it, so the figures stay interactive in the page.
+Widgets cannot run without a kernel: the explorer's output carries a static picture of its
+maps (htdviz.viz.Explorer), which the page shows instead.
+
+Why Sphinx and MyST-NB: both install from PyPI, build with no network, read executed
+notebooks as they are (nothing is executed during the build), and MyST reads the project's
+Markdown files and their relative links unchanged.
+"""
+from __future__ import annotations
+
+import argparse
+import shutil
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+CONF_DIR = Path(__file__).resolve().parent
+NOTEBOOKS = sorted((ROOT / "notebooks").glob("[0-9]*.ipynb"))
+DOCS = ("method", "results", "benchmarks", "guide")
+PLOTLY_MIME = "application/vnd.plotly.v1+json"
+WIDGET_MIME = "application/vnd.jupyter.widget-view+json"
+
+
+def execute(out_dir: Path, smoke: bool) -> list[tuple[str, float]]:
+    """Execute every notebook (papermill, from notebooks/ so that their ``../runs`` is the
+    project's runs/), into ``out_dir``; the committed notebooks are left as they are.
+    Returns (name, seconds) per notebook."""
+    import papermill
+
+    out_dir.mkdir(parents=True, exist_ok=True)
+    times = []
+    for path in NOTEBOOKS:
+        start = time.perf_counter()
+        print(f"executing {path.name} ({'SMOKE' if smoke else 'as it opens'})", flush=True)
+        papermill.execute_notebook(str(path), str(out_dir / path.name),
+                                   parameters={"SMOKE": True} if smoke else {},
+                                   cwd=str(path.parent), progress_bar=False)
+        times.append((path.stem, time.perf_counter() - start))
+        print(f"  {times[-1][1]:.0f} s", flush=True)
+    return times
+
+
+def static_outputs(nb) -> int:
+    """Turn a notebook's outputs into what a static page can show: each plotly figure
+    into a div drawn by the site's plotly.js (its JSON dropped), each widget view left to
+    its HTML fallback. Returns the number of figures converted."""
+    figures = 0
+    for cell in nb.cells:
+        for output in cell.get("outputs", []):
+            data = output.get("data")
+            if not data:
+                continue
+            if PLOTLY_MIME in data:
+                data["text/html"] = figure_html(data.pop(PLOTLY_MIME), f"htdviz-figure-{figures}")
+                figures += 1
+            data.pop(WIDGET_MIME, None)
+    return figures
+
+
+def figure_html(spec: dict, div_id: str) -> str:
+    """A plotly figure (its JSON) as a div drawn by the page's plotly.js once the page has
+    loaded it (the theme loads scripts at the end of the page)."""
+    import json
+
+    layout = spec.get("layout", {})
+    figure = json.dumps({"data": spec.get("data", []), "layout": layout,
+                         "config": {**spec.get("config", {}), "responsive": True}})
+    figure = figure.replace("</", "<\\/")        # no "</script>" inside the script
+    return (f'<div id="{div_id}" class="plotly-graph-div" '
+            f'style="height:{int(layout.get("height", 450))}px;width:100%"></div>\n'
+            f'<script>window.addEventListener("DOMContentLoaded", function () {{\n'
+            f'  var f = {figure};\n'
+            f'  Plotly.newPlot("{div_id}", f.data, f.layout, f.config);\n}});</script>')
+
+
+def stage(src: Path, executed: Path) -> None:
+    """The site's sources in ``src``, laid out as in the repository (so that the Markdown
+    files' relative links hold): index.md (the README), docs/*.md, notebooks/, and
+    conf.py with _static/ (plotly.js, the site's CSS)."""
+    import nbformat
+
+    (src / "docs").mkdir(parents=True)
+    (src / "notebooks").mkdir()
+    pages = [f"notebooks/{path.stem}" for path in NOTEBOOKS] + \
+        [f"docs/{name}" for name in DOCS if (ROOT / "docs" / f"{name}.md").exists()]
+    toctree = "\n\n```{toctree}\n:hidden:\n:maxdepth: 1\n\n" + "\n".join(pages) + "\n```\n"
+    (src / "index.md").write_text((ROOT / "README.md").read_text() + toctree)
+    for name in DOCS:
+        if (ROOT / "docs" / f"{name}.md").exists():
+            shutil.copy(ROOT / "docs" / f"{name}.md", src / "docs" / f"{name}.md")
+    if (ROOT / "docs" / "img").is_dir():
+        shutil.copytree(ROOT / "docs" / "img", src / "docs" / "img")
+    for path in NOTEBOOKS:
+        executed_path = executed / path.name
+        if not executed_path.exists():
+            raise SystemExit(f"--executed: {executed_path} is missing (every notebook of "
+                             f"notebooks/ must be there, executed)")
+        nb = nbformat.read(executed_path, as_version=4)
+        static_outputs(nb)
+        nbformat.write(nb, src / "notebooks" / path.name)
+    static = src / "_static"
+    static.mkdir()
+    import plotly
+
+    shutil.copy(Path(plotly.__file__).parent / "package_data" / "plotly.min.js", static)
+    shutil.copy(CONF_DIR / "htdviz.css", static)
+    shutil.copy(CONF_DIR / "conf.py", src)
+
+
+def build(executed: Path, out: Path) -> None:
+    from sphinx.cmd.build import build_main
+
+    with tempfile.TemporaryDirectory() as tmp:
+        src = Path(tmp) / "src"
+        stage(src, executed)
+        if out.exists():
+            shutil.rmtree(out)
+        code = build_main(["-b", "html", "-q", "-d", str(Path(tmp) / "doctrees"), str(src),
+                           str(out)])
+    if code:
+        raise SystemExit(f"sphinx-build failed (exit {code})")
+    print(f"site: {out}/index.html")
+
+
+def main(argv=None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--smoke", action="store_true",
+                        help="execute the notebooks in their SMOKE setting")
+    parser.add_argument("--executed", type=Path,
+                        help="a folder of notebooks already executed (nothing is run)")
+    parser.add_argument("--out", type=Path, default=ROOT / "build" / "site")
+    args = parser.parse_args(argv)
+    if args.executed is not None:
+        if not args.executed.is_dir():
+            parser.error(f"--executed: {args.executed} is not a folder")
+        build(args.executed, args.out)
+        return
+    executed = ROOT / "build" / ("executed-smoke" if args.smoke else "executed")
+    times = execute(executed, args.smoke)
+    print("executed:", ", ".join(f"{name} {seconds:.0f} s" for name, seconds in times))
+    build(executed, args.out)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
