@@ -10,9 +10,12 @@ configuration, so a changed file trains a new teacher instead of reusing a stale
 """
 from __future__ import annotations
 
+import inspect
 import re
+from collections.abc import Mapping
 from pathlib import Path
 
+import pandas as pd
 import torch
 
 from . import data, distill, models
@@ -300,6 +303,45 @@ def student_run(teacher_dir: str | Path, method: str = "htd", dim: int = 20,
                  progress=_bar(f"{method} d{dim} s{seed}", progress),
                  checkpoint=checkpoint_path(path))
     return _save_run(path, config, net, result, device, distiller)
+
+
+def plan(teacher: Mapping, students: Mapping[str, tuple] | None = None,
+         runs_dir: str | Path = "runs") -> pd.DataFrame:
+    """Which runs :func:`teacher_run` and :func:`student_run` would reuse and which they
+    would train, without training anything (a notebook says so before it starts).
+
+    Parameters
+    ----------
+    teacher : mapping
+        :func:`teacher_run`'s arguments (``runs_dir`` and ``device`` left out).
+    students : mapping name -> (method, dim, options)
+        :func:`student_run`'s method, dim and other arguments, per student.
+    runs_dir : path, default "runs"
+
+    Returns
+    -------
+    pandas.DataFrame
+        One row per run: ``run`` (its name here), ``folder``, ``epochs`` and ``reused``
+        (True: finished, nothing to train).
+    """
+    keys = inspect.signature(teacher_config).parameters
+    unknown = set(teacher) - set(keys)
+    if unknown:
+        raise ValueError(f"teacher: unknown arguments {sorted(unknown)}")
+    t_config = teacher_config(**teacher)
+    t_folder = t_config.folder_name()
+    rows = [{"run": "teacher", "folder": t_folder, "epochs": t_config.epochs}]
+    for name, (method, dim, options) in (students or {}).items():
+        options = dict(options)
+        fields = {key: options.pop(key) for key in ("epochs", "eval_every", "seed",
+                                                     "distill_weight", "schedule", "updates")
+                  if key in options}
+        config = StudentConfig(method=method, dim=dim, **fields, **options).inherit(
+            t_folder, t_config)
+        rows.append({"run": name, "folder": config.folder_name(), "epochs": config.epochs})
+    table = pd.DataFrame(rows)
+    table["reused"] = [finished(Path(runs_dir) / folder) for folder in table["folder"]]
+    return table
 
 
 def _bar(name: str, progress: bool | dict):

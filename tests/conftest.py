@@ -134,6 +134,8 @@ def smoke_project(tmp_path_factory) -> Path:
     root = tmp_path_factory.mktemp("smoke_project")
     shutil.copytree(ROOT / "notebooks", root / "notebooks",
                     ignore=shutil.ignore_patterns(".ipynb_checkpoints"))
+    for path in (root / "notebooks").glob("*.ipynb"):
+        notebook_session.smoke_copy(path, path)           # SETTING = "smoke"
     return root
 
 

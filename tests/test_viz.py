@@ -1038,3 +1038,18 @@ def test_explorer_keeps_the_selection_and_the_map_tool_while_the_groups_stay(
     ex.clear_selection()
     ex.heat_mode_tb.value = "selected group"
     assert "select a group in a map first" in ex.info.value
+
+
+def test_a_method_has_one_colour_in_every_figure_whatever_the_order():
+    history = pd.DataFrame({"epoch": [0, 1], "test_recall@50": [0.1, 0.2]})
+    one = figures.learning_curves({"FTD": history, "HTD": history, "student alone": history})
+    other = figures.learning_curves({"HTD student": history, "student": history,
+                                     "ftd d20 s0": history})
+    colour = {t.name: t.line.color for t in one.data + other.data}
+    assert colour["FTD"] == colour["ftd d20 s0"] == figures.METHOD_COLOURS["ftd"]
+    assert colour["HTD"] == colour["HTD student"] == figures.METHOD_COLOURS["htd"]
+    assert colour["student alone"] == colour["student"] == figures.METHOD_COLOURS["student"]
+    assert figures.method_colour("HTD + RRD") == figures.METHOD_COLOURS["htd+rrd"]
+    # a name that is no method takes the palette's colours in order
+    assert figures.method_colour("my loss", 2) == figures.PALETTE[2]
+    assert len(set(figures.METHOD_COLOURS.values())) == len(figures.METHOD_COLOURS)

@@ -4,6 +4,7 @@ its outputs, as static HTML pages (Sphinx with MyST-NB, the Furo theme).
     python docs/site/build.py                    # execute the notebooks as they open, build
     python docs/site/build.py --smoke            # the SMOKE setting (what the tests build)
     python docs/site/build.py --executed DIR     # notebooks already executed, in DIR
+    python docs/site/build.py --picture reports/htdviz_report.html   # README's picture
 
 The site lands in ``build/site/`` (``--out``): plain files, ready to publish as static
 pages, that work with no network. Plotly's JavaScript is shipped once with the site; each
@@ -43,8 +44,10 @@ def execute(out_dir: Path, smoke: bool) -> list[tuple[str, float]]:
     for path in NOTEBOOKS:
         start = time.perf_counter()
         print(f"executing {path.name} ({'SMOKE' if smoke else 'as it opens'})", flush=True)
+        # SETTING in the notebooks that have a lesson setting, SMOKE in the others
+        smoke_parameters = {"SMOKE": True, "SETTING": "smoke"}
         papermill.execute_notebook(str(path), str(out_dir / path.name),
-                                   parameters={"SMOKE": True} if smoke else {},
+                                   parameters=smoke_parameters if smoke else {},
                                    cwd=str(path.parent), progress_bar=False)
         times.append((path.stem, time.perf_counter() - start))
         print(f"  {times[-1][1]:.0f} s", flush=True)
@@ -133,6 +136,38 @@ def build(executed: Path, out: Path) -> None:
     print(f"site: {out}/index.html")
 
 
+#: The report's view whose figure is the README's picture.
+PICTURE_VIEW = "Where the maps can be trusted"
+
+
+def picture(report: Path, out: Path = ROOT / "docs" / "img" / "maps.png") -> None:
+    """The README's picture: the figure of the report's :data:`PICTURE_VIEW` view, as
+    Chromium draws it at 1280 px (Playwright), saved as a PNG."""
+    import shutil as _shutil
+
+    from playwright.sync_api import sync_playwright
+
+    chromium = _shutil.which("chromium") or _shutil.which("chromium-browser")
+    if chromium is None:
+        raise SystemExit("--picture needs Chromium on PATH (Debian: apt-get install chromium)")
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=chromium)
+        page = browser.new_page(viewport={"width": 1280, "height": 900},
+                                device_scale_factor=1)
+        page.goto(report.resolve().as_uri())
+        figure = page.locator(f"xpath=//h2[normalize-space()='{PICTURE_VIEW}']"
+                              f"/following::div[contains(@class, 'plotly-graph-div')][1]")
+        if figure.count() != 1:
+            raise SystemExit(f"--picture: {report} has no view {PICTURE_VIEW!r} with one "
+                             f"figure (a report of htdviz demo is needed)")
+        figure.locator(".main-svg").first.wait_for()
+        page.add_style_tag(content=".modebar-container { display: none; }")
+        out.parent.mkdir(parents=True, exist_ok=True)
+        figure.screenshot(path=str(out))
+        browser.close()
+    print(f"picture: {out}")
+
+
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--smoke", action="store_true",
@@ -140,7 +175,15 @@ def main(argv=None) -> None:
     parser.add_argument("--executed", type=Path,
                         help="a folder of notebooks already executed (nothing is run)")
     parser.add_argument("--out", type=Path, default=ROOT / "build" / "site")
+    parser.add_argument("--picture", type=Path, metavar="REPORT",
+                        help="only save the README's picture (docs/img/maps.png) from a "
+                             "report of `htdviz demo`")
     args = parser.parse_args(argv)
+    if args.picture is not None:
+        if not args.picture.is_file():
+            parser.error(f"--picture: {args.picture} is not a file")
+        picture(args.picture)
+        return
     if args.executed is not None:
         if not args.executed.is_dir():
             parser.error(f"--executed: {args.executed} is not a folder")

@@ -20,6 +20,7 @@ Curves and bars
 """
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 
 import numpy as np
@@ -37,6 +38,11 @@ _colors = _require("plotly.colors", "htdviz figures")
 MAX_HEATMAP_ENTITIES = 2000
 #: Categories get distinct colours up to this many (Dark24 + Light24), then colours repeat.
 PALETTE = tuple(_colors.qualitative.Dark24 + _colors.qualitative.Light24)
+#: One colour per method in every figure and the report (curves, bars, capacity panels),
+#: whatever order the methods come in; other names take PALETTE's colours in order.
+METHOD_COLOURS = {"teacher": "#222222", "student": "#7f7f7f", "fitnet": "#bcbd22",
+                  "de": "#9467bd", "ftd": "#1f77b4", "htd": "#d62728", "rrd": "#2ca02c",
+                  "htd+rrd": "#ff7f0e", "de+rrd": "#8c564b"}
 #: Categories listed in a legend at most; more are coloured but not listed.
 MAX_LEGEND_ENTRIES = len(PALETTE)
 #: Above this many points per panel, maps use WebGL (Scattergl).
@@ -162,6 +168,18 @@ def _map_title(method, align, entity, n_drawn, n_total, stratified, kept_t, kept
                      f"{aligned}; shapes differ by {disparity:.2f} (Procrustes disparity: 0 "
                      f"the same shape, 1 nothing in common)</sup>",
                 x=0.01, xanchor="left", y=0.97, yanchor="top")
+
+
+def method_colour(name, k: int = 0) -> str:
+    """The colour of the method a curve or bar is named after (:data:`METHOD_COLOURS`):
+    its registry name or display name, alone or first ("FTD", "HTD student", "student
+    alone", "HTD + RRD", "htd d20 s0"); for any other name, the ``k``-th colour of
+    :data:`PALETTE`."""
+    text = str(name).lower().replace(" + ", "+")
+    for token in re.split(r"[\s(),:/]+", text):
+        if token in METHOD_COLOURS:
+            return METHOD_COLOURS[token]
+    return PALETTE[k % len(PALETTE)]
 
 
 def _check_max_points(value) -> int:
@@ -634,7 +652,7 @@ def learning_curves(histories, metric: str = "test_recall@50", reference=None,
     fig = go.Figure()
     colours = {}
     for k, (name, frame) in enumerate(curves.items()):
-        colours[name] = PALETTE[k % len(PALETTE)]
+        colours[name] = method_colour(name, k)
         frame = frame.sort_values(x)
         # the authors' loop labels epoch e after e + 1 epochs (docs/method.md §6.3)
         authors = "schedule" in frame.columns and (frame["schedule"] == "reference").any()
@@ -645,7 +663,7 @@ def learning_curves(histories, metric: str = "test_recall@50", reference=None,
                                                f"%{{y:.4f}}<extra></extra>"))
     for k, (name, series) in enumerate((reference or {}).items()):
         series = pd.Series(series).sort_index()
-        colour = colours.get(name, PALETTE[(len(curves) + k) % len(PALETTE)])
+        colour = colours.get(name) or method_colour(name, len(curves) + k)
         fig.add_trace(go.Scatter(x=series.index, y=series.values, mode="lines",
                                  name=f"{name} (paper)", line=dict(color=colour, dash="dash"),
                                  hovertemplate=f"{name} (paper)<br>{x} %{{x}}<br>{metric} "
@@ -712,7 +730,7 @@ def capacity_curves(table: pd.DataFrame, recall: str | None = "auto",
     achieved = table[table["kind"] != "bound"]
     bound = table[table["kind"] == "bound"].sort_values(x)
     methods = list(dict.fromkeys(achieved["method"]))
-    colour = {m: PALETTE[k % len(PALETTE)] for k, m in enumerate(methods)}
+    colour = {m: method_colour(m, k) for k, m in enumerate(methods)}
     x_words = readable(x)
     for col, column in enumerate(errors, start=1):
         if len(bound) and bound[column].notna().any():
@@ -892,7 +910,7 @@ def group_usage_figure(histories, n_groups: int | None = None) -> "go.Figure":
     fig = _subplots.make_subplots(rows=1, cols=2, subplot_titles=("User groups", "Item groups"),
                                   shared_yaxes=True, horizontal_spacing=0.06)
     for k, (name, frame) in enumerate(curves.items()):
-        colour = PALETTE[k % len(PALETTE)]
+        colour = method_colour(name, k)
         for col, kind in enumerate(("user", "item"), start=1):
             fig.add_trace(go.Scatter(
                 x=frame["epoch"], y=frame[f"{kind}_groups_used"], mode="lines+markers",
@@ -956,7 +974,7 @@ def band_error_figure(table: pd.DataFrame, value: str = "mean_sq_error") -> "go.
             fig.add_trace(go.Bar(
                 x=[_band_name(b) for b in part["band"]], y=part[value], name=str(method),
                 legendgroup=str(method), showlegend=col == 1,
-                marker_color=PALETTE[k % len(PALETTE)],
+                marker_color=method_colour(method, k),
                 hovertemplate=f"{method}<br>{pairs}, teacher-neighbour ranks %{{x}}<br>"
                               f"{words} %{{y:.4f}}<extra></extra>"), row=1, col=col)
     fig.update_xaxes(title_text="rank among the teacher's neighbours")
