@@ -144,3 +144,17 @@ def test_reference_schedule_is_its_own_run(teacher):
     assert default != path and "schedule" not in json.loads(
         (default / "config.json").read_text())
 
+
+
+def test_plan_names_the_folders_runs_would_use_and_which_exist(teacher, tmp_path):
+    students = {"alone": ("student", 4, FAST), "htd": ("htd", 5, dict(FAST, n_groups=3))}
+    before = experiment.plan(TINY_TEACHER, students, runs_dir=teacher.parent)
+    assert before["run"].tolist() == ["teacher", "alone", "htd"]
+    assert before.loc[0, "folder"] == teacher.name and before.loc[0, "reused"]
+    assert not before.loc[2, "reused"] and before.loc[2, "epochs"] == 1
+    path = experiment.student_run(teacher, "htd", 5, n_groups=3, progress=False, **FAST)
+    after = experiment.plan(TINY_TEACHER, students, runs_dir=teacher.parent)
+    assert after.loc[2, "folder"] == path.name and after.loc[2, "reused"]
+    assert not experiment.plan(TINY_TEACHER, runs_dir=tmp_path)["reused"].any()
+    with pytest.raises(ValueError, match=r"teacher: unknown arguments \['colour'\]"):
+        experiment.plan(dict(TINY_TEACHER, colour="red"))
