@@ -89,7 +89,7 @@ class Experts(nn.Module):
         :meth:`per_expert_mixture`). The thresholds come from benchmarks/bench_experts.py.
         """
         # On a GPU the two big matmuls of the mixture beat per-expert work at every tau
-        # (docs/benchmarks.md, "HTD epoch").
+        # (docs/benchmarks.md, "Training epochs", GPU).
         if student.is_cuda:
             return self.mixture(student, z)
         expert, row = torch.nonzero(z.T).unbind(1)                       # sorted by expert
