@@ -138,6 +138,9 @@ def test_neighbours_kept_equals_brute_force(k):
     expected = _kept_by_brute_force(x, xy, k)
     assert 0.1 < kept.mean() < 0.9          # neither answer is trivial here
     np.testing.assert_array_equal(kept, expected)
+    rows = np.array([5, 0, 299, 17])        # a few rows: the same shares, in that order
+    np.testing.assert_array_equal(projection.neighbours_kept(x, xy, k=k, rows=rows),
+                                  expected[rows])
 
 
 def test_neighbours_kept_planted_answers():
@@ -322,7 +325,7 @@ def test_projection_figure_is_deterministic_under_a_seed(tmp_path):
     assert fig.to_json() == again.to_json()
 
 
-def test_projection_figure_says_and_colours_where_each_map_keeps_neighbours():
+def test_projection_figure_says_and_colours_where_each_map_keeps_neighbours(monkeypatch):
     teacher, student, labels = planted(n=200)
     fig = figures.projection_figure(teacher, student, method="pca", groups=labels,
                                     colour_by_trust=True, neighbours=5)
@@ -345,6 +348,12 @@ def test_projection_figure_says_and_colours_where_each_map_keeps_neighbours():
     assert meta["trust"].startswith(f"The teacher's map keeps {kept_t.mean():.0%}")
     with pytest.raises(ValueError, match="student_color needs colours by value"):
         figures.map_figure(t_xy, s_xy, color=labels, student_color=kept_s)
+    # above TRUST_ROWS entities the subtitle's shares are means over that many, each exact
+    monkeypatch.setattr(figures, "TRUST_ROWS", 50)
+    sampled = figures.projection_figure(teacher, student, method="pca", neighbours=5)
+    rows = np.sort(np.random.default_rng(0).choice(200, 50, replace=False))
+    assert sampled.layout.meta["kept_teacher"] == pytest.approx(kept_t[rows].mean())
+    assert "nearest neighbours (mean of 50 sampled)" in sampled.layout.title.text
 
 
 def test_projection_figure_maps_a_stratified_sample_of_a_large_set_and_says_so():

@@ -542,14 +542,20 @@ class Explorer:
         student_xy = self._memo(keys[1], lambda: project(self.student_repr()[ids], **options))
         return teacher_xy, procrustes_align(student_xy, teacher_xy)[0]
 
-    def neighbours_kept(self) -> tuple[np.ndarray, np.ndarray]:
+    def neighbours_kept(self, sample: bool = False) -> tuple[np.ndarray, np.ndarray]:
         """The share of each mapped entity's :data:`TRUST_K` nearest neighbours that the
         teacher's map keeps and that the student's map keeps
-        (:func:`htdviz.viz.projection.neighbours_kept`), in :meth:`map_ids` order."""
+        (:func:`htdviz.viz.projection.neighbours_kept`), in :meth:`map_ids` order; with
+        ``sample``, only for :data:`~htdviz.viz.figures.TRUST_ROWS` sampled entities
+        (what the status line's means need)."""
         ids = self.map_ids()
+        rows = None
+        if sample and ids.size > figures.TRUST_ROWS:
+            rows = np.sort(np.random.default_rng(self.random_state).choice(
+                ids.size, figures.TRUST_ROWS, replace=False))
         teacher_xy, student_xy = self._maps()
-        return tuple(self._memo(("kept", name, self.entity, self.projection_tb.value),
-                                lambda: neighbours_kept(repr[ids], xy, TRUST_K))
+        return tuple(self._memo(("kept", name, self.entity, self.projection_tb.value, sample),
+                                lambda: neighbours_kept(repr[ids], xy, TRUST_K, rows))
                      for name, repr, xy in ((self.teacher_name, self.teacher_repr(), teacher_xy),
                                             (self.student_name, self.student_repr(),
                                              student_xy)))
@@ -557,7 +563,8 @@ class Explorer:
     def _draw_map(self) -> None:
         teacher_xy, student_xy = self._maps()
         ids, labels = self.map_ids(), self.labels()
-        kept_t, kept_s = self.neighbours_kept()
+        # the colouring needs every point's share; the status line only the means
+        kept_t, kept_s = self.neighbours_kept(sample=self.colour_dd.value != TRUST)
         by_value = {}
         if self.colour_dd.value == TRUST:
             colour, name, categorical = kept_t, f"share of {TRUST_K} neighbours kept", False

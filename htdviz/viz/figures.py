@@ -52,6 +52,9 @@ MAX_MAP_POINTS = 30_000
 #: The colour scale of :func:`neighbours_kept` on the maps: grey where a point lost its
 #: neighbours, dark blue where it kept them (the words of projection.trust_sentence).
 TRUST_SCALE = [[0.0, "#d9d9d9"], [0.5, "#7fa7d4"], [1.0, "#08306b"]]
+#: Above this many entities, a map's share of neighbours kept (its subtitle) is the mean
+#: over this many sampled entities, each exact (the trust colouring still uses all).
+TRUST_ROWS = 2000
 #: Arguments of :func:`map_figure` that hold one value per entity.
 _PER_ENTITY = ("ids", "groups", "color", "entity_tags")
 
@@ -100,8 +103,9 @@ def projection_figure(teacher, student, method: str = "umap", align: str = "proc
         As :func:`map_figure`; ``layout.meta`` also records the method, the alignment,
         the Procrustes disparity of the two maps (0 = the same shape) and ``n_total``,
         the number of entities before sampling, ``neighbours`` (k), ``kept_teacher``
-        and ``kept_student`` (the mean shares of neighbours kept) and ``trust`` (a
-        sentence on them).
+        and ``kept_student`` (the mean shares of neighbours kept; above
+        :data:`TRUST_ROWS` drawn entities, the mean over that many sampled ones unless
+        ``colour_by_trust``) and ``trust`` (a sentence on them).
     """
     teacher, student = _as_matrix(teacher, "teacher"), _as_matrix(student, "student")
     n_total = teacher.shape[0]
@@ -117,8 +121,11 @@ def projection_figure(teacher, student, method: str = "umap", align: str = "proc
                                           n_epochs=n_epochs, init=init,
                                           random_state=random_state, cache_dir=cache_dir,
                                           parallel=parallel)
-    kept_t = neighbours_kept(teacher, teacher_xy, neighbours)
-    kept_s = neighbours_kept(student, student_xy, neighbours)
+    n_drawn = len(teacher)
+    rows = None if colour_by_trust or n_drawn <= TRUST_ROWS else np.sort(
+        np.random.default_rng(random_state).choice(n_drawn, TRUST_ROWS, replace=False))
+    kept_t = neighbours_kept(teacher, teacher_xy, neighbours, rows)
+    kept_s = neighbours_kept(student, student_xy, neighbours, rows)
     if colour_by_trust:
         map_kwargs.update(color=kept_t, student_color=kept_s, categorical=False,
                           color_name=f"share of {neighbours} neighbours kept",
@@ -131,9 +138,10 @@ def projection_figure(teacher, student, method: str = "umap", align: str = "proc
                        "disparity": disparity, "n_total": n_total, "neighbours": neighbours,
                        "kept_teacher": float(kept_t.mean()),
                        "kept_student": float(kept_s.mean()), "trust": trust}
-    fig.update_layout(title=_map_title(method, align, entity, len(teacher), n_total,
+    fig.update_layout(title=_map_title(method, align, entity, n_drawn, n_total,
                                        sampled and map_kwargs.get("groups") is not None,
-                                       kept_t, kept_s, neighbours, disparity),
+                                       kept_t, kept_s, neighbours, disparity,
+                                       None if rows is None else len(rows)),
                       margin=dict(t=95))
     return fig
 
@@ -154,7 +162,7 @@ def _sample_for_map(n_total, max_points, map_kwargs, random_state) -> np.ndarray
 
 
 def _map_title(method, align, entity, n_drawn, n_total, stratified, kept_t, kept_s,
-               neighbours, disparity) -> dict:
+               neighbours, disparity, n_rows=None) -> dict:
     """projection_figure's title: what is mapped, and a subtitle on how far to trust it."""
     what = f"teacher and student {entity}" if n_drawn == n_total else (
         f"{n_drawn:,} of {n_total:,} {entity}, a sample "
@@ -164,7 +172,9 @@ def _map_title(method, align, entity, n_drawn, n_total, stratified, kept_t, kept
                "none": "not aligned"}[align]
     return dict(text=f"{method.upper()} of {what}<br><sup>maps keep {kept_t.mean():.0%} "
                      f"(teacher) and {kept_s.mean():.0%} (student) of each "
-                     f"{_singular(entity)}'s {neighbours} nearest neighbours; student's map "
+                     f"{_singular(entity)}'s {neighbours} nearest neighbours"
+                     f"{'' if n_rows is None else f' (mean of {n_rows:,} sampled)'}; "
+                     f"student's map "
                      f"{aligned}; shapes differ by {disparity:.2f} (Procrustes disparity: 0 "
                      f"the same shape, 1 nothing in common)</sup>",
                 x=0.01, xanchor="left", y=0.97, yanchor="top")
