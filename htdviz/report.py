@@ -313,8 +313,8 @@ def _sections(dataset, teacher, students, max_heatmap, projection, seed) -> list
         f"blocks lie on the diagonal: HTD's entity level distils them.",
         f"Over all {n_items:,} items, HTD's student misses same-group pairs by "
         f"{measures.loc['htd', 'htd_entity_error']:.4f} (mean squared cosine difference) "
-        f"and all pairs by {measures.loc['htd', 'ftd_error']:.4f}; FTD's by "
-        f"{measures.loc['ftd', 'htd_entity_error']:.4f} and "
+        f"and all pairs by {measures.loc['htd', 'ftd_error']:.4f}; FTD's student (not "
+        f"drawn here) by {measures.loc['ftd', 'htd_entity_error']:.4f} and "
         f"{measures.loc['ftd', 'ftd_error']:.4f}.",
         figures.similarity_heatmaps(teacher.items, htd.items, groups=htd.item_groups,
                                     max_entities=max_heatmap, random_state=seed)))
@@ -442,7 +442,7 @@ def _discrepancy_finding(measures: pd.DataFrame, recall: dict, bands: pd.DataFra
     text += (f" These measures average over all pairs, {far_share:.0%} of them beyond each "
              f"item's 1,000 nearest teacher neighbours; among its 10 nearest the closer "
              f"student is {'HTD' if near['HTD'] < near['FTD'] else 'FTD'}'s "
-             f"({near['HTD']:.4f} vs {near['FTD']:.4f} for FTD's).")
+             f"(HTD's {near['HTD']:.4f}, FTD's {near['FTD']:.4f}).")
     overlap = {m: agreement[m]["overlap@50"] for m in ("htd", "ftd")}
     if better == "HTD" and abs(overlap["htd"] - overlap["ftd"]) < 0.02:
         text += (f" Both share about as much of each user's top-50 items with the teacher "
