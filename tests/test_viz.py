@@ -921,11 +921,12 @@ def test_explorer_method_switch_with_one_dim_per_method(explorer_runs,
     assert ex.run_dd.value == "htd-8" and list(ex.dim_dd.options) == [8]
     ex.method_dd.value = "student"             # the dims stay [8]: nothing else reports
     assert ex.run_dd.value == "student-8" and ex.student_name == "student-8"
-    assert ex.map_widget.data[1].name == "student (student-8)"
+    assert ex.map_widget.data[1].name == "student alone (student-8)"
     np.testing.assert_allclose(ex.map_widget.data[1].customdata[:, 0].astype(int),
                                np.arange(small_synthetic_for_viz.n_items))
     ex.method_dd.value = "htd"
-    assert ex.map_widget.data[1].name == "student (htd-8)"
+    assert ex.map_widget.data[1].name == "HTD student (htd-8)"
+    assert ex.map_widget.data[0].name == "teacher"
 
 
 def test_explorer_heatmap_mode_switch_clears_the_old_shapes_in_the_page(

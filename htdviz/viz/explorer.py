@@ -577,8 +577,9 @@ class Explorer:
                                  color=colour, **by_value,
                                  color_name=name, categorical=categorical,
                                  group_tags=self._top_tags(), entity=self.entity,
-                                 titles=(f"teacher ({self.teacher_name})",
-                                         f"student ({self.student_name})"),
+                                 titles=(_panel_title("teacher", self.teacher_name),
+                                         _panel_title(self.runs[self.student_name].method,
+                                                      self.student_name)),
                                  webgl=True, legend=False)
         with self.map_widget.batch_update():
             for widget_trace, trace in zip(self.map_widget.data, fig.data[:2]):
@@ -786,6 +787,17 @@ def _static_figure(figure, div_id: str) -> str:
             f'Plotly.newPlot("{div_id}", f.data, f.layout, {{responsive: true}}); }} '
             f'else if (tries > 0) {{ setTimeout(function () {{ draw(tries - 1); }}, 100); }} '
             f'}})(100);</script>')
+
+
+def _panel_title(method: str, name: str) -> str:
+    """A map panel's title, named for what it shows and which run: "teacher", "HTD
+    student (htd-8)", "student alone (student-4)"."""
+    from ..distill import display_name
+
+    if method == "teacher":
+        return "teacher" if name == "teacher" else f"teacher ({name})"
+    shown = display_name(method) if method == "student" else f"{display_name(method)} student"
+    return f"{shown} ({name})"
 
 
 def _replace_layout(widget, layout) -> None:
