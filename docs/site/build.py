@@ -58,6 +58,8 @@ def static_outputs(nb) -> int:
     """Turn a notebook's outputs into what a static page can show: each plotly figure
     into a div drawn by the site's plotly.js (its JSON dropped), each widget view left to
     its HTML fallback. Returns the number of figures converted."""
+    from htdviz.viz.figures import figure_html
+
     figures = 0
     for cell in nb.cells:
         for output in cell.get("outputs", []):
@@ -69,22 +71,6 @@ def static_outputs(nb) -> int:
                 figures += 1
             data.pop(WIDGET_MIME, None)
     return figures
-
-
-def figure_html(spec: dict, div_id: str) -> str:
-    """A plotly figure (its JSON) as a div drawn by the page's plotly.js once the page has
-    loaded it (the theme loads scripts at the end of the page)."""
-    import json
-
-    layout = spec.get("layout", {})
-    figure = json.dumps({"data": spec.get("data", []), "layout": layout,
-                         "config": {**spec.get("config", {}), "responsive": True}})
-    figure = figure.replace("</", "<\\/")        # no "</script>" inside the script
-    return (f'<div id="{div_id}" class="plotly-graph-div" '
-            f'style="height:{int(layout.get("height", 450))}px;width:100%"></div>\n'
-            f'<script>window.addEventListener("DOMContentLoaded", function () {{\n'
-            f'  var f = {figure};\n'
-            f'  Plotly.newPlot("{div_id}", f.data, f.layout, f.config);\n}});</script>')
 
 
 def stage(src: Path, executed: Path) -> None:

@@ -766,7 +766,7 @@ class Explorer:
             for trace in figure.data:
                 if "customdata" in trace:
                     trace.customdata, trace.hovertemplate = None, None
-            parts.append(_static_figure(figure, f"htdviz-explorer-{id(self)}-{k}"))
+            parts.append(figures.figure_html(figure, f"htdviz-explorer-{id(self)}-{k}"))
         return "".join(parts) + "</div>"
 
 
@@ -775,18 +775,6 @@ def explore(runs, **kwargs) -> Explorer:
     if isinstance(runs, (str, Path)):
         return Explorer.from_folder(runs, **kwargs)
     return Explorer(runs, **kwargs)
-
-
-def _static_figure(figure, div_id: str) -> str:
-    """A div and a script that draws ``figure`` once the page has plotly.js (a rendered
-    notebook's page may load it after the outputs)."""
-    spec = figure.to_json().replace("</", "<\\/")
-    height = figure.layout.height or 450
-    return (f'<div id="{div_id}" style="height:{height}px;width:100%"></div><script>'
-            f'(function draw(tries) {{ if (window.Plotly) {{ var f = {spec}; '
-            f'Plotly.newPlot("{div_id}", f.data, f.layout, {{responsive: true}}); }} '
-            f'else if (tries > 0) {{ setTimeout(function () {{ draw(tries - 1); }}, 100); }} '
-            f'}})(100);</script>')
 
 
 def _panel_title(method: str, name: str) -> str:

@@ -180,6 +180,26 @@ def _map_title(method, align, entity, n_drawn, n_total, stratified, kept_t, kept
                 x=0.01, xanchor="left", y=0.97, yanchor="top")
 
 
+def figure_html(figure, div_id: str) -> str:
+    """A plotly figure (a Figure or its JSON dict) as HTML for a page without a kernel: a
+    div and a script that draws it with the page's plotly.js once that is loaded (a
+    rendered notebook's page may load it after the outputs). The page ships plotly.js."""
+    import json
+
+    spec = figure if isinstance(figure, Mapping) else figure.to_plotly_json()
+    layout = dict(spec.get("layout") or {})
+    text = json.dumps({"data": spec.get("data", []), "layout": layout,
+                       "config": {**(spec.get("config") or {}), "responsive": True}},
+                      cls=_require("plotly.utils", "htdviz figures").PlotlyJSONEncoder)
+    text = text.replace("</", "<\\/")              # no "</script>" inside the script
+    return (f'<div id="{div_id}" class="plotly-graph-div" '
+            f'style="height:{int(layout.get("height") or 450)}px;width:100%"></div><script>'
+            f'(function draw(tries) {{ if (window.Plotly) {{ var f = {text}; '
+            f'Plotly.newPlot("{div_id}", f.data, f.layout, f.config); }} '
+            f'else if (tries > 0) {{ setTimeout(function () {{ draw(tries - 1); }}, 100); }} '
+            f'}})(100);</script>')
+
+
 def method_colour(name, k: int = 0) -> str:
     """The colour of the method a curve or bar is named after (:data:`METHOD_COLOURS`):
     its registry name or display name, alone or first ("FTD", "HTD student", "student
