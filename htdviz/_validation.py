@@ -103,3 +103,20 @@ def check_choice(value, choices, name: str):
     if value not in choices:
         raise ValueError(f"{name} must be one of {tuple(choices)}, got {value!r}")
     return value
+
+
+def check_tags(item_tags, n_items: int):
+    """A tag matrix (dense or sparse, one row per item) as a CSR matrix of presence (1.0
+    where an item carries a tag, whatever the count)."""
+    import scipy.sparse as sp
+
+    if not sp.issparse(item_tags):
+        item_tags = np.asarray(item_tags)
+        if item_tags.ndim != 2:
+            raise ValueError(f"item_tags must be a 2-D (n_items, n_tags) matrix, got shape "
+                             f"{item_tags.shape}")
+    item_tags = sp.csr_matrix(item_tags)
+    if item_tags.shape[0] != n_items:
+        raise ValueError(f"item_tags must have one row per item ({n_items}), got "
+                         f"{item_tags.shape[0]} rows")
+    return (item_tags != 0).astype(np.float64).tocsr()   # presence, not counts

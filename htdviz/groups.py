@@ -17,7 +17,7 @@ import pandas as pd
 import scipy.sparse as sp
 import torch
 
-from ._validation import check_int, check_labels, check_matrix
+from ._validation import check_int, check_labels, check_matrix, check_tags
 
 
 # --------------------------------------------------------------------------------------
@@ -263,20 +263,6 @@ def agreement(a, b) -> dict[str, float]:
             "nmi": float(normalized_mutual_info_score(a, b))}
 
 
-def _as_tags(item_tags, n_items: int) -> sp.csr_matrix:
-    if not sp.issparse(item_tags):
-        item_tags = np.asarray(item_tags)
-        if item_tags.ndim != 2:
-            raise ValueError(f"item_tags must be a 2-D (n_items, n_tags) matrix, got shape "
-                             f"{item_tags.shape}")
-    item_tags = sp.csr_matrix(item_tags)
-    if item_tags.shape[0] != n_items:
-        raise ValueError(f"item_tags must have one row per item ({n_items}), got "
-                         f"{item_tags.shape[0]} rows")
-    item_tags = (item_tags != 0).astype(np.float64).tocsr()   # presence, not counts
-    return item_tags
-
-
 def top_tags(item_labels, item_tags, tag_names=None, n_top: int = 5, min_count: int = 3,
              n_groups: int | None = None) -> pd.DataFrame:
     """Each group's most characteristic tags: highest lift over the global tag frequency.
@@ -308,7 +294,7 @@ def top_tags(item_labels, item_tags, tag_names=None, n_top: int = 5, min_count: 
         items with the tag), ``group_size``, ``share``, ``global_share``.
     """
     labels, n_groups = check_labels(item_labels, None, name="item_labels", n_groups=n_groups)
-    tags = _as_tags(item_tags, labels.shape[0])
+    tags = check_tags(item_tags, labels.shape[0])
     n_tags = tags.shape[1]
     if tag_names is None:
         tag_names = [f"tag {j}" for j in range(n_tags)]
@@ -358,7 +344,7 @@ def purity(labels, classes, by_group: bool = False):
     """
     labels, n_groups = check_labels(labels, None)
     if sp.issparse(classes) or np.ndim(classes) == 2:
-        indicator = _as_tags(classes, labels.size)
+        indicator = check_tags(classes, labels.size)
     else:
         classes, _ = groups_from_labels(classes)
         if classes.shape[0] != labels.size:

@@ -32,9 +32,8 @@ import scipy.sparse as sp
 import torch
 from torch import nn
 
-from .groups import _as_tags
 from ._threads import torch_threads
-from ._validation import check_int, check_matrix
+from ._validation import check_int, check_matrix, check_tags
 
 PROBES = ("linear", "mlp")
 
@@ -82,7 +81,7 @@ def tag_retrieval(item_repr, item_tags, kind: str = "linear", n_repeats: int = 3
         ``n_tags`` (tags kept).
     """
     x = check_matrix(item_repr, "item_repr").astype(np.float32)
-    tags = _as_tags(item_tags, x.shape[0])
+    tags = check_tags(item_tags, x.shape[0])
     if kind not in PROBES:
         raise ValueError(f"kind must be one of {PROBES}, got {kind!r}")
     n_repeats = check_int(n_repeats, "n_repeats")

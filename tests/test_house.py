@@ -52,8 +52,6 @@ PACKAGE_DIR = Path(__file__).resolve().parents[1] / PACKAGE
 KNOWN_PRIVATE_IMPORTS = {
     ("htdviz.capacity", "htdviz.topology", "_prototypes"):
         "group prototypes (attribute access, topology._prototypes): make it public",
-    ("htdviz.probe", "htdviz.groups", "_as_tags"):
-        "tag validation: move to _validation",
     ("htdviz.viz.explorer", "htdviz.viz", "_require"):
         "optional-dependency loader in viz/__init__: move to a private module (viz/_optional.py)",
     ("htdviz.viz.figures", "htdviz.viz", "_require"):
