@@ -12,7 +12,10 @@ of a Foursquare batch of 1,024 training pairs (read from the mirror, else 1,000 
 - mixture: the two big matmuls over every (entity, expert) pair;
 - padded: each expert on the rows it weighs, in zero-padded blocks (two batched matmuls);
 - per expert: each expert on its own rows (K small matmuls);
-- chosen: what ``Experts.forward`` picks.
+- chosen: what ``Experts.forward`` picks, for the weights of ``gumbel_softmax_weights``
+  (those below tau * 2^-24 / K set to 0);
+- chosen, all kept: the same for the plain Gumbel-softmax weights (every weight kept, as
+  before that threshold).
 
 Every step runs inside ``htdviz._threads.flush_denormals`` (as ``fit`` does); the column
 "mixture, workers not flushed" is the mixture with flush-to-zero set in the calling thread
@@ -33,7 +36,7 @@ import torch
 from htdviz import data
 from htdviz._threads import flush_denormals
 from htdviz.distill._common import gumbel_like, linear
-from htdviz.distill.experts import PADDED_LOAD, SPARSE_SHARE, Experts
+from htdviz.distill.experts import Experts, gumbel_softmax_weights
 
 K, STUDENT_DIM, TEACHER_DIM, BATCH = 30, 20, 200, 1024
 
@@ -68,15 +71,17 @@ class Side:
         self.experts = Experts(K, STUDENT_DIM, TEACHER_DIM, generator)
         self.noise = gumbel_like(torch.empty(n, K), generator)
 
-    def logits(self, tau: float) -> torch.Tensor:
+    def weights(self, tau: float, all_kept: bool = False) -> torch.Tensor:
         alpha = torch.softmax(self.selection(self.teacher), dim=1) + 1e-10
-        return (alpha.log() + self.noise) / tau
+        logits = alpha.log() + self.noise
+        return torch.softmax(logits / tau, dim=1) if all_kept else \
+            gumbel_softmax_weights(logits, tau)
 
     def step(self, tau: float, path: str) -> None:
         """Forward and backward of the reconstruction loss by ``path``."""
         student = self.student.clone().requires_grad_(True)
-        z = torch.softmax(self.logits(tau), dim=1)
-        if path in ("mixture", "chosen"):
+        z = self.weights(tau, all_kept=path == "chosen, all kept")
+        if path in ("mixture", "chosen", "chosen, all kept"):
             out = self.experts.mixture(student, z) if path == "mixture" else \
                 self.experts(student, z)
         else:
@@ -88,19 +93,14 @@ class Side:
         self.experts.zero_grad(set_to_none=True)
         self.selection.zero_grad(set_to_none=True)
 
-    def chosen(self, tau: float) -> str:
+    def chosen(self, tau: float, all_kept: bool = False) -> str:
         """The path ``Experts.forward`` takes at ``tau``."""
         with torch.no_grad():
-            z = torch.softmax(self.logits(tau), dim=1)
-            expert, row = torch.nonzero(z.T).unbind(1)
-            if len(row) > SPARSE_SHARE * z.numel():
-                return "mixture"
-            largest = int(torch.bincount(expert, minlength=K).max())
-            return "padded" if K * largest <= PADDED_LOAD * len(row) else "per expert"
+            return self.experts.path(self.weights(tau, all_kept))[0]
 
-    def nonzero_share(self, tau: float) -> float:
+    def nonzero_share(self, tau: float, all_kept: bool = False) -> float:
         with torch.no_grad():
-            return float((torch.softmax(self.logits(tau), dim=1) > 0).float().mean())
+            return float((self.weights(tau, all_kept) > 0).float().mean())
 
 
 def timed(sides, tau: float, path: str, workers_flushed: bool = True) -> float:
@@ -126,12 +126,12 @@ def main():
     parser.add_argument("--logit-std", type=float, default=3.0,
                         help="std of the selection network's logits (its peakedness)")
     parser.add_argument("--taus", type=float, nargs="+",
-                        default=[1.0, 0.3, 0.18, 0.1, 0.07, 0.05, 0.03, 0.02, 0.01, 1e-3, 1e-4])
+                        default=[1.0, 0.5, 0.3, 0.18, 0.1, 0.07, 0.05, 0.03, 0.02, 0.01, 1e-3, 1e-4])
     args = parser.parse_args()
     n_users, n_items, where = batch_sizes()
     generator = torch.Generator().manual_seed(0)
     sides = [Side(n, generator, args.logit_std) for n in (n_users, n_items)]  # pool exists
-    paths = ["mixture", "padded", "per expert", "chosen"]
+    paths = ["mixture", "padded", "per expert", "chosen", "chosen, all kept"]
     print(f"CPU, {torch.get_num_threads()} threads; torch {torch.__version__}; "
           f"{n_users} users + {n_items} items ({where}); K={K}, d_s={STUDENT_DIM}, "
           f"d_t={TEACHER_DIM}; selection logits std {args.logit_std:g}; best of "
@@ -145,16 +145,16 @@ def main():
             for p in paths:
                 best[p] = min(best[p], timed(sides, tau, p))
             best["unflushed"] = min(best["unflushed"], timed(sides, tau, "mixture", False))
-        share = np.mean([s.nonzero_share(tau) for s in sides])
-        rows.append((tau, share, best, "/".join(s.chosen(tau) for s in sides)))
+        shares = [np.mean([s.nonzero_share(tau, kept) for s in sides]) for kept in (True, False)]
+        rows.append((tau, shares, best, "/".join(s.chosen(tau) for s in sides)))
     base = rows[0][2]["mixture"]
-    print(f"| tau | z non-zero | {' | '.join(paths)} | mixture, workers not flushed "
-          f"| path chosen (users/items) | chosen / fastest |")
-    print("|---" * (len(paths) + 5) + "|")
-    for tau, share, best, chosen in rows:
+    print(f"| tau | z non-zero, all kept | z non-zero | {' | '.join(paths)} | mixture, workers "
+          f"not flushed | path chosen (users/items) | chosen / fastest |")
+    print("|---" * (len(paths) + 6) + "|")
+    for tau, shares, best, chosen in rows:
         fastest = min(best[p] for p in paths[:3])
         cells = [f"{1e3 * best[p]:.0f} ({best[p] / base:.2f})" for p in paths + ["unflushed"]]
-        print(f"| {tau:g} | {share:.0%} | {' | '.join(cells)} | {chosen} | "
+        print(f"| {tau:g} | {shares[0]:.0%} | {shares[1]:.0%} | {' | '.join(cells)} | {chosen} | "
               f"{best['chosen'] / fastest:.2f} |")
 
 

@@ -127,8 +127,10 @@ def htd_parameters(htd):
     return list(htd.parameters())
 
 
-# temperatures: 1.0 (every z dense), 1e-3 (mixed), 1e-9 (every z one-hot: fast path)
-CASES = list(itertools.product(["P,e", "P,P"], [True, False], [True, False], [1.0, 1e-3, 1e-9]))
+# temperatures: 1.0 (every z dense), 0.05 (weights set to 0 below tau * 2^-24 / K),
+# 1e-3 (mixed), 1e-9 (every z one-hot: fast path)
+CASES = list(itertools.product(["P,e", "P,P"], [True, False], [True, False],
+                               [1.0, 0.05, 1e-3, 1e-9]))
 
 
 @pytest.mark.parametrize("design,positive_only,detach,tau", CASES)
@@ -214,14 +216,22 @@ def test_reference_defaults():
     assert TrainConfig().distill_weight == 1e-3
 
 
-@pytest.mark.parametrize("tau", [1.0, 1e-9])
+# 0.05: many Gumbel-softmax weights lie between 0 and tau * 2^-24 / K, where the fast
+# path sets them to exactly 0 (gumbel_softmax_weights) and the literal one keeps them
+@pytest.mark.parametrize("tau", [1.0, 0.05, 1e-9])
 def test_de_matches_literal(tau):
+    from htdviz.distill.experts import negligible_weight
     tu, ti, users, items, su, si = make_problem(5)
     torch.manual_seed(1)
     de = DE(tu, ti, student_dim=4, n_groups=4)
     de.temperature = tau
     noise = {"user": -torch.empty(len(users), 4).exponential_().log(),
              "item": -torch.empty(len(items), 4).exponential_().log()}
+    with torch.no_grad():
+        z = torch.softmax((torch.log(torch.softmax(de.selection["item"](ti[items]), 1) + 1e-10)
+                           + noise["item"]) / tau, dim=1)
+        dropped = int(((z > 0) & (z < negligible_weight(tau, 4))).sum())
+    assert (dropped > 0) == (tau == 0.05), dropped
     fast = de.loss(users, items, su, si, noise)
     slow = sum(literal_ga(de.teacher(kind, ids), s, de.selection[kind], de.experts[kind], tau,
                           noise[kind])

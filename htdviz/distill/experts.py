@@ -19,6 +19,11 @@ Speed without changing the result (only, at most, the order of float sums):
   :data:`SPARSE_SHARE` of the weights are non-zero, each expert runs only on the entities
   whose weight for it is non-zero
   (still multiplied by the weight, so every parameter receives the same zero gradients).
+
+One approximation, below float32 rounding: a weight smaller than tau * 2^-24 / K is set to
+exactly 0 (:func:`gumbel_softmax_weights`). Without it the mixture stays dense until tau
+~ 0.1, because the Gumbel-softmax weights of the unlikely groups fall towards 0 without
+underflowing; with it the sparse paths start around tau ~ 0.5.
 """
 from __future__ import annotations
 
@@ -83,22 +88,35 @@ class Experts(nn.Module):
     def forward(self, student: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
         """sum_k z_k f_k(s) for student (N, d_s) and weights z (N, K); returns (N, d_t).
 
-        The same sum by the path that suits the share of non-zero weights (CPU): the
-        mixture while most are non-zero, then each expert only on the rows it weighs
-        (:meth:`padded_mixture` while the experts' loads are similar, else
-        :meth:`per_expert_mixture`). The thresholds come from benchmarks/bench_experts.py.
+        The same sum by the path :meth:`path` picks for z.
         """
-        # On a GPU the two big matmuls of the mixture beat per-expert work at every tau
-        # (docs/benchmarks.md, "Training epochs", GPU).
-        if student.is_cuda:
+        path, expert, row = self.path(z)
+        if path == "mixture":
             return self.mixture(student, z)
-        expert, row = torch.nonzero(z.T).unbind(1)                       # sorted by expert
-        if len(row) > SPARSE_SHARE * z.numel():
-            return self.mixture(student, z)
-        largest = int(torch.bincount(expert, minlength=self.n_experts).max()) if len(row) else 0
-        if self.n_experts * largest <= PADDED_LOAD * len(row):
+        if path == "padded":
             return self.padded_mixture(student, z, expert, row)
         return self.per_expert_mixture(student, z, expert, row)
+
+    def path(self, z: torch.Tensor) -> tuple[str, torch.Tensor | None, torch.Tensor | None]:
+        """The path that suits the share of non-zero weights in z (N, K), and the
+        (expert, row) pairs of those weights, sorted by expert (None for the mixture).
+
+        On the CPU: "mixture" while more than :data:`SPARSE_SHARE` are non-zero, then each
+        expert only on the rows it weighs: "padded" (:meth:`padded_mixture`) while the
+        experts' loads are similar, else "per expert" (:meth:`per_expert_mixture`). The
+        thresholds come from benchmarks/bench_experts.py. On a GPU always "mixture": its
+        two big matmuls beat per-expert work at every tau (docs/benchmarks.md, "Training
+        epochs", GPU).
+        """
+        if z.is_cuda:
+            return "mixture", None, None
+        expert, row = torch.nonzero(z.detach().T).unbind(1)
+        if len(row) > SPARSE_SHARE * z.numel():
+            return "mixture", None, None
+        largest = int(torch.bincount(expert, minlength=self.n_experts).max()) if len(row) else 0
+        if self.n_experts * largest <= PADDED_LOAD * len(row):
+            return "padded", expert, row
+        return "per expert", expert, row
 
     # The sparse paths leave out the (row, expert) pairs whose weight is exactly 0: such a
     # weight adds exactly 0 to the output and passes exactly 0 back to its expert and,
@@ -157,8 +175,35 @@ def assignment_loss(teacher: torch.Tensor, student: torch.Tensor, selection: nn.
     """
     alpha = torch.softmax(selection(teacher), dim=1) + 1e-10                   # (N, K)
     noise = gumbel_like(alpha, generator) if noise is None else noise
-    z = torch.softmax((alpha.log() + noise) / temperature, dim=1)              # (N, K)
+    z = gumbel_softmax_weights(alpha.log() + noise, temperature)               # (N, K)
     return (teacher - experts(student, z)).square().sum()
+
+
+def gumbel_softmax_weights(logits: torch.Tensor, temperature: float) -> torch.Tensor:
+    """z = softmax(logits / tau) over the last axis of (N, K) logits, with every weight
+    below ``negligible_weight(tau, K)`` set to exactly 0.
+
+    Why that changes nothing that float32 can show:
+    - the weights set to 0 in a row add up to less than tau * 2^-24 <= 2^-24, under half
+      a float32 unit in the last place of the row's total weight 1, so sum_k z_k f_k(s)
+      moves by less than the rounding of that sum;
+    - through the softmax, weight k passes z_k / tau * (g_k - sum_j z_j g_j) back to its
+      logit (g = dL/dz), so a weight set to 0 would have passed less than 2^-24 / K times
+      |g_k - sum_j z_j g_j| to the selection network;
+    - an expert whose every weight in a batch is set to 0 gets a zero gradient where it
+      would have got one below 2^-24 of its usual size, as it already does (exactly)
+      once its weights underflow to 0.
+    tests/test_distill.py checks loss and gradients against the literal Gumbel-softmax at
+    temperatures where weights straddle the threshold.
+    """
+    z = torch.softmax(logits / temperature, dim=-1)
+    return z.masked_fill(z < negligible_weight(temperature, z.shape[-1]), 0.0)
+
+
+def negligible_weight(temperature: float, n_groups: int) -> float:
+    """The Gumbel-softmax weights below tau * 2^-24 / K are set to 0
+    (:func:`gumbel_softmax_weights`)."""
+    return temperature * 2.0 ** -24 / n_groups
 
 
 class GroupAssignment(Distiller):
