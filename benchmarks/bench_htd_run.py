@@ -46,13 +46,24 @@ def main():
                                           run.representations("items"),
                                           torch.Generator().manual_seed(args.seed + 1))
     starts, evaluating = [], [0.0]
+
+    def largest_groups() -> str:
+        """The largest hard group's share of users and of items (HTD, DE): the entity
+        level's work grows with the square of the group sizes."""
+        groups = [distiller.hard_groups(kind) for kind in ("user", "item")]
+        if groups[0] is None:
+            return "-"
+        shares = [float(torch.bincount(g).max()) / len(g) for g in groups]
+        return " / ".join(f"{share:.0%}" for share in shares)
+
     start_epoch, evaluate_both = distiller.start_epoch, train.evaluate_both
 
     def timed_start(epoch, n_epochs):
         if starts:                                    # the epoch before this one, as it ends
             e, t0, ev0, tau = starts[-1]
             seconds = time.perf_counter() - t0 - (evaluating[0] - ev0)
-            print(f"epoch {e:3d}  tau {tau:.2g}  {seconds:6.1f} s", flush=True)
+            print(f"epoch {e:3d}  tau {tau:.2g}  {seconds:6.1f} s  largest group: "
+                  f"{largest_groups()}", flush=True)
         starts.append((epoch, time.perf_counter(), evaluating[0]))
         start_epoch(epoch, n_epochs)
         starts[-1] += (getattr(distiller, "temperature", None) or
