@@ -8,13 +8,16 @@ from that teacher (same data set, model, distiller, seeds and recipe; evaluation
 10 epochs), without writing a run folder. The seconds of each epoch are measured from the
 distiller's ``start_epoch`` hook (called as each epoch starts) to the next, evaluations
 left out, so the curve shows the dense phase (high temperature: every expert on every
-entity), the transition and the sparse phase. Prints the curve in blocks of ten epochs
+entity), the transition and the sparse phase. ``kill -TSTP`` pauses the run without
+counting the pause (``kill -CONT`` resumes it). Prints the curve in blocks of ten epochs
 and the total (each epoch's line is printed as it ends); ``--out`` writes one row per epoch
 (epoch, temperature, seconds).
 """
 from __future__ import annotations
 
 import argparse
+import os
+import signal
 import time
 from pathlib import Path
 
@@ -22,7 +25,8 @@ import pandas as pd
 import torch
 
 from htdviz import experiment, train
-from htdviz.runs import StudentConfig, TeacherConfig, load_run
+from htdviz.config import StudentConfig, TeacherConfig
+from htdviz.runs import load_run
 
 
 def main():
@@ -45,7 +49,16 @@ def main():
     distiller = experiment.make_distiller(config, run.representations("users"),
                                           run.representations("items"),
                                           torch.Generator().manual_seed(args.seed + 1))
-    starts, evaluating = [], [0.0]
+    starts, left_out = [], [0.0]
+
+    def pause(signum, frame):
+        """`kill -TSTP <pid>` stops the run until `kill -CONT <pid>`, and the stopped
+        seconds are left out like evaluations (to run something else meanwhile)."""
+        tic = time.perf_counter()
+        os.kill(os.getpid(), signal.SIGSTOP)
+        left_out[0] += time.perf_counter() - tic
+
+    signal.signal(signal.SIGTSTP, pause)
 
     def largest_groups() -> str:
         """The largest hard group's share of users and of items (HTD, DE): the entity
@@ -61,10 +74,10 @@ def main():
     def timed_start(epoch, n_epochs):
         if starts:                                    # the epoch before this one, as it ends
             e, t0, ev0, tau = starts[-1]
-            seconds = time.perf_counter() - t0 - (evaluating[0] - ev0)
+            seconds = time.perf_counter() - t0 - (left_out[0] - ev0)
             print(f"epoch {e:3d}  tau {tau:.2g}  {seconds:6.1f} s  largest group: "
                   f"{largest_groups()}", flush=True)
-        starts.append((epoch, time.perf_counter(), evaluating[0]))
+        starts.append((epoch, time.perf_counter(), left_out[0]))
         start_epoch(epoch, n_epochs)
         starts[-1] += (getattr(distiller, "temperature", None) or
                        getattr(getattr(distiller, "assignment", None), "temperature", None),)
@@ -74,17 +87,16 @@ def main():
         try:
             return evaluate_both(*a, **k)
         finally:
-            evaluating[0] += time.perf_counter() - tic
+            left_out[0] += time.perf_counter() - tic
 
     distiller.start_epoch = timed_start
     train.evaluate_both = timed_evaluation
     print(f"{teacher.dataset}: {dataset.n_train:,} training pairs; {args.method} d_s = "
           f"{args.dim}, {args.epochs} epochs; CPU, {torch.get_num_threads()} threads",
           flush=True)
-    result = train.fit(model, dataset, experiment.train_config(
-        config, distill_weight=config.distill_weight), distiller=distiller,
+    result = train.fit(model, dataset, experiment.train_config(config), distiller=distiller,
                        device="cpu", progress=False)
-    end = (None, time.perf_counter(), evaluating[0], None)
+    end = (None, time.perf_counter(), left_out[0], None)
     rows = [{"epoch": e, "temperature": tau, "seconds": (t1 - t0) - (ev1 - ev0)}
             for (e, t0, ev0, tau), (_, t1, ev1, _) in zip(starts, starts[1:] + [end])]
     curve = pd.DataFrame(rows)

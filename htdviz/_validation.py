@@ -25,7 +25,7 @@ def _to_numpy(x) -> np.ndarray:
     return np.asarray(x)
 
 
-def check_matrix(x, name: str) -> np.ndarray:
+def check_matrix(x, name: str, min_rows: int = 1, dtype=None) -> np.ndarray:
     """A validated 2-D float array of shape (n_entities, dim).
 
     Parameters
@@ -33,19 +33,26 @@ def check_matrix(x, name: str) -> np.ndarray:
     x : array-like or torch.Tensor of shape (n_entities, dim)
     name : str
         The parameter's name, for the error message.
+    min_rows : int, default 1
+        The fewest rows accepted.
+    dtype : numpy dtype, optional
+        The dtype returned (contiguous). Default: float64 if ``x`` is float64, else
+        float32.
 
     Returns
     -------
     ndarray of shape (n_entities, dim)
-        float64 if ``x`` is float64, else float32.
     """
     x = _to_numpy(x)
-    if x.ndim != 2 or x.shape[0] == 0 or x.shape[1] == 0:
-        raise ValueError(f"{name} must be a 2-D array of shape (n_entities, dim) with both "
-                         f"sizes >= 1, got shape {x.shape}")
+    if x.ndim != 2 or x.shape[0] < min_rows or x.shape[1] == 0:
+        raise ValueError(f"{name} must be a 2-D array of shape (n_entities, dim) with at "
+                         f"least {min_rows} row{'s' * (min_rows > 1)} and 1 column, got "
+                         f"shape {x.shape}")
     if not (np.issubdtype(x.dtype, np.number) or x.dtype == bool):
         raise ValueError(f"{name} must hold numbers, got dtype {x.dtype}")
-    if x.dtype != np.float64:
+    if dtype is not None:
+        x = np.ascontiguousarray(x, dtype=dtype)
+    elif x.dtype != np.float64:
         x = x.astype(np.float32)
     if not np.isfinite(x).all():
         raise ValueError(f"{name} holds non-finite values (NaN or inf)")

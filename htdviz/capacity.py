@@ -18,6 +18,7 @@ mean squared difference per matrix entry.
 """
 from __future__ import annotations
 
+import os
 from collections.abc import Mapping
 
 import numpy as np
@@ -25,7 +26,6 @@ import pandas as pd
 import torch
 
 from . import topology
-from .runs import as_run
 from ._threads import torch_threads
 from ._validation import check_int, check_labels, check_matrix
 from .topology import group_members, unit_rows
@@ -201,7 +201,7 @@ def _bounds(x: np.ndarray, dims: np.ndarray, labels, n_groups):
             within_tail += _tail_energy(eig, dims)
             within_total += float(np.sum(eig ** 2))
             within_entries += members.size ** 2
-    protos = topology._prototypes(x.numpy(), labels, n_groups)
+    protos = topology.prototypes(x.numpy(), labels, n_groups)
     protos = unit_rows(torch.from_numpy(protos[~np.isnan(protos).any(axis=1)]))
     pe = protos @ x_unit.T                                            # (K', N) = M_t
     sigma = np.sqrt(_gram_eigenvalues(pe))                            # singular values
@@ -221,13 +221,26 @@ def _bounds(x: np.ndarray, dims: np.ndarray, labels, n_groups):
 # Runs and the capacity table
 # --------------------------------------------------------------------------------------
 
-def _as_run(name, run) -> dict:
-    """A run in any form :func:`htdviz.runs.as_run` accepts, as {users, items, metrics}."""
-    run = as_run(name, run)
-    if run.users is None or run.items is None:
-        raise ValueError(f"run {name!r} lacks user or item representations (a run folder "
-                         f"needs embeddings.npz with arrays 'users' and 'items')")
-    return {"users": run.users, "items": run.items, "metrics": dict(run.metrics)}
+def _run_arrays(name, run) -> dict:
+    """A run's representations and metrics as {users, items, metrics}: from an object with
+    ``users``, ``items`` and ``metrics`` attributes (:class:`htdviz.runs.Run`), a mapping
+    with those keys, or a ``(users, items[, metrics])`` tuple. Folders are read by the
+    caller (:func:`htdviz.runs.load_run`): this module reads arrays."""
+    if isinstance(run, (str, os.PathLike)):
+        raise ValueError(f"runs[{name!r}] is a path ({str(run)!r}); capacity_table takes "
+                         f"arrays: load the run first (htdviz.runs.load_run)")
+    if isinstance(run, Mapping):
+        users, items, metrics = run.get("users"), run.get("items"), run.get("metrics")
+    elif isinstance(run, (tuple, list)) and len(run) in (2, 3):
+        users, items, metrics = run[0], run[1], run[2] if len(run) == 3 else None
+    else:
+        users, items = getattr(run, "users", None), getattr(run, "items", None)
+        metrics = getattr(run, "metrics", None)
+    if users is None or items is None:
+        raise ValueError(f"run {name!r} lacks user or item representations (a Run, a "
+                         f"mapping with 'users' and 'items', or a (users, items[, metrics]) "
+                         f"tuple; a run folder needs embeddings.npz)")
+    return {"users": users, "items": items, "metrics": dict(metrics or {})}
 
 
 def _scalar_metrics(metrics: dict, prefix: str = "") -> dict:
@@ -258,11 +271,11 @@ def capacity_table(teacher_users, teacher_items, dims=None, runs=None, user_labe
         Student dims for the bound rows. Default: the dims of ``runs`` if given, else
         d_t times :data:`DEFAULT_PHIS` (10, 20, 50, 100, 200 for d_t = 200).
     runs : mapping, optional
-        name -> run, where a run is a folder holding ``embeddings.npz`` (arrays ``users``
-        (n_users, d) and ``items`` (n_items, d)) and optionally ``metrics.json``; or an
-        object with ``users``, ``items`` and ``metrics`` attributes (``htdviz.runs.Run``);
-        or a tuple ``(user_repr, item_repr)`` or ``(user_repr, item_repr, metrics)``; or
-        a mapping with ``users``, ``items`` and optionally ``metrics``. The method is the
+        name -> run, where a run is an object with ``users`` (n_users, d), ``items``
+        (n_items, d) and ``metrics`` attributes (``htdviz.runs.Run``: a run folder read by
+        ``htdviz.runs.load_run``); or a tuple ``(user_repr, item_repr)`` or
+        ``(user_repr, item_repr, metrics)``; or a mapping with ``users``, ``items`` and
+        optionally ``metrics``. The method is the
         name, or its first element when the name is a tuple such as ``("HTD", 20)``; the
         dim is read from the arrays. Numeric metrics become columns (nested ones
         flattened: ``final_test_recall@50``; a name that clashes with a column of the
@@ -313,7 +326,7 @@ def capacity_table(teacher_users, teacher_items, dims=None, runs=None, user_labe
     runs = {} if runs is None else runs
     if not isinstance(runs, Mapping):
         raise ValueError(f"runs must be a mapping name -> run, got {type(runs).__name__}")
-    loaded = {name: _as_run(name, run) for name, run in runs.items()}
+    loaded = {name: _run_arrays(name, run) for name, run in runs.items()}
     for name, run in loaded.items():
         run["users"] = check_matrix(run["users"], f"runs[{name!r}] users")
         run["items"] = check_matrix(run["items"], f"runs[{name!r}] items")

@@ -13,6 +13,8 @@ import sys
 from pathlib import Path
 
 from . import distill, experiment, runs
+from .config import (SCHEDULES, UPDATES, StudentConfig, TeacherConfig, add_options, option_of,
+                     options_from_args)
 
 #: Errors a user can cause: one line, no traceback (``--debug`` re-raises).
 EXPECTED_ERRORS = (ValueError, FileNotFoundError, NotADirectoryError, ImportError)
@@ -49,20 +51,20 @@ def _teacher_options(p: argparse.ArgumentParser, command: str) -> None:
     its epochs, seed and schedule from --epochs, --seed and --schedule."""
     g = p.add_argument_group("teacher and data options")
     if command == "teacher":
-        runs.add_options(g, runs.TeacherConfig, skip=("epochs", "seed", "schedule", "updates"),
+        add_options(g, TeacherConfig, skip=("epochs", "seed", "schedule", "updates"),
                          prefix="teacher_")
     else:
-        runs.add_options(g, runs.TeacherConfig, defaults={"epochs": None}, prefix="teacher_")
+        add_options(g, TeacherConfig, defaults={"epochs": None}, prefix="teacher_")
 
 
 def _student_options(p: argparse.ArgumentParser, skip=()) -> None:
     g = p.add_argument_group("student options")
-    runs.add_options(g, runs.StudentConfig, skip=skip)
+    add_options(g, StudentConfig, skip=skip)
 
 
 def _teacher_options_of(args) -> dict:
     """teacher_run keyword arguments from the parsed options."""
-    options = runs.options_from_args(runs.TeacherConfig, args, prefix="teacher_")
+    options = options_from_args(TeacherConfig, args, prefix="teacher_")
     options["eval_every"] = args.eval_every
     if args.command == "teacher":
         options.update(epochs=args.epochs, seed=args.seed, schedule=args.schedule,
@@ -102,7 +104,7 @@ def _finished(path: Path, print_path_only: bool = False) -> None:
 
 
 def _student_kwargs(args) -> dict:
-    options = runs.options_from_args(runs.StudentConfig, args)
+    options = options_from_args(StudentConfig, args)
     for name in ("method", "dim"):         # given separately (sweep: --methods, --dims)
         options.pop(name, None)
     return dict(options, device=args.device)
@@ -123,10 +125,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--eval-every", dest="eval_every", type=int, default=10,
                    help="evaluate every this many epochs (and after the last)")
     p.add_argument("--seed", type=int, default=0, help="seed of the teacher (and its split)")
-    p.add_argument("--schedule", choices=runs.SCHEDULES, default="default",
-                   help=runs.StudentConfig.__dataclass_fields__["schedule"].metadata["help"])
-    p.add_argument("--updates", choices=runs.UPDATES, default="dense",
-                   help=runs.StudentConfig.__dataclass_fields__["updates"].metadata["help"])
+    p.add_argument("--schedule", choices=SCHEDULES, default="default",
+                   help=StudentConfig.__dataclass_fields__["schedule"].metadata["help"])
+    p.add_argument("--updates", choices=UPDATES, default="dense",
+                   help=StudentConfig.__dataclass_fields__["updates"].metadata["help"])
     _teacher_options(p, "teacher")
     _common(p)
 
@@ -193,8 +195,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--report", default="reports/htdviz_report.html",
                    help="the HTML file to write")
     g = p.add_argument_group("data options")
-    runs.add_options(g, runs.TeacherConfig, prefix="teacher_",
-                     skip=[f for f in runs.TeacherConfig.__dataclass_fields__
+    add_options(g, TeacherConfig, prefix="teacher_",
+                     skip=[f for f in TeacherConfig.__dataclass_fields__
                            if f not in ("dataset", "min_items", "user_col", "item_col")])
     _common(p)
     return parser
@@ -211,9 +213,9 @@ def _study_value(option: str, text: str):
     if option not in study.run_options():
         raise ValueError(f"--grid/--set: {option!r} is not a run option; the options are "
                          f"{', '.join(study.run_options())}")
-    kind = runs.option_of(runs.StudentConfig, option).type \
+    kind = option_of(StudentConfig, option).type \
         if option in study.student_options() else \
-        runs.option_of(runs.TeacherConfig, study.TEACHER_OPTIONS[option]).type
+        option_of(TeacherConfig, study.TEACHER_OPTIONS[option]).type
     if kind is bool:
         if text.lower() not in ("true", "false", "1", "0"):
             raise ValueError(f"--grid/--set {option}: expected true or false, got {text!r}")
@@ -276,9 +278,9 @@ def _check_options(args) -> None:
         student.pop("device")
         for method in getattr(args, "methods", [getattr(args, "method", "htd")]):
             for dim in getattr(args, "dims", [getattr(args, "dim", 20)]):
-                checks.append((runs.StudentConfig, dict(student, method=method, dim=dim), ""))
+                checks.append((StudentConfig, dict(student, method=method, dim=dim), ""))
     # the data file is checked when it is read
-    checks.append((runs.TeacherConfig, dict(_teacher_options_of(args), dataset="synthetic"),
+    checks.append((TeacherConfig, dict(_teacher_options_of(args), dataset="synthetic"),
                    "teacher_"))
     for config_class, options, prefix in checks:
         try:

@@ -10,17 +10,17 @@ configuration, so a changed file trains a new teacher instead of reusing a stale
 """
 from __future__ import annotations
 
-import inspect
 import re
 from collections.abc import Mapping
+from dataclasses import fields, replace
 from pathlib import Path
 
 import pandas as pd
 import torch
 
 from . import data, distill, models
-from .runs import (DATASET_NAMES, Run, StudentConfig, TeacherConfig, finished, load_run,
-                   write_run)
+from .config import DATASET_NAMES, StudentConfig, TeacherConfig
+from .runs import Run, finished, load_run, write_run
 from .train import TrainConfig, default_device, fit
 
 
@@ -65,34 +65,26 @@ def load_dataset(name: str | Path = "citeulike", split: str = "reference", seed:
     return data.load_file(path, user_col, item_col, min_items=min_items, seed=seed)
 
 
-def teacher_config(model: str = "bpr", dim: int = 200, n_layers: int = 2,
-                   dataset: str | Path = "citeulike", split: str = "reference",
-                   epochs: int = 100, eval_every: int = 10, seed: int = 0, lr: float = 1e-3,
-                   weight_decay: float = 1e-3, schedule: str = "default", min_items: int = 5,
-                   split_seed: int | None = None, user_col: str = "user",
-                   item_col: str = "item", updates: str = "dense",
-                   mlp_layers: int = 1) -> TeacherConfig:
-    """The :class:`~htdviz.runs.TeacherConfig` of these options; a data file is recorded
-    by its stem, absolute path and sha256, and its split (always random) by ``min_items``
-    and the seed it used."""
-    data_file = data_sha256 = None
-    if str(dataset) not in DATASET_NAMES:
-        path = Path(dataset)
-        if not path.is_file():
-            raise FileNotFoundError(f"dataset {str(dataset)!r} is neither one of "
-                                    f"{DATASET_NAMES} nor an existing file")
-        data_file, data_sha256 = str(path.resolve()), data.file_sha256(path)
-        dataset, split = re.sub(r"[^A-Za-z0-9_.-]+", "_", path.stem), "random"
-        split_seed = seed if split_seed is None else split_seed      # recorded as used
-    elif str(dataset) == "foursquare":                  # no published split: always random
-        split = "random"
-        split_seed = seed if split_seed is None else split_seed
-    return TeacherConfig(model=model, dim=dim, n_layers=n_layers, dataset=str(dataset),
-                         split=split, epochs=epochs, eval_every=eval_every, seed=seed, lr=lr,
-                         weight_decay=weight_decay, schedule=schedule, min_items=min_items,
-                         split_seed=split_seed, user_col=user_col, item_col=item_col,
-                         updates=updates, data_file=data_file, data_sha256=data_sha256,
-                         mlp_layers=mlp_layers)
+def teacher_config(**options) -> TeacherConfig:
+    """The :class:`~htdviz.config.TeacherConfig` of these options (its fields; the others
+    keep the defaults written there). A data file given as ``dataset`` is recorded by its
+    stem, absolute path and sha256, and its split (always random) by ``min_items`` and the
+    seed it used; Foursquare, which has no published split, is split at random too."""
+    if "dataset" in options:
+        options["dataset"] = str(options["dataset"])
+    config = TeacherConfig(**options)
+    split_seed = config.seed if config.split_seed is None else config.split_seed
+    if config.dataset in DATASET_NAMES:
+        if config.dataset != "foursquare":
+            return config
+        return replace(config, split="random", split_seed=split_seed)
+    path = Path(config.dataset)
+    if not path.is_file():
+        raise FileNotFoundError(f"dataset {config.dataset!r} is neither one of "
+                                f"{DATASET_NAMES} nor an existing file")
+    return replace(config, dataset=re.sub(r"[^A-Za-z0-9_.-]+", "_", path.stem),
+                   split="random", split_seed=split_seed, data_file=str(path.resolve()),
+                   data_sha256=data.file_sha256(path))
 
 
 def dataset_of(config: TeacherConfig | dict):
@@ -154,44 +146,26 @@ def _save_run(path: Path, config, model, result, device, distiller=None) -> Path
     return written
 
 
-def train_config(config: TeacherConfig | StudentConfig, **overrides) -> TrainConfig:
-    """The training recipe of a run's configuration (``overrides``: further fields, e.g. a
-    student's ``distill_weight``)."""
+def train_config(config: TeacherConfig | StudentConfig) -> TrainConfig:
+    """The training recipe of a run's configuration."""
+    distilling = {"distill_weight": config.distill_weight} \
+        if isinstance(config, StudentConfig) else {}
     return TrainConfig(epochs=config.epochs, eval_every=config.eval_every,
                        random_state=config.seed, lr=config.lr,
                        weight_decay=config.weight_decay, schedule=config.schedule,
-                       updates=config.updates, **overrides)
+                       updates=config.updates, **distilling)
 
 
-def teacher_run(model: str = "bpr", dim: int = 200, n_layers: int = 2,
-                dataset: str | Path = "citeulike", split: str = "reference",
-                epochs: int = 100, eval_every: int = 10, seed: int = 0, lr: float = 1e-3,
-                weight_decay: float = 1e-3, runs_dir: str | Path = "runs", device=None,
-                progress: bool = True, schedule: str = "default", min_items: int = 5,
-                split_seed: int | None = None, user_col: str = "user",
-                item_col: str = "item", updates: str = "dense", mlp_layers: int = 1) -> Path:
+def teacher_run(config: TeacherConfig | None = None, *, runs_dir: str | Path = "runs",
+                device=None, progress: bool = True, **options) -> Path:
     """Train (or reuse) a teacher; returns its run folder.
 
     Parameters
     ----------
-    model : {"bpr", "lightgcn", "neumf"}, default "bpr"
-        Any registered model (:func:`htdviz.models.model_names`).
-    dim : int, default 200
-    n_layers : int, default 2
-        LightGCN only.
-    mlp_layers : int, default 1
-        NeuMF only: hidden layers of its MLP tower.
-    dataset : str or Path, default "citeulike"
-        A name or a data file (see :func:`load_dataset`).
-    split : {"reference", "random"}, default "reference"
-    epochs, eval_every, seed, lr, weight_decay
-        The recipe (:class:`htdviz.train.TrainConfig`).
-    schedule : {"default", "reference"}, default "default"
-        See :class:`htdviz.train.TrainConfig`.
-    updates : {"dense", "sparse"}, default "dense"
-        See :class:`htdviz.train.TrainConfig` ("sparse": BPR-MF only, for large data sets).
-    min_items, split_seed, user_col, item_col
-        Data options (:func:`load_dataset`; ``split_seed`` None: ``seed``).
+    config : TeacherConfig, optional
+        The run; or give its fields as keywords instead (``**options``: ``model``,
+        ``dim``, ``dataset``, ``epochs``, ...; see :class:`htdviz.config.TeacherConfig`
+        for each and its default, and :func:`teacher_config` for data files).
     runs_dir : path, default "runs"
     device : str, optional
         Default: CUDA when present.
@@ -203,17 +177,19 @@ def teacher_run(model: str = "bpr", dim: int = 200, n_layers: int = 2,
     >>> path = teacher_run(dim=8, dataset="synthetic", epochs=1,
     ...                    runs_dir=tempfile.mkdtemp(), progress=False)  # doctest: +SKIP
     """
-    config = teacher_config(model, dim, n_layers, dataset, split, epochs, eval_every, seed,
-                            lr, weight_decay, schedule, min_items, split_seed, user_col,
-                            item_col, updates, mlp_layers)
+    if config is None:
+        config = teacher_config(**options)
+    elif options:
+        raise TypeError(f"teacher_run takes a configuration or options, not both (got "
+                        f"{', '.join(options)} beside a configuration)")
     path = Path(runs_dir) / config.folder_name()
     if finished(path):
         return path
     ds = dataset_of(config)
-    net = build_model(config, ds, dim)
+    net = build_model(config, ds, config.dim)
     device = torch.device(device) if device else default_device()
     result = fit(net, ds, train_config(config), device=device,
-                 progress=_bar(f"teacher {model} d{dim}", progress),
+                 progress=_bar(f"teacher {config.model} d{config.dim}", progress),
                  checkpoint=checkpoint_path(path))
     return _save_run(path, config, net, result, device)
 
@@ -257,21 +233,36 @@ def make_distiller(config: StudentConfig, teacher_users, teacher_items,
                     generator=generator, **config.options)
 
 
-def student_run(teacher_dir: str | Path, method: str = "htd", dim: int = 20,
-                epochs: int = 100, eval_every: int = 10, seed: int = 0,
-                distill_weight: float = 1e-3, runs_dir: str | Path | None = None,
-                device=None, progress: bool | dict = True, schedule: str = "default",
-                updates: str = "dense", **options) -> Path:
-    """Distil (or reuse) a student of ``dim`` from a finished teacher run; returns its folder.
+def student_run(teacher_dir: str | Path, method: str | StudentConfig | None = None,
+                dim: int | None = None, *, runs_dir: str | Path | None = None, device=None,
+                progress: bool | dict = True, **options) -> Path:
+    """Distil (or reuse) a student from a finished teacher run; returns its folder.
 
     The student is trained on its teacher's data set (for a data file: the same file,
     checked against the sha256 the teacher recorded) with the teacher's lr and weight
-    decay. The settings are those of :class:`htdviz.runs.StudentConfig`; ``method`` is any
-    registered method (:func:`htdviz.distill.method_names`) and ``**options`` its options
-    (HTD's ``n_groups``, ``alpha``, ...: :func:`htdviz.distill.method_options`; their
-    defaults when not given; another method's options are not used). ``runs_dir``
-    defaults to the teacher's parent folder; ``progress`` shows a bar named after the run
-    ("htd d20 s0"; a dict: more tqdm options for it, see :func:`htdviz.train.fit`).
+    decay.
+
+    Parameters
+    ----------
+    teacher_dir : path
+        A finished teacher run.
+    method : str or StudentConfig, optional
+        Any registered method (:func:`htdviz.distill.method_names`; "student": trained
+        alone), or the whole configuration. Default: that of
+        :class:`htdviz.config.StudentConfig` (HTD).
+    dim : int, optional
+        d_s (default: StudentConfig's).
+    runs_dir : path, optional
+        Default: the teacher's parent folder.
+    device : str, optional
+        Default: CUDA when present.
+    progress : bool or dict, default True
+        A bar named after the run ("htd d20 s0"; a dict: more tqdm options for it, see
+        :func:`htdviz.train.fit`).
+    **options
+        The other settings of :class:`~htdviz.config.StudentConfig` (``epochs``, ``seed``,
+        ``distill_weight``, ...) and the method's options (HTD's ``n_groups``, ``alpha``,
+        ...: :func:`htdviz.distill.method_options`); their defaults where not given.
 
     Examples
     --------
@@ -282,10 +273,15 @@ def student_run(teacher_dir: str | Path, method: str = "htd", dim: int = 20,
     if not finished(teacher_dir):
         raise FileNotFoundError(f"teacher run {teacher_dir} is missing or unfinished (no "
                                 f"metrics.json)")
+    if isinstance(method, StudentConfig):
+        if dim is not None or options:
+            raise TypeError("student_run takes a configuration or options, not both")
+        config = method
+    else:
+        given = {k: v for k, v in (("method", method), ("dim", dim)) if v is not None}
+        config = StudentConfig(**given, **options)
     teacher = TeacherConfig.from_dict(load_run(teacher_dir, embeddings=False).config)
-    config = StudentConfig(method=method, dim=dim, epochs=epochs, eval_every=eval_every,
-                           seed=seed, distill_weight=distill_weight, schedule=schedule,
-                           updates=updates, **options).inherit(teacher_dir.name, teacher)
+    config = config.inherit(teacher_dir.name, teacher)
     path = Path(runs_dir or teacher_dir.parent) / config.folder_name()
     if finished(path):
         return path
@@ -293,14 +289,13 @@ def student_run(teacher_dir: str | Path, method: str = "htd", dim: int = 20,
     teacher_reprs = load_run(teacher_dir)
     teacher_users = teacher_reprs.representations("users")
     teacher_items = teacher_reprs.representations("items")
-    net = build_model(config, ds, dim)
+    net = build_model(config, ds, config.dim)
     # the distiller's own initialisation and Gumbel noise: a stream of its own
-    generator = torch.Generator().manual_seed(seed + 1)
+    generator = torch.Generator().manual_seed(config.seed + 1)
     distiller = make_distiller(config, teacher_users, teacher_items, generator)
     device = torch.device(device) if device else default_device()
-    result = fit(net, ds, train_config(config, distill_weight=distill_weight),
-                 distiller=distiller, device=device,
-                 progress=_bar(f"{method} d{dim} s{seed}", progress),
+    result = fit(net, ds, train_config(config), distiller=distiller, device=device,
+                 progress=_bar(f"{config.method} d{config.dim} s{config.seed}", progress),
                  checkpoint=checkpoint_path(path))
     return _save_run(path, config, net, result, device, distiller)
 
@@ -324,20 +319,14 @@ def plan(teacher: Mapping, students: Mapping[str, tuple] | None = None,
         One row per run: ``run`` (its name here), ``folder``, ``epochs`` and ``reused``
         (True: finished, nothing to train).
     """
-    keys = inspect.signature(teacher_config).parameters
-    unknown = set(teacher) - set(keys)
+    unknown = set(teacher) - {f.name for f in fields(TeacherConfig)}
     if unknown:
         raise ValueError(f"teacher: unknown arguments {sorted(unknown)}")
     t_config = teacher_config(**teacher)
     t_folder = t_config.folder_name()
-    rows = [{"run": "teacher", "folder": t_folder, "epochs": t_config.epochs}]
+    rows = [{"run": "teacher", "folder": t_config.folder_name(), "epochs": t_config.epochs}]
     for name, (method, dim, options) in (students or {}).items():
-        options = dict(options)
-        fields = {key: options.pop(key) for key in ("epochs", "eval_every", "seed",
-                                                     "distill_weight", "schedule", "updates")
-                  if key in options}
-        config = StudentConfig(method=method, dim=dim, **fields, **options).inherit(
-            t_folder, t_config)
+        config = StudentConfig(method=method, dim=dim, **options).inherit(t_folder, t_config)
         rows.append({"run": name, "folder": config.folder_name(), "epochs": config.epochs})
     table = pd.DataFrame(rows)
     table["reused"] = [finished(Path(runs_dir) / folder) for folder in table["folder"]]

@@ -50,7 +50,8 @@ import pandas as pd
 from tqdm.auto import tqdm
 
 from . import distill, experiment, models
-from .runs import StudentConfig, TeacherConfig, finished, load_run
+from .config import StudentConfig, TeacherConfig
+from .runs import finished, load_run
 
 EXECUTORS = ("local", "ray")
 
@@ -66,7 +67,7 @@ TEACHER_OPTIONS = {"model": "model", "n_layers": "n_layers", "dataset": "dataset
 
 def student_options() -> tuple[str, ...]:
     """Student options a cell may set: the flagged settings of
-    :class:`~htdviz.runs.StudentConfig` and the options of every registered method (asked
+    :class:`~htdviz.config.StudentConfig` and the options of every registered method (asked
     each time: a method registered in a notebook brings its own)."""
     return tuple(o.name for o in StudentConfig.option_list() if o.flag)
 
@@ -249,7 +250,7 @@ def study(grid, teacher: str | Path | None = None, executor: str = "local",
     ----------
     grid : mapping or sequence of mappings
         See :func:`cells`; keys are :func:`run_options` (student settings by their
-        :class:`~htdviz.runs.StudentConfig` name, the options of any registered method,
+        :class:`~htdviz.config.StudentConfig` name, the options of any registered method,
         teacher options as in :data:`TEACHER_OPTIONS`). A method or model registered in
         this process is registered in the worker processes too.
     teacher : path, optional

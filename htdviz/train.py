@@ -34,11 +34,11 @@ from tqdm.auto import tqdm
 
 from ._io import write_atomically
 from ._threads import flush_denormals
-from .config import SCHEDULES, UPDATES
 from .data import Dataset, NegativeSampler
 from .distill.base import as_distiller
 from .evaluate import DEFAULT_KS, full_ranking
 from .models.base import bpr_loss
+from .options import DISTILL_WEIGHT, EPOCHS, EVAL_EVERY, LR, SCHEDULES, UPDATES, WEIGHT_DECAY
 
 #: A checkpoint is saved after the first epoch that ends at least this many seconds after
 #: the last one (writing a teacher's whole state costs a fraction of an epoch).
@@ -54,13 +54,13 @@ def default_device() -> torch.device:
 class TrainConfig:
     """The reference recipe (docs/method.md §2) as defaults."""
 
-    epochs: int = 100
+    epochs: int = EPOCHS
     batch_size: int = 1024
-    lr: float = 1e-3
-    weight_decay: float = 1e-3
-    eval_every: int = 10
+    lr: float = LR
+    weight_decay: float = WEIGHT_DECAY
+    eval_every: int = EVAL_EVERY
     ks: tuple = DEFAULT_KS
-    distill_weight: float = 1e-3
+    distill_weight: float = DISTILL_WEIGHT
     early_stopping_patience: int | None = None   # in evaluations without a better valid metric
     monitor: str = "recall@50"
     random_state: int = 0

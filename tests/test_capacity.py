@@ -6,6 +6,7 @@ import pandas as pd
 import pytest
 
 from htdviz import capacity, topology
+from htdviz.runs import load_run
 
 
 def _unit(x):
@@ -90,7 +91,7 @@ def test_capacity_table_bounds_runs_and_metrics(tmp_path):
     (folder / "metrics.json").write_text(json.dumps({"final": {"test_recall@50": 0.2},
                                                      "device": "cpu", "seconds": 3}))
     runs = {"teacher copy": (users, items, {"test_recall@50": 0.3}),
-            ("student", 4): folder,
+            ("student", 4): load_run(folder),
             "random": {"users": rng.standard_normal((40, 4)),
                        "items": rng.standard_normal((60, 4))}}
     user_labels, item_labels = rng.integers(3, size=40), rng.integers(3, size=60)
@@ -136,7 +137,7 @@ def test_bad_input():
         capacity.topology_error_bounds(np.eye(4), [0])
     with pytest.raises(ValueError, match="entities"):
         capacity.capacity_table(np.eye(4), np.eye(4), entities="all")
-    with pytest.raises(FileNotFoundError, match="embeddings.npz"):
+    with pytest.raises(ValueError, match="is a path.*load_run"):
         capacity.capacity_table(np.eye(4), np.eye(4), runs={"x": "/nonexistent/folder"})
     with pytest.raises(ValueError, match="has 3 users"):
         capacity.capacity_table(np.eye(4), np.eye(4), runs={"x": (np.ones((3, 4)), np.eye(4))})

@@ -11,7 +11,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from htdviz import cli, experiment, runs
+from htdviz import cli, experiment
+from htdviz.config import StudentConfig, cli_args
 
 FAST = ["--epochs", "1", "--eval-every", "1", "--no-progress"]
 
@@ -150,7 +151,7 @@ def test_cli_options_reach_the_same_configuration(tiny_teacher, capsys):
     expected = experiment.student_run(tiny_teacher, "htd", 3, progress=False, **kwargs)
     args = ["distill", "--teacher", str(tiny_teacher), "--method", "htd", "--dim", "3",
             "--runs", str(tiny_teacher.parent), "--no-progress", "--print-path",
-            *runs.cli_args(runs.StudentConfig(method="htd", dim=3, **kwargs))]
+            *cli_args(StudentConfig(method="htd", dim=3, **kwargs))]
     assert cli.main(args) == 0
     assert capsys.readouterr().out.strip().splitlines()[-1] == str(expected)
 

@@ -14,7 +14,7 @@ import torch
 
 from htdviz import experiment, models
 from htdviz.distill import DE, HTD
-from htdviz.runs import StudentConfig
+from htdviz.config import StudentConfig
 from htdviz.train import TrainConfig, fit
 
 

@@ -49,22 +49,7 @@ PACKAGE = "htdviz"
 PACKAGE_DIR = Path(__file__).resolve().parents[1] / PACKAGE
 
 #: (importing module, imported module, private name) -> why it is still there
-KNOWN_PRIVATE_IMPORTS = {
-    ("htdviz.capacity", "htdviz.topology", "_prototypes"):
-        "group prototypes (attribute access, topology._prototypes): make it public",
-    ("htdviz.viz.explorer", "htdviz.viz", "_require"):
-        "optional-dependency loader in viz/__init__: move to a private module (viz/_optional.py)",
-    ("htdviz.viz.figures", "htdviz.viz", "_require"):
-        "optional-dependency loader in viz/__init__: move to a private module",
-    ("htdviz.viz.projection", "htdviz.viz", "_require"):
-        "optional-dependency loader in viz/__init__: move to a private module",
-    ("htdviz.viz.figures", "htdviz.viz.projection", "_as_matrix"):
-        "projection's own array check (a copy): use _validation",
-    ("htdviz.viz.explorer", "htdviz.viz.figures", "_check_max_entities"):
-        "figures' argument check (attribute access): move to _validation",
-    ("htdviz.viz.explorer", "htdviz.viz.figures", "_check_max_points"):
-        "figures' argument check (attribute access): move to _validation",
-}
+KNOWN_PRIVATE_IMPORTS: dict[tuple, str] = {}
 
 #: "module.function" (qualified by class where it is a method) -> why it is still long
 KNOWN_LONG_FUNCTIONS = {

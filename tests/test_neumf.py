@@ -16,7 +16,8 @@ from htdviz.distill.spaces import PerSpace
 from htdviz.evaluate import evaluate_model
 from htdviz.models import BPRMF, NeuMF
 from htdviz.models import neumf as neumf_module
-from htdviz.runs import StudentConfig, TeacherConfig, load_run
+from htdviz.config import StudentConfig, TeacherConfig
+from htdviz.runs import load_run
 
 
 class LiteralNeuMF(nn.Module):

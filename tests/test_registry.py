@@ -12,7 +12,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from htdviz import distill, experiment, models, runs, study
-from htdviz.config import Option
+from htdviz.config import StudentConfig, config_from_dict
+from htdviz.options import Option
 from htdviz.distill import base as method_registry
 from htdviz.models import base as model_registry
 
@@ -132,7 +133,7 @@ def test_registration_refuses_what_would_break_runs(registered):
 
     distill.register_method("shadow", Shadow)
     with pytest.raises(ValueError, match="option 'dim' is a setting of every student run"):
-        runs.StudentConfig(method="shadow")
+        StudentConfig(method="shadow")
 
 
 def test_a_method_of_ones_own_trains_through_student_run(teacher):
@@ -153,7 +154,7 @@ def test_a_method_of_ones_own_trains_through_student_run(teacher):
     assert experiment.student_run(teacher, "cosine", 4, margin=0.1, **TINY) == path
     assert experiment.student_run(teacher, "cosine", 4, **TINY) != path
     # the configuration reads back, options included
-    back = runs.config_from_dict(config)
+    back = config_from_dict(config)
     assert back.margin == 0.1 and back.folder_name() == path.name
 
 

@@ -10,6 +10,8 @@ import pandas as pd
 import pytest
 
 from htdviz import runs
+from htdviz.config import (StudentConfig, TeacherConfig, add_options, cli_args, config_from_dict,
+                           options_from_args)
 
 
 def write_run(folder, config, users=None, items=None, user_groups=None, item_groups=None,
@@ -144,35 +146,35 @@ def test_old_configurations_keep_their_folder_names(old):
         old = {k: v for k, v in old.items() if k not in (
             "alpha", "detach_student_prototypes", "distill_weight", "group_design",
             "n_groups", "positive_pairs_only")}
-    config = runs.config_from_dict(old)
+    config = config_from_dict(old)
     assert config.to_dict() == old
     assert config.digest() == old_digest(old)
-    assert runs.TeacherConfig().folder_name() == "citeulike-bpr-d200-teacher-s0-4ffecace"
+    assert TeacherConfig().folder_name() == "citeulike-bpr-d200-teacher-s0-4ffecace"
 
 
 def test_new_fields_are_recorded_only_when_they_change_something():
-    base = runs.TeacherConfig()
+    base = TeacherConfig()
     assert "schedule" not in base.to_dict() and "data_sha256" not in base.to_dict()
-    ref = runs.TeacherConfig(schedule="reference")
+    ref = TeacherConfig(schedule="reference")
     assert ref.to_dict()["schedule"] == "reference" and ref.digest() != base.digest()
     assert "-teacher-reference-" in ref.folder_name()
-    table = runs.TeacherConfig(dataset="clicks", split="random", data_file="/d/clicks.csv",
+    table = TeacherConfig(dataset="clicks", split="random", data_file="/d/clicks.csv",
                                data_sha256="ab" * 32, user_col="uid")
     assert table.to_dict()["user_col"] == "uid" and table.to_dict()["data_sha256"] == "ab" * 32
-    changed = runs.TeacherConfig(**{**table.__dict__, "data_sha256": "cd" * 32})
+    changed = TeacherConfig(**{**table.__dict__, "data_sha256": "cd" * 32})
     assert changed.folder_name() != table.folder_name()       # a changed file: a new run
-    users_dat = runs.TeacherConfig(dataset="u", data_file="/d/u.dat")
+    users_dat = TeacherConfig(dataset="u", data_file="/d/u.dat")
     assert "user_col" not in users_dat.to_dict()               # no columns in users.dat
     with pytest.raises(ValueError, match="schedule must be one of"):
-        runs.StudentConfig(schedule="paper")
+        StudentConfig(schedule="paper")
     with pytest.raises(ValueError, match="dim must be an integer >= 1, got 0"):
-        runs.StudentConfig(dim=0)
+        StudentConfig(dim=0)
 
 
 @pytest.mark.parametrize("student", [
-    runs.StudentConfig(),
-    runs.StudentConfig(method="fitnet", dim=3, epochs=7, seed=2, distill_weight=0.5),
-    runs.StudentConfig(method="htd", positive_pairs_only=False, detach_student_prototypes=False,
+    StudentConfig(),
+    StudentConfig(method="fitnet", dim=3, epochs=7, seed=2, distill_weight=0.5),
+    StudentConfig(method="htd", positive_pairs_only=False, detach_student_prototypes=False,
                        group_design="P,P", n_groups=5, alpha=0.25, schedule="reference"),
 ])
 def test_cli_args_are_parsed_back_into_the_same_configuration(student):
@@ -180,11 +182,11 @@ def test_cli_args_are_parsed_back_into_the_same_configuration(student):
     give the configuration back."""
     import argparse
     parser = argparse.ArgumentParser()
-    runs.add_options(parser, runs.StudentConfig)
-    args = parser.parse_args(runs.cli_args(student))
-    assert runs.StudentConfig(**runs.options_from_args(runs.StudentConfig, args)) == student
+    add_options(parser, StudentConfig)
+    args = parser.parse_args(cli_args(student))
+    assert StudentConfig(**options_from_args(StudentConfig, args)) == student
     if not student.positive_pairs_only:
-        assert "--all-pairs" in runs.cli_args(student)
+        assert "--all-pairs" in cli_args(student)
 
 
 def test_write_run_then_load_run_round_trip(tmp_path):
@@ -192,7 +194,7 @@ def test_write_run_then_load_run_round_trip(tmp_path):
     run = runs.Run.from_arrays("r", users=rng.standard_normal((4, 3)),
                                items=rng.standard_normal((5, 3)),
                                user_groups=np.array([0, 1, 0, 1]), item_groups=np.arange(5),
-                               config=runs.StudentConfig(dim=3).to_dict(),
+                               config=StudentConfig(dim=3).to_dict(),
                                history=pd.DataFrame({"epoch": [0, 1], "test_recall@50": [0, .5]}),
                                metrics={"final": {"epoch": 1}})
     written = []
@@ -203,7 +205,7 @@ def test_write_run_then_load_run_round_trip(tmp_path):
     np.testing.assert_array_equal(back.users, run.users)
     np.testing.assert_array_equal(back.item_groups, run.item_groups)
     assert back.config == run.config and back.metrics == run.metrics
-    assert runs.config_from_dict(back.config) == runs.StudentConfig(dim=3)
+    assert config_from_dict(back.config) == StudentConfig(dim=3)
 
 
 def test_write_run_leaves_nothing_when_interrupted(tmp_path):
@@ -233,9 +235,9 @@ def test_as_run_accepts_each_form_once(run_root):
 
 
 def test_balance_weight_in_the_run_configuration():
-    config = runs.StudentConfig(method="htd", balance_weight=0.5)
+    config = StudentConfig(method="htd", balance_weight=0.5)
     assert "-htd-bal0.5-" in config.folder_name()
-    assert runs.cli_args(config) == ["--balance-weight", "0.5"]
-    assert "balance_weight" not in runs.StudentConfig(method="htd").to_dict()
+    assert cli_args(config) == ["--balance-weight", "0.5"]
+    assert "balance_weight" not in StudentConfig(method="htd").to_dict()
     with pytest.raises(ValueError, match="balance_weight must be a finite number >= 0"):
-        runs.StudentConfig(method="htd", balance_weight=-1.0)
+        StudentConfig(method="htd", balance_weight=-1.0)

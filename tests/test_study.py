@@ -16,6 +16,7 @@ import pandas as pd
 import pytest
 
 from htdviz import experiment, runs, study
+from htdviz.config import TeacherConfig
 
 from conftest import GRID, TINY
 
@@ -153,7 +154,7 @@ def test_teacher_given_and_teacher_options_conflict(serial):
     with pytest.raises(ValueError, match="sets teacher option 'dataset'"):
         study.study({"dim": 4}, teacher=teacher, runs_dir=runs_dir, dataset="synthetic")
     # a finished run of the default teacher in the same folder must not be taken instead
-    decoy = runs_dir / runs.TeacherConfig().folder_name()
+    decoy = runs_dir / TeacherConfig().folder_name()
     decoy.mkdir()
     (decoy / "metrics.json").write_text("{}")
     again = study.study({"method": ["student", "htd"], "dim": 4, "epochs": 2,

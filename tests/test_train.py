@@ -384,16 +384,16 @@ def test_sparse_updates_train_and_refuse_lightgcn(small_synthetic):
 
 
 def test_sparse_updates_in_the_run_configurations():
-    from htdviz import runs
+    from htdviz.config import StudentConfig, TeacherConfig
 
-    teacher = runs.TeacherConfig(updates="sparse")
+    teacher = TeacherConfig(updates="sparse")
     assert "-teacher-sparse-" in teacher.folder_name()
-    assert "updates" not in runs.TeacherConfig().to_dict()     # old folders keep their names
-    assert "-htd-sparse-" in runs.StudentConfig(updates="sparse").folder_name()
+    assert "updates" not in TeacherConfig().to_dict()     # old folders keep their names
+    assert "-htd-sparse-" in StudentConfig(updates="sparse").folder_name()
     with pytest.raises(ValueError, match="updates 'sparse' needs model 'bpr'"):
-        runs.TeacherConfig(model="lightgcn", updates="sparse")
+        TeacherConfig(model="lightgcn", updates="sparse")
     with pytest.raises(ValueError, match="updates must be one of"):
-        runs.StudentConfig(updates="lazy")
+        StudentConfig(updates="lazy")
 
 
 # --------------------------------------------------------------------------------------

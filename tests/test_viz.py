@@ -61,11 +61,11 @@ def test_importing_the_views_leaves_out(modules, banned):
 
 
 def test_missing_optional_dependency_says_what_to_install(monkeypatch):
-    import htdviz.viz as viz
+    from htdviz.viz._optional import require
 
     monkeypatch.setitem(sys.modules, "umap", None)          # makes `import umap` fail
     with pytest.raises(ImportError, match=r'umap-learn.*pip install "htdviz\[viz\]"'):
-        viz._require("umap", "UMAP maps")
+        require("umap", "UMAP maps")
     teacher, _, _ = planted(n=20)
     with pytest.raises(ImportError, match="htdviz"):
         projection.project(teacher, method="umap", cache_dir=False)

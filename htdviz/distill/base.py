@@ -31,7 +31,7 @@ from typing import ClassVar
 import torch
 from torch import nn
 
-from ..config import Option
+from ..options import Option
 
 __all__ = ["Distiller", "Option", "register_method", "get_method", "method_names",
            "is_built_in", "method_options", "display_name", "as_distiller", "STUDENT"]

@@ -16,7 +16,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from ..config import Option
+from ..options import Option
 from .base import Distiller, get_method
 
 

@@ -32,7 +32,7 @@ import math
 import torch
 from torch import nn
 
-from ..config import Option
+from ..options import Option
 from ._common import annealed_temperature, as_teacher, gumbel_like, linear
 from .base import Distiller, register_method
 

@@ -25,7 +25,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from ..config import Option
+from ..options import Option
 from ._common import unit
 from .base import Distiller, register_method
 from .experts import BALANCE_WEIGHT, N_GROUPS, GroupAssignment

@@ -28,7 +28,7 @@ import numpy as np
 import scipy.sparse as sp
 import torch
 
-from ..config import Option
+from ..options import Option
 from ._common import as_teacher
 from .base import Distiller, register_method
 

@@ -35,11 +35,11 @@ class Recommender(nn.Module):
     Attributes
     ----------
     build_options : tuple of str
-        The teacher configuration's fields (:class:`htdviz.runs.TeacherConfig`) that
+        The teacher configuration's fields (:class:`htdviz.config.TeacherConfig`) that
         :meth:`build` takes besides the dimension (LightGCN: ``("n_layers",)``); only
         these are recorded in its runs' config.json.
     distill_options : tuple of str
-        The student configuration's fields (:class:`htdviz.runs.StudentConfig`) that
+        The student configuration's fields (:class:`htdviz.config.StudentConfig`) that
         :meth:`representation_spaces` takes (NeuMF: ``("space",)``); recorded in a
         student's config.json only for such a model.
     """

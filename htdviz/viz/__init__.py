@@ -29,22 +29,6 @@ _EXPORTS = {
 _WHERE = {name: module for module, names in _EXPORTS.items() for name in names}
 __all__ = sorted(_WHERE)
 
-#: import name -> the distribution that provides it
-_DISTRIBUTIONS = {"plotly": "plotly", "umap": "umap-learn", "ipywidgets": "ipywidgets",
-                  "anywidget": "anywidget"}
-
-
-def _require(module: str, purpose: str):
-    """Import an optional dependency, or say what to install (umap-learn's plot.py way)."""
-    try:
-        return importlib.import_module(module)
-    except ImportError as exc:
-        top = module.split(".")[0]
-        raise ImportError(f"{purpose} need the optional package "
-                          f"{_DISTRIBUTIONS.get(top, top)!r}, which is not installed. Install "
-                          f"the views' dependencies with: pip install \"htdviz[viz]\"") from exc
-
-
 def __getattr__(name: str):
     if name in _WHERE:
         module = importlib.import_module(f".{_WHERE[name]}", __name__)

@@ -33,13 +33,14 @@ import pandas as pd
 from .. import groups as groups_module
 from .. import topology
 from ..runs import ENTITIES, as_run, list_runs, load_run
-from . import _require
+from .._validation import check_int
+from ._optional import require
 from . import figures
 from .projection import (neighbours_kept, procrustes_align, project, project_pair,
                          trust_sentence)
 
-widgets = _require("ipywidgets", "The explorer")
-go = _require("plotly.graph_objects", "The explorer")
+widgets = require("ipywidgets", "The explorer")
+go = require("plotly.graph_objects", "The explorer")
 
 HTD_GROUP, KMEANS_GROUP, TAG, POPULARITY = "HTD group", "k-means group", "tag", "popularity"
 #: The colouring by how much of each point's neighbourhood its own map keeps.
@@ -121,10 +122,10 @@ class Explorer:
             raise ValueError(f"entity must be 'users' or 'items', got {entity!r}")
         if projection not in ("umap", "pca"):
             raise ValueError(f"projection must be 'umap' or 'pca', got {projection!r}")
-        self.max_heatmap = figures._check_max_entities(max_heatmap)
+        self.max_heatmap = check_int(max_heatmap, "max_heatmap", high=figures.MAX_HEATMAP_ENTITIES)
         self.n_groups, self.random_state, self.cache_dir = n_groups, random_state, cache_dir
         self.umap_kwargs = dict(umap_kwargs or {})
-        self.max_points = None if max_points is None else figures._check_max_points(max_points)
+        self.max_points = None if max_points is None else check_int(max_points, "max_points", low=10)
         self.dataset = dataset
         self._check_entities()
         self._cache: dict = {}

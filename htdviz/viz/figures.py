@@ -26,13 +26,14 @@ from collections.abc import Mapping
 import numpy as np
 import pandas as pd
 
-from . import _require
-from .projection import (_as_matrix, neighbours_kept, procrustes_align, project_pair,
+from .._validation import check_int
+from ._optional import require
+from .projection import (as_points, neighbours_kept, procrustes_align, project_pair,
                          trust_sentence)
 
-go = _require("plotly.graph_objects", "htdviz figures")
-_subplots = _require("plotly.subplots", "htdviz figures")
-_colors = _require("plotly.colors", "htdviz figures")
+go = require("plotly.graph_objects", "htdviz figures")
+_subplots = require("plotly.subplots", "htdviz figures")
+_colors = require("plotly.colors", "htdviz figures")
 
 #: Largest number of entities per heatmap axis (2,000 x 2,000 cells per panel).
 MAX_HEATMAP_ENTITIES = 2000
@@ -107,12 +108,12 @@ def projection_figure(teacher, student, method: str = "umap", align: str = "proc
         :data:`TRUST_ROWS` drawn entities, the mean over that many sampled ones unless
         ``colour_by_trust``) and ``trust`` (a sentence on them).
     """
-    teacher, student = _as_matrix(teacher, "teacher"), _as_matrix(student, "student")
+    teacher, student = as_points(teacher, "teacher"), as_points(student, "student")
     n_total = teacher.shape[0]
     if student.shape[0] != n_total:
         raise ValueError(f"teacher and student must hold the same entities: got {n_total} "
                          f"and {student.shape[0]} rows")
-    sampled = max_points is not None and n_total > _check_max_points(max_points)
+    sampled = max_points is not None and n_total > check_int(max_points, "max_points", low=10)
     if sampled:
         keep = _sample_for_map(n_total, max_points, map_kwargs, random_state)
         teacher, student = teacher[keep], student[keep]
@@ -190,7 +191,7 @@ def figure_html(figure, div_id: str) -> str:
     layout = dict(spec.get("layout") or {})
     text = json.dumps({"data": spec.get("data", []), "layout": layout,
                        "config": {**(spec.get("config") or {}), "responsive": True}},
-                      cls=_require("plotly.utils", "htdviz figures").PlotlyJSONEncoder)
+                      cls=require("plotly.utils", "htdviz figures").PlotlyJSONEncoder)
     text = text.replace("</", "<\\/")              # no "</script>" inside the script
     return (f'<div id="{div_id}" class="plotly-graph-div" '
             f'style="height:{int(layout.get("height") or 450)}px;width:100%"></div><script>'
@@ -210,12 +211,6 @@ def method_colour(name, k: int = 0) -> str:
         if token in METHOD_COLOURS:
             return METHOD_COLOURS[token]
     return PALETTE[k % len(PALETTE)]
-
-
-def _check_max_points(value) -> int:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 10:
-        raise ValueError(f"max_points must be an int >= 10 or None, got {value!r}")
-    return int(value)
 
 
 def _take(values, keep: np.ndarray):
@@ -421,13 +416,13 @@ def similarity_heatmaps(teacher, student, groups=None, ids=None, max_entities: i
         b > 0); the highlight is a rectangle named "highlight". ``layout.meta`` holds the
         ordered ``ids``, their ``groups`` and the block ``starts``.
     """
-    t = _as_matrix(teacher, "teacher")
-    s = _as_matrix(student, "student")
+    t = as_points(teacher, "teacher")
+    s = as_points(student, "student")
     _same_rows(t, s)
     n = t.shape[0]
     ids = _as_ids(ids, n)
     labels = None if groups is None else _as_labels(groups, n, "groups")
-    max_entities = _check_max_entities(max_entities)
+    max_entities = check_int(max_entities, "max_entities", high=MAX_HEATMAP_ENTITIES)
     order = _ordered_sample(t, labels, max_entities, np.random.default_rng(random_state))
     return _similarity_triptych(t[order], s[order], ids[order],
                                 None if labels is None else labels[order], entity, highlight,
@@ -457,8 +452,8 @@ def group_heatmaps(teacher, student, groups, group: int, ids=None, max_entities:
         As :func:`similarity_heatmaps`, over the group's members only (ordered by teacher
         cosine to the group's prototype, most typical first), without boundaries.
     """
-    t = _as_matrix(teacher, "teacher")
-    s = _as_matrix(student, "student")
+    t = as_points(teacher, "teacher")
+    s = as_points(student, "student")
     _same_rows(t, s)
     n = t.shape[0]
     ids = _as_ids(ids, n)
@@ -467,7 +462,7 @@ def group_heatmaps(teacher, student, groups, group: int, ids=None, max_entities:
     if members.size == 0:
         raise ValueError(f"group {group!r} has no members (groups present: "
                          f"{np.unique(labels).tolist()[:20]}...)")
-    max_entities = _check_max_entities(max_entities)
+    max_entities = check_int(max_entities, "max_entities", high=MAX_HEATMAP_ENTITIES)
     rng = np.random.default_rng(random_state)
     if members.size > max_entities:
         members = np.sort(rng.choice(members, max_entities, replace=False))
@@ -505,8 +500,8 @@ def prototype_heatmaps(teacher, student, groups, n_groups: int | None = None,
     """
     from .. import topology
 
-    t = _as_matrix(teacher, "teacher")
-    s = _as_matrix(student, "student")
+    t = as_points(teacher, "teacher")
+    s = as_points(student, "student")
     _same_rows(t, s)
     labels = _as_labels(groups, t.shape[0], "groups")
     n_groups = int(labels.max()) + 1 if n_groups is None else int(n_groups)
@@ -1153,15 +1148,6 @@ def _same_rows(t: np.ndarray, s: np.ndarray) -> None:
     if t.shape[0] != s.shape[0]:
         raise ValueError(f"teacher and student must describe the same entities: got "
                          f"{t.shape[0]} and {s.shape[0]} rows")
-
-
-def _check_max_entities(max_entities) -> int:
-    if isinstance(max_entities, bool) or not isinstance(max_entities, (int, np.integer)) or \
-            not 1 <= max_entities <= MAX_HEATMAP_ENTITIES:
-        raise ValueError(f"max_entities must be an integer in [1, {MAX_HEATMAP_ENTITIES}] "
-                         f"(heatmaps stay responsive up to 2,000 x 2,000 cells), got "
-                         f"{max_entities!r}")
-    return int(max_entities)
 
 
 def _is_categorical(color: np.ndarray, categorical: bool | None) -> bool:

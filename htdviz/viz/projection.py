@@ -36,7 +36,8 @@ from pathlib import Path
 
 import numpy as np
 
-from . import _require
+from .._validation import check_choice, check_int, check_matrix
+from ._optional import require
 
 METHODS = ("umap", "pca")
 ALIGNMENTS = ("procrustes", "aligned_umap", "none")
@@ -92,8 +93,8 @@ def project(repr, method: str = "umap", n_components: int = 2, n_neighbors: int 
     -------
     float32 ndarray of shape (n_entities, n_components)
     """
-    x = _as_matrix(repr, "repr")
-    method = _check_choice(method, METHODS, "method")
+    x = as_points(repr, "repr")
+    method = check_choice(method, METHODS, "method")
     params = _check_params(x.shape[0], method, n_components, n_neighbors, min_dist, n_epochs,
                            init, random_state)
     return _cached(lambda: _compute(x, method, params), [x], {"method": method, **params},
@@ -131,13 +132,13 @@ def project_pair(teacher, student, method: str = "umap", align: str = "procruste
     -------
     teacher_xy, student_xy : float32 ndarrays of shape (n_entities, n_components)
     """
-    t = _as_matrix(teacher, "teacher")
-    s = _as_matrix(student, "student")
+    t = as_points(teacher, "teacher")
+    s = as_points(student, "student")
     if t.shape[0] != s.shape[0]:
         raise ValueError(f"teacher and student must describe the same entities: got "
                          f"{t.shape[0]} and {s.shape[0]} rows")
-    method = _check_choice(method, METHODS, "method")
-    align = _check_choice(align, ALIGNMENTS, "align")
+    method = check_choice(method, METHODS, "method")
+    align = check_choice(align, ALIGNMENTS, "align")
     params = _check_params(t.shape[0], method, n_components, n_neighbors, min_dist, n_epochs,
                            init, random_state)
     if align == "aligned_umap":
@@ -186,12 +187,12 @@ def neighbours_kept(repr, xy, k: int = 10, rows=None, chunk_size: int = 2048) ->
     -------
     float64 ndarray of shape (n_entities,) (or of ``rows``), values in {0, 1/k, ..., 1}
     """
-    x = _as_matrix(repr, "repr")
-    y = _as_matrix(xy, "xy")
+    x = as_points(repr, "repr")
+    y = as_points(xy, "xy")
     if x.shape[0] != y.shape[0]:
         raise ValueError(f"repr and xy must hold the same entities: got {x.shape[0]} and "
                          f"{y.shape[0]} rows")
-    k = _check_int(k, "k", 1, x.shape[0] - 1)
+    k = check_int(k, "k", 1, x.shape[0] - 1)
     if rows is not None:
         rows = np.asarray(rows)
         if rows.ndim != 1 or not np.issubdtype(rows.dtype, np.integer) or \
@@ -268,8 +269,8 @@ def pca(repr, n_components: int = 2) -> np.ndarray:
         Signs fixed so that each component's largest loading is positive (deterministic).
         Columns beyond ``min(n_entities, dim)`` are zero.
     """
-    x = _as_matrix(repr, "repr")
-    n_components = _check_int(n_components, "n_components", 1)
+    x = as_points(repr, "repr")
+    n_components = check_int(n_components, "n_components", 1)
     return _pca(_unit_rows(x), n_components)
 
 
@@ -338,7 +339,7 @@ def _nearest_on_map(xy: np.ndarray, k: int, rows=None) -> np.ndarray:
 
 
 def _umap(unit: np.ndarray, params: dict) -> np.ndarray:
-    umap = _require("umap", "UMAP maps")
+    umap = require("umap", "UMAP maps")
     knn = _exact_knn(unit, params["n_neighbors"])
     model = umap.UMAP(n_neighbors=params["n_neighbors"], n_components=params["n_components"],
                       min_dist=params["min_dist"], n_epochs=params["n_epochs"],
@@ -390,7 +391,7 @@ def _project_two_at_once(t: np.ndarray, s: np.ndarray, kwargs: dict):
 
 
 def _aligned_umap(t: np.ndarray, s: np.ndarray, params: dict) -> list[np.ndarray]:
-    umap = _require("umap", "AlignedUMAP maps")
+    umap = require("umap", "AlignedUMAP maps")
     identity = {i: i for i in range(t.shape[0])}
     model = umap.AlignedUMAP(n_neighbors=params["n_neighbors"],
                              n_components=params["n_components"],
@@ -463,48 +464,24 @@ def _cached(compute, arrays, params: dict, cache_dir, n_outputs: int) -> list[np
 # Validation
 # --------------------------------------------------------------------------------------
 
-def _as_matrix(x, name: str) -> np.ndarray:
-    if hasattr(x, "detach"):                      # a torch tensor
-        x = x.detach().cpu().numpy()
-    x = np.asarray(x)
-    if x.ndim != 2 or x.shape[0] < 2 or x.shape[1] < 1:
-        raise ValueError(f"{name} must be a 2-D array of shape (n_entities, dim) with at "
-                         f"least 2 rows, got shape {x.shape}")
-    if not np.issubdtype(x.dtype, np.number):
-        raise ValueError(f"{name} must hold numbers, got dtype {x.dtype}")
-    x = np.ascontiguousarray(x, dtype=np.float32)
-    if not np.isfinite(x).all():
-        raise ValueError(f"{name} holds non-finite values (NaN or inf)")
-    return x
+def as_points(x, name: str) -> np.ndarray:
+    """Representations to map: a float32 (n_entities, dim) array with at least 2 rows."""
+    return check_matrix(x, name, min_rows=2, dtype=np.float32)
 
 
 def _unit_rows(x: np.ndarray) -> np.ndarray:
     return x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
 
 
-def _check_choice(value, choices, name: str):
-    if value not in choices:
-        raise ValueError(f"{name} must be one of {choices}, got {value!r}")
-    return value
-
-
-def _check_int(value, name: str, low: int, high: int | None = None) -> int:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < low or \
-            (high is not None and value > high):
-        bound = f"an integer in [{low}, {high}]" if high is not None else f"an integer >= {low}"
-        raise ValueError(f"{name} must be {bound}, got {value!r}")
-    return int(value)
-
-
 def _check_params(n: int, method: str, n_components, n_neighbors, min_dist, n_epochs, init,
                   random_state) -> dict:
-    params = {"n_components": _check_int(n_components, "n_components", 1)}
+    params = {"n_components": check_int(n_components, "n_components", 1)}
     if method == "umap":
-        params["n_neighbors"] = _check_int(n_neighbors, "n_neighbors", 2, n - 1)
+        params["n_neighbors"] = check_int(n_neighbors, "n_neighbors", 2, n - 1)
         if not isinstance(min_dist, (int, float)) or not 0 <= min_dist:
             raise ValueError(f"min_dist must be a number >= 0, got {min_dist!r}")
         params["min_dist"] = float(min_dist)
-        params["n_epochs"] = None if n_epochs is None else _check_int(n_epochs, "n_epochs", 1)
-        params["init"] = _check_choice(init, ("pca", "spectral"), "init")
-        params["random_state"] = _check_int(random_state, "random_state", 0)
+        params["n_epochs"] = None if n_epochs is None else check_int(n_epochs, "n_epochs", 1)
+        params["init"] = check_choice(init, ("pca", "spectral"), "init")
+        params["random_state"] = check_int(random_state, "random_state", 0)
     return params
