@@ -336,8 +336,7 @@ def _run(args) -> int:
                 "best_valid_epoch", "best_valid_test_recall@50", "train_seconds"]
         print(table[cols].to_string(index=False))
     elif args.command == "demo":
-        from .report import run_demo
-        print(run_demo(student_dim=args.student_dim, epochs=args.epochs,
+        print(experiment.run_demo(student_dim=args.student_dim, epochs=args.epochs,
                        teacher_epochs=args.teacher_epochs, runs_dir=args.runs,
                        report=args.report, device=args.device, progress=progress,
                        projection=args.projection, seed=args.seed,

@@ -1,8 +1,8 @@
-"""Headless runs: train a teacher, distil a student, sweep student dims x methods.
+"""Headless runs: train a teacher, distil a student; the demo pipeline (:func:`run_demo`).
 
 Every run writes its own folder under ``runs/`` through :func:`htdviz.runs.write_run`
-(the folder format, and the configurations that name the folders, are defined in
-:mod:`htdviz.runs`). A finished run with the same configuration is reused, not retrained.
+(the folder format is defined in :mod:`htdviz.runs`, the configurations that name the
+folders in :mod:`htdviz.config`). A finished run with the same configuration is reused, not retrained.
 
 A data set is given as a name ("citeulike", "synthetic") or as a file (see
 :func:`htdviz.data.load_file`); a file's sha256 and split options are part of the teacher's
@@ -11,6 +11,8 @@ configuration, so a changed file trains a new teacher instead of reusing a stale
 from __future__ import annotations
 
 import re
+import sys
+import time
 from collections.abc import Mapping
 from dataclasses import fields, replace
 from pathlib import Path
@@ -298,6 +300,82 @@ def student_run(teacher_dir: str | Path, method: str | StudentConfig | None = No
                  progress=_bar(f"{config.method} d{config.dim} s{config.seed}", progress),
                  checkpoint=checkpoint_path(path))
     return _save_run(path, config, net, result, device, distiller)
+
+
+def run_demo(student_dim: int = 20, epochs: int = 30, teacher_epochs: int = 100,
+             runs_dir: str | Path = "runs", report: str | Path = "reports/htdviz_report.html",
+             device=None, progress: bool = True, max_heatmap: int = 400,
+             projection: str = "umap", seed: int = 0, dataset: str | Path = "citeulike",
+             min_items: int = 5, user_col: str = "user", item_col: str = "item",
+             methods=()) -> Path:
+    """The main job: train (or reuse) a teacher and its students, then write the report
+    (:func:`htdviz.report.write_report`); returns the report's path.
+
+    Parameters
+    ----------
+    student_dim : int, default 20
+        d_s of the students (phi = d_s / 200).
+    epochs : int, default 30
+        Student epochs (the paper: 100; the temperature schedule anneals over these).
+    teacher_epochs : int, default 100
+    runs_dir, report : path
+    device : str, optional
+        Default: CUDA when present.
+    progress : bool, default True
+        Progress bars of the runs, and one line per phase of the report on stderr.
+    max_heatmap : int, default 400
+        Entities shown in the similarity heatmaps.
+    projection : {"umap", "pca"}, default "umap"
+    seed : int, default 0
+    dataset : str or Path, default "citeulike"
+        A name or a data file (:func:`htdviz.experiment.load_dataset`); CiteULike uses the
+        authors' reference split, a file a random one seeded by ``seed``.
+    min_items, user_col, item_col
+        Data-file options (:func:`htdviz.data.load_file`).
+    methods : sequence of str, default :data:`htdviz.report.METHODS`
+        The students: registered method names (:func:`htdviz.distill.method_names`), each
+        trained with its default options. The report compares HTD with FTD and the student
+        alone, so these three are always among them; every other method (one of your own)
+        joins the views that compare all students (accuracy, curves, agreement, error
+        bands, discrepancy, preservation, capacity).
+    """
+    from . import report as report_module
+
+    def say(message):
+        if progress:
+            print(f"[report {time.perf_counter() - tic:6.0f} s] {message}", file=sys.stderr,
+                  flush=True)
+
+    methods = list(dict.fromkeys([*report_module.METHODS, *methods]))
+    for method in methods:
+        distill.get_method(method)                       # an unknown name fails before training
+    tic = time.perf_counter()
+    teacher_dir = teacher_run(epochs=teacher_epochs, runs_dir=runs_dir,
+                                         device=device, progress=progress, seed=seed,
+                                         dataset=dataset, min_items=min_items,
+                                         user_col=user_col, item_col=item_col)
+    student_dirs = {m: student_run(teacher_dir, m, student_dim, epochs=epochs,
+                                              runs_dir=runs_dir, device=device,
+                                              progress=progress, seed=seed)
+                    for m in methods}
+    seconds_training = time.perf_counter() - tic
+    say("runs ready; loading the data set and the runs")
+    teacher = load_run(teacher_dir)
+    data_set = dataset_of(teacher.config)
+    students = {m: load_run(p) for m, p in student_dirs.items()}
+    say(f"drawing the report ({projection.upper()} maps, heatmaps, discrepancies, capacity "
+        f"diagnostics of {data_set.n_items:,} items)")
+    split = data_set.info.get("split")
+    settings = (f"{data_set.name}, {split} split ({data_set.n_users:,} users, "
+                f"{data_set.n_items:,} items, {data_set.n_train:,} training interactions); "
+                f"BPR-MF teacher d_t = 200, {teacher_epochs} epochs; "
+                f"students d_s = {student_dim} (phi = {student_dim / 200:g}), {epochs} epochs; "
+                f"seed {seed}. Training {seconds_training / 60:.1f} min (finished runs "
+                f"reused).")
+    path = report_module.write_report(report, data_set, teacher, students, settings,
+                                      max_heatmap, projection, seed)
+    say(f"report written: {path}")
+    return path
 
 
 def plan(teacher: Mapping, students: Mapping[str, tuple] | None = None,

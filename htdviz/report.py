@@ -1,106 +1,61 @@
-"""The main job: the quickstart pipeline on CiteULike and a self-contained HTML report.
+"""The report: one self-contained HTML page of what a teacher's students learnt.
 
-``python -m htdviz demo`` (``make demo``) trains (or reuses) the BPR-MF teacher (d = 200),
-distils d_s = 20 students alone, with FTD and with HTD, and writes one HTML file with the
-key tables and views: metrics beside the paper's, learning curves, teacher and student maps
-of the items coloured by HTD group, similarity heatmaps ordered by group, the groups' tags,
-topology discrepancies and the capacity diagnostics. plotly.js is embedded once, so the
-file opens offline.
+:func:`write_report` draws the key tables and views of a teacher and its students (the
+student alone, FTD and HTD at least): metrics beside the paper's, learning curves, teacher
+and student maps of the items coloured by HTD group, similarity heatmaps ordered by group,
+the groups' tags, topology discrepancies and the capacity diagnostics, each with a sentence
+of what it shows for these runs. plotly.js is embedded once, so the file opens offline.
+The demo pipeline that trains the runs and calls it is :func:`htdviz.experiment.run_demo`
+(``python -m htdviz demo``).
 """
 from __future__ import annotations
 
 import html
-import sys
-import time
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
-from . import capacity, experiment, groups, topology
+from . import capacity, groups, topology
 from ._io import write_atomically
-from .distill import display_name, get_method
+from .distill import display_name
 from .evaluate import ranking_agreement
 from .reference import paper_recall
-from .runs import flat_metrics, load_run
+from .runs import flat_metrics
 
-#: The students the demo trains and the report compares (more: ``run_demo(methods=...)``).
+#: The students the report compares (the demo trains them; more: ``run_demo(methods=...)``).
 METHODS = ("student", "ftd", "htd")
 
 
-def run_demo(student_dim: int = 20, epochs: int = 30, teacher_epochs: int = 100,
-             runs_dir: str | Path = "runs", report: str | Path = "reports/htdviz_report.html",
-             device=None, progress: bool = True, max_heatmap: int = 400,
-             projection: str = "umap", seed: int = 0, dataset: str | Path = "citeulike",
-             min_items: int = 5, user_col: str = "user", item_col: str = "item",
-             methods=METHODS) -> Path:
-    """Run the pipeline (reusing finished runs) and write the report; returns its path.
+def write_report(path: str | Path, dataset, teacher, students, settings: str,
+                 max_heatmap: int = 400, projection: str = "umap", seed: int = 0) -> Path:
+    """Draw the report of a teacher and its students and write it as one HTML page.
 
     Parameters
     ----------
-    student_dim : int, default 20
-        d_s of the students (phi = d_s / 200).
-    epochs : int, default 30
-        Student epochs (the paper: 100; the temperature schedule anneals over these).
-    teacher_epochs : int, default 100
-    runs_dir, report : path
-    device : str, optional
-        Default: CUDA when present.
-    progress : bool, default True
-        Progress bars of the runs, and one line per phase of the report on stderr.
+    path : path
+        The page; each view's full table is written beside it as ``<stem>.<name>.csv``.
+    dataset : htdviz.data.Dataset
+        The data set the runs were trained on.
+    teacher : htdviz.runs.Run
+    students : mapping method name -> htdviz.runs.Run
+        At least :data:`METHODS` (the student alone, FTD and HTD, which the views compare);
+        any other method joins the views that compare all students.
+    settings : str
+        The sentence under the title that says what was run.
     max_heatmap : int, default 400
         Entities shown in the similarity heatmaps.
     projection : {"umap", "pca"}, default "umap"
     seed : int, default 0
-    dataset : str or Path, default "citeulike"
-        A name or a data file (:func:`htdviz.experiment.load_dataset`); CiteULike uses the
-        authors' reference split, a file a random one seeded by ``seed``.
-    min_items, user_col, item_col
-        Data-file options (:func:`htdviz.data.load_file`).
-    methods : sequence of str, default :data:`METHODS`
-        The students: registered method names (:func:`htdviz.distill.method_names`), each
-        trained with its default options. The report compares HTD with FTD and the student
-        alone, so these three are always among them; every other method (one of your own)
-        joins the views that compare all students (accuracy, curves, agreement, error
-        bands, discrepancy, preservation, capacity).
+        Seeds the samples and maps.
     """
-    def say(message):
-        if progress:
-            print(f"[report {time.perf_counter() - tic:6.0f} s] {message}", file=sys.stderr,
-                  flush=True)
-
-    methods = list(dict.fromkeys([*METHODS, *methods]))
-    for method in methods:
-        get_method(method)                       # an unknown name fails before training
-    tic = time.perf_counter()
-    teacher_dir = experiment.teacher_run(epochs=teacher_epochs, runs_dir=runs_dir,
-                                         device=device, progress=progress, seed=seed,
-                                         dataset=dataset, min_items=min_items,
-                                         user_col=user_col, item_col=item_col)
-    student_dirs = {m: experiment.student_run(teacher_dir, m, student_dim, epochs=epochs,
-                                              runs_dir=runs_dir, device=device,
-                                              progress=progress, seed=seed)
-                    for m in methods}
-    seconds_training = time.perf_counter() - tic
-    say("runs ready; loading the data set and the runs")
-    teacher = load_run(teacher_dir)
-    data_set = experiment.dataset_of(teacher.config)
-    students = {m: load_run(p) for m, p in student_dirs.items()}
-    say(f"drawing the report ({projection.upper()} maps, heatmaps, discrepancies, capacity "
-        f"diagnostics of {data_set.n_items:,} items)")
-    sections = _sections(data_set, teacher, students, max_heatmap, projection, seed)
-    seconds_total = time.perf_counter() - tic
-    split = data_set.info.get("split")
-    settings = (f"{data_set.name}, {split} split ({data_set.n_users:,} users, "
-                f"{data_set.n_items:,} items, {data_set.n_train:,} training interactions); "
-                f"BPR-MF teacher d_t = 200, {teacher_epochs} epochs; "
-                f"students d_s = {student_dim} (phi = {student_dim / 200:g}), {epochs} epochs; "
-                f"seed {seed}. Pipeline time {seconds_total / 60:.1f} min "
-                f"(training {seconds_training / 60:.1f} min, finished runs reused).")
-    path = _write_html(Path(report), settings, sections)
-    say(f"report written: {path}")
-    return path
+    missing = [m for m in METHODS if m not in students]
+    if missing:
+        raise ValueError(f"students must include {METHODS} (the views compare them); "
+                         f"missing {missing}")
+    sections = _sections(dataset, teacher, students, max_heatmap, projection, seed)
+    return _write_html(Path(path), settings, sections)
 
 
 def _display(name: str) -> str:
@@ -142,22 +97,56 @@ class Section:
 
 
 def _sections(dataset, teacher, students, max_heatmap, projection, seed) -> list[Section]:
-    """The report's views, in reading order (the demo's students: student, ftd, htd)."""
-    from .viz import figures
-
-    htd, ftd, alone = students["htd"], students["ftd"], students["student"]
-    dim, d_t = htd.users.shape[1], teacher.users.shape[1]
-    epochs = int(htd.metrics["final"]["epoch"])
+    """The report's views, in reading order (the demo's students: student, ftd, htd); what
+    several views read (recall, the agreement, the band errors, the discrepancies) is
+    computed once here."""
+    htd = students["htd"]
+    runs = {"teacher": teacher, **students}
+    recall = {name: run.metrics["final"]["test_recall@50"] for name, run in runs.items()}
     on_paper_data = dataset.name.startswith("citeulike") and \
         dataset.info.get("split") == "reference" and teacher.config.get("model") == "bpr" \
-        and d_t == 200
-    recall = {name: run.metrics["final"]["test_recall@50"]
-              for name, run in [("teacher", teacher), *students.items()]}
-    sections = []
+        and teacher.users.shape[1] == 200
+    agreement = {m: ranking_agreement(teacher.users, teacher.items, run.users, run.items,
+                                      dataset.train, ks=(10, 50)).mean()
+                 for m, run in students.items()}
+    bands = pd.concat([topology.band_error_table(
+        teacher.users, teacher.items, run.users, run.items, max_rows=BAND_ROWS,
+        random_state=seed).assign(method=_display(m)) for m, run in students.items()],
+        ignore_index=True)
+    measures = pd.DataFrame([{"method": name, **topology.discrepancy(
+        teacher.items, run.items, labels=htd.item_groups, random_state=seed,
+        max_rows=NEIGHBOUR_ROWS)} for name, run in students.items()]).set_index("method")
+    return [_accuracy(runs, recall, on_paper_data),
+            _learning_curves(students, recall),
+            _agreement(students, recall, agreement),
+            _error_bands(bands),
+            _htd_groups(dataset, htd),
+            *_maps_and_heatmaps(dataset, teacher, htd, measures, max_heatmap, projection, seed),
+            *_discrepancy(measures, recall, bands, agreement, dataset.n_items, on_paper_data),
+            _capacity_gap(teacher, students, seed)]
 
-    # -- accuracy ------------------------------------------------------------------------
+
+def _figures():
+    """htdviz.viz.figures, imported when a report is drawn (it imports plotly)."""
+    from .viz import figures
+    return figures
+
+
+def _epochs(run) -> int:
+    return int(run.metrics["final"]["epoch"])
+
+
+def _searched(n_items: int) -> str:
+    """How the nearest-neighbour measures were searched, in words."""
+    return (f"estimated from {NEIGHBOUR_ROWS:,} sampled items, each ranked against all "
+            f"{n_items:,}" if n_items > NEIGHBOUR_ROWS else "exact, all items searched")
+
+
+def _accuracy(runs, recall, on_paper_data) -> Section:
+    students = {m: r for m, r in runs.items() if m != "teacher"}
+    dim, epochs = students["htd"].users.shape[1], _epochs(students["htd"])
     rows, full = [], []
-    for name, run in [("teacher", teacher), *students.items()]:
+    for name, run in runs.items():
         d = run.users.shape[1]
         rows.append({"method": _display(name), "dim": d,
                      "test Recall@50": recall[name],
@@ -176,18 +165,21 @@ def _sections(dataset, teacher, students, max_heatmap, projection, seed) -> list
         paper = {m: paper_recall(m, dim) for m in students}
         if all(v is not None for v in paper.values()):
             same = sorted(paper, key=lambda m: -paper[m]) == order
-            finding += (f" The paper's 100-epoch logs give " + " / ".join(
+            finding += (" The paper's 100-epoch logs give " + " / ".join(
                 f"{paper[m]:.4f}" for m in order) + f" in that order; the ordering "
                 f"{'matches' if same else 'differs from'} the paper's.")
-    sections.append(Section(
+    return Section(
         "Accuracy",
         "Full-ranking test metrics at the last epoch (leave-one-out, all items ranked, "
         "training items excluded; docs/method.md §8)." + (
             f" The paper's column is its authors' 100-epoch log; these students trained "
             f"{epochs} epochs, and fewer epochs give lower numbers." if on_paper_data else ""),
-        finding, pd.DataFrame(rows), ("accuracy", pd.DataFrame(full))))
+        finding, pd.DataFrame(rows), ("accuracy", pd.DataFrame(full)))
 
-    # -- learning curves -----------------------------------------------------------------
+
+def _learning_curves(students, recall) -> Section:
+    figures, epochs = _figures(), _epochs(students["htd"])
+    order = sorted(students, key=lambda m: -recall[m])
     gains = {m: _last_gain(run.history) for m, run in students.items()}
     rising = {m: g for m, g in gains.items() if g is not None and g > 0.002}
     finding = f"{_display(order[0])} leads at the last epoch."
@@ -199,14 +191,12 @@ def _sections(dataset, teacher, students, max_heatmap, projection, seed) -> list
     else:
         finding += " The curves have levelled off (gains of at most .002 over the last " \
                    "evaluation interval)."
-    sections.append(Section(
+    return Section(
         "Learning curves", "Test Recall@50 of each student, evaluated during training.",
-        finding, figures.learning_curves({_display(m): r.history for m, r in students.items()})))
+        finding, figures.learning_curves({_display(m): r.history for m, r in students.items()}))
 
-    # -- agreement with the teacher's ranking --------------------------------------------
-    agreement = {m: ranking_agreement(teacher.users, teacher.items, run.users, run.items,
-                                      dataset.train, ks=(10, 50)).mean()
-                 for m, run in students.items()}
+
+def _agreement(students, recall, agreement) -> Section:
     table = pd.DataFrame([{"method": _display(m), "dim": run.users.shape[1],
                            "top-10 overlap": agreement[m]["overlap@10"],
                            "top-50 overlap": agreement[m]["overlap@50"],
@@ -216,30 +206,30 @@ def _sections(dataset, teacher, students, max_heatmap, projection, seed) -> list
     finding = "Share of the teacher's top-50 items that a student also ranks in its top 50, " \
         "averaged over users: " + ", ".join(
             f"{_display(m)} {agreement[m]['overlap@50']:.0%}" for m in ranked) + \
-        f" (top 10: " + ", ".join(f"{_display(m)} {agreement[m]['overlap@10']:.0%}"
+        " (top 10: " + ", ".join(f"{_display(m)} {agreement[m]['overlap@10']:.0%}"
                                   for m in ranked) + ")."
-    sections.append(Section(
+    return Section(
         "Agreement with the teacher's ranking",
         "Recommendation uses one relation of the topology: how each user scores the items. "
         "Both models rank all items for every user; the overlap is the share of the "
         "teacher's top-k items that the student also puts in its top k, and the NDCG "
-        "weighs them by the student's positions (1 = the same top k).", finding, table))
+        "weighs them by the student's positions (1 = the same top k).", finding, table)
 
-    # -- where the error lies: by teacher-similarity band --------------------------------
-    bands = pd.concat([topology.band_error_table(
-        teacher.users, teacher.items, run.users, run.items, max_rows=BAND_ROWS,
-        random_state=seed).assign(method=_display(m)) for m, run in students.items()],
-        ignore_index=True)
-    sections.append(Section(
+
+def _error_bands(bands) -> Section:
+    figures = _figures()
+    return Section(
         "Where the topology error lies",
         f"The squared difference between teacher and student cosines, averaged over the "
         f"pairs of each band: for every entity, the other entities ranked by their teacher "
         f"similarity to it, from its 10 nearest to the far rest ({BAND_ROWS:,} sampled users "
         f"and items ranked against all; htdviz.topology.band_error_table). FTD's loss "
         f"weighs every pair alike; almost all pairs are far.",
-        _band_finding(bands), figures.band_error_figure(bands), ("band_errors", bands)))
+        _band_finding(bands), figures.band_error_figure(bands), ("band_errors", bands))
 
-    # -- HTD's groups ---------------------------------------------------------------------
+
+def _htd_groups(dataset, htd) -> Section:
+    figures = _figures()
     k = int(htd.config.get("n_groups", 30))
     usage = {kind: groups.group_usage(labels, k)
              for kind, labels in (("user", htd.user_groups), ("item", htd.item_groups))}
@@ -256,7 +246,7 @@ def _sections(dataset, teacher, students, max_heatmap, projection, seed) -> list
     contents = [figures.group_sizes_figure(htd.item_groups, top_tags=item_tags, n_groups=k)]
     if start is not None:
         contents.append(figures.group_usage_figure({"HTD": htd.history}, n_groups=k))
-    sections.append(Section(
+    return Section(
         "HTD's groups",
         f"Each entity's group is the argmax of a selection network over K = {k} groups "
         f"(docs/method.md §5.1). Nothing in HTD's loss spreads the entities over the "
@@ -267,15 +257,14 @@ def _sections(dataset, teacher, students, max_heatmap, projection, seed) -> list
             "Item groups are labelled with their most characteristic tags (lift over the "
             "tag's overall frequency, tags on at least 3 items of the group)." if has_tags
             else "This data set has no item tags, so the groups are shown by size only."),
-        finding, contents))
+        finding, contents)
 
-    # -- maps and heatmaps ----------------------------------------------------------------
-    n_items = dataset.n_items
-    measures = pd.DataFrame([{"method": name, **topology.discrepancy(
-        teacher.items, run.items, labels=htd.item_groups, random_state=seed,
-        max_rows=NEIGHBOUR_ROWS)} for name, run in students.items()]).set_index("method")
-    searched = (f"estimated from {NEIGHBOUR_ROWS:,} sampled items, each ranked against all "
-                f"{n_items:,}" if n_items > NEIGHBOUR_ROWS else "exact, all items searched")
+
+def _maps_and_heatmaps(dataset, teacher, htd, measures, max_heatmap, projection,
+                       seed) -> list[Section]:
+    figures, n_items = _figures(), dataset.n_items
+    sections = []
+    searched = _searched(n_items)
     overlap = measures["knn_overlap@10"]
     mapped = f"all {n_items:,} items" if n_items <= figures.MAX_MAP_POINTS else (
         f"{figures.MAX_MAP_POINTS:,} of the {n_items:,} items, a sample stratified by HTD "
@@ -318,8 +307,13 @@ def _sections(dataset, teacher, students, max_heatmap, projection, seed) -> list
         f"{measures.loc['ftd', 'ftd_error']:.4f}.",
         figures.similarity_heatmaps(teacher.items, htd.items, groups=htd.item_groups,
                                     max_entities=max_heatmap, random_state=seed)))
+    return sections
 
-    # -- discrepancy ----------------------------------------------------------------------
+
+def _discrepancy(measures, recall, bands, agreement, n_items, on_paper_data) -> list[Section]:
+    figures = _figures()
+    searched = _searched(n_items)
+    sections = []
     table = measures[list(_WORDS)].rename(columns=_WORDS)
     table.insert(0, "test Recall@50", [recall[m] for m in table.index])
     table.index = [_display(m) for m in table.index]
@@ -349,8 +343,12 @@ def _sections(dataset, teacher, students, max_heatmap, projection, seed) -> list
         (" The paper (100 epochs, phi = 0.1, its own neighbourhood size and temperature) "
          "finds HTD < DE < student alone." if on_paper_data else ""),
         figures.preservation_bars(kl, value="value")))
+    return sections
 
-    # -- capacity -------------------------------------------------------------------------
+
+def _capacity_gap(teacher, students, seed) -> Section:
+    figures, htd = _figures(), students["htd"]
+    dim, d_t = htd.users.shape[1], teacher.users.shape[1]
     grid = sorted(set(np.unique(np.geomspace(1, d_t, 25).round().astype(int)).tolist()) |
                   {dim, d_t})
     cap = capacity.capacity_table(teacher.users, teacher.items, dims=grid,
@@ -375,7 +373,7 @@ def _sections(dataset, teacher, students, max_heatmap, projection, seed) -> list
                             "full_error_relative": "full error / energy",
                             "hierarchical_error_relative": "HTD-target error / energy",
                             "test_recall@50": "test Recall@50"})
-    sections.append(Section(
+    return Section(
         "Capacity gap",
         "The smallest topology error any d-dimensional representation can reach (rank-d "
         "bounds, htdviz.capacity) on the full topology and on HTD's hierarchical target "
@@ -383,8 +381,7 @@ def _sections(dataset, teacher, students, max_heatmap, projection, seed) -> list
         f"share of the "
         "target's energy, beside what the students reached. A value of 1 is as far off as "
         "a student whose cosines were all 0.", finding,
-        [figures.capacity_curves(cap), curated], ("capacity", cap)))
-    return sections
+        [figures.capacity_curves(cap), curated], ("capacity", cap))
 
 
 def _last_gain(history: pd.DataFrame) -> float | None:

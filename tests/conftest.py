@@ -208,7 +208,7 @@ def demo_report(tmp_path_factory):
 
     Returns (path of the HTML page, the sections it drew).
     """
-    from htdviz import report
+    from htdviz import experiment, report
 
     tmp = tmp_path_factory.mktemp("demo")
     drawn = {}
@@ -220,7 +220,7 @@ def demo_report(tmp_path_factory):
 
     with pytest.MonkeyPatch.context() as mp:
         mp.setattr(report, "_write_html", keep)
-        path = report.run_demo(student_dim=8, epochs=4, teacher_epochs=6, dataset="synthetic",
+        path = experiment.run_demo(student_dim=8, epochs=4, teacher_epochs=6, dataset="synthetic",
                                runs_dir=tmp / "runs", report=tmp / "report.html",
                                projection="pca", progress=False, max_heatmap=200)
     return path, drawn["sections"]

@@ -56,7 +56,6 @@ KNOWN_LONG_FUNCTIONS = {
     "htdviz.capacity.capacity_table": "issue 23 lists it; split bounds from achieved errors",
     "htdviz.cli.build_parser": "issue 23 lists it; options could come from the config module",
     "htdviz.data.synthetic_large": "one generator in steps; split the planted-group step out",
-    "htdviz.report._sections": "issue 23: one function per section",
     "htdviz.study.study": "issue 23 lists it; split planning, running and collecting",
     "htdviz.topology.discrepancy": "issue 23 lists it; one function per measure",
     "htdviz.topology.band_errors": "issue 23 lists it",
