@@ -60,8 +60,8 @@ KNOWN_LONG_FUNCTIONS = {
     "htdviz.topology.discrepancy": "issue 23 lists it; one function per measure",
     "htdviz.topology.band_errors": "issue 23 lists it",
     "htdviz.train._fit": "the epoch loop; split evaluation/checkpointing out",
-    "htdviz.viz.figures.map_figure": "issue 23 lists it",
-    "htdviz.viz.figures.capacity_curves": "issue 23 lists it",
+    "htdviz.viz.maps.map_figure": "issue 23 lists it",
+    "htdviz.viz.curves.capacity_curves": "issue 23 lists it",
 }
 
 #: frozenset of modules in a circle that only function-level imports close -> why

@@ -18,7 +18,7 @@ pytest.importorskip("plotly")
 pytest.importorskip("ipywidgets")
 
 from htdviz import capacity, groups, topology  # noqa: E402
-from htdviz.viz import figures, projection  # noqa: E402
+from htdviz.viz import figures, maps, projection  # noqa: E402
 
 
 # --------------------------------------------------------------------------------------
@@ -349,7 +349,7 @@ def test_projection_figure_says_and_colours_where_each_map_keeps_neighbours(monk
     with pytest.raises(ValueError, match="student_color needs colours by value"):
         figures.map_figure(t_xy, s_xy, color=labels, student_color=kept_s)
     # above TRUST_ROWS entities the subtitle's shares are means over that many, each exact
-    monkeypatch.setattr(figures, "TRUST_ROWS", 50)
+    monkeypatch.setattr(maps, "TRUST_ROWS", 50)
     sampled = figures.projection_figure(teacher, student, method="pca", neighbours=5)
     rows = np.sort(np.random.default_rng(0).choice(200, 50, replace=False))
     assert sampled.layout.meta["kept_teacher"] == pytest.approx(kept_t[rows].mean())

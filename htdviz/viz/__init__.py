@@ -5,7 +5,8 @@ Views take analysis results (:mod:`htdviz.topology`, :mod:`htdviz.groups`,
 figures without displaying them.
 
 - :mod:`htdviz.viz.projection`: UMAP / PCA maps of teacher and student, aligned, cached.
-- :mod:`htdviz.viz.figures`: the figures (maps, heatmaps, learning and capacity curves,
+- :mod:`htdviz.viz.figures`: every figure by name, drawn by :mod:`htdviz.viz.maps`,
+  :mod:`htdviz.viz.heatmaps` and :mod:`htdviz.viz.curves` (learning and capacity curves,
   group sizes, topology-preservation bars).
 - :mod:`htdviz.viz.explorer`: a JupyterLab explorer (ipywidgets + plotly FigureWidget).
 

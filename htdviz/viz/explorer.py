@@ -35,7 +35,7 @@ from .. import topology
 from ..runs import ENTITIES, as_run, list_runs, load_run
 from .._validation import check_int
 from ._optional import require
-from . import figures
+from . import figures, maps
 from .projection import (neighbours_kept, procrustes_align, project, project_pair,
                          trust_sentence)
 
@@ -547,13 +547,13 @@ class Explorer:
         """The share of each mapped entity's :data:`TRUST_K` nearest neighbours that the
         teacher's map keeps and that the student's map keeps
         (:func:`htdviz.viz.projection.neighbours_kept`), in :meth:`map_ids` order; with
-        ``sample``, only for :data:`~htdviz.viz.figures.TRUST_ROWS` sampled entities
+        ``sample``, only for :data:`~htdviz.viz.maps.TRUST_ROWS` sampled entities
         (what the status line's means need)."""
         ids = self.map_ids()
         rows = None
-        if sample and ids.size > figures.TRUST_ROWS:
+        if sample and ids.size > maps.TRUST_ROWS:
             rows = np.sort(np.random.default_rng(self.random_state).choice(
-                ids.size, figures.TRUST_ROWS, replace=False))
+                ids.size, maps.TRUST_ROWS, replace=False))
         teacher_xy, student_xy = self._maps()
         return tuple(self._memo(("kept", name, self.entity, self.projection_tb.value, sample),
                                 lambda: neighbours_kept(repr[ids], xy, TRUST_K, rows))

@@ -1,0 +1,439 @@
+"""Curves and bars: learning curves, capacity curves, group sizes and usage, topology
+preservation, error bands and the sensitivity study, each from the tables of the analysis
+layer (:mod:`htdviz.topology`, :mod:`htdviz.groups`, :mod:`htdviz.capacity`) or a run's
+history.
+"""
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+import numpy as np
+import pandas as pd
+
+from ._shared import (PALETTE, as_curves, as_labels, go, method_colour, readable, subplots,
+                      tags_by_group)
+
+
+def learning_curves(histories, metric: str = "test_recall@50", reference=None,
+                    x: str = "epoch") -> "go.Figure":
+    """A metric against epochs, one line per method (docs/method.md §10.2: learning curves).
+
+    Parameters
+    ----------
+    histories : mapping or pandas.DataFrame
+        name -> history DataFrame (or anything with a ``.history`` DataFrame, such as a
+        :class:`htdviz.runs.Run`), each with columns ``x`` and ``metric``; or one tidy
+        DataFrame with a ``method`` column.
+    metric : str, default "test_recall@50"
+    reference : mapping, optional
+        name -> pandas.Series of the metric indexed by epoch (e.g. the paper's logs),
+        drawn dashed in the colour of the method of the same name.
+    x : str, default "epoch"
+
+    Returns
+    -------
+    plotly.graph_objects.Figure
+        One Scatter trace per method in the given order, then one per reference curve
+        (named "<name> (paper)"); points sorted by ``x``. A history trained with the
+        authors' schedule (column ``schedule`` = "reference", whose epoch e is after e + 1
+        epochs) is named "<name> (authors' schedule)".
+    """
+    curves = as_curves(histories, metric, x)
+    fig = go.Figure()
+    colours = {}
+    for k, (name, frame) in enumerate(curves.items()):
+        colours[name] = method_colour(name, k)
+        frame = frame.sort_values(x)
+        # the authors' loop labels epoch e after e + 1 epochs (docs/method.md §6.3)
+        authors = "schedule" in frame.columns and (frame["schedule"] == "reference").any()
+        label = f"{name} (authors' schedule)" if authors else str(name)
+        fig.add_trace(go.Scatter(x=frame[x], y=frame[metric], mode="lines+markers",
+                                 name=label, line=dict(color=colours[name]),
+                                 hovertemplate=f"{name}<br>{x} %{{x}}<br>{metric} "
+                                               f"%{{y:.4f}}<extra></extra>"))
+    for k, (name, series) in enumerate((reference or {}).items()):
+        series = pd.Series(series).sort_index()
+        colour = colours.get(name) or method_colour(name, len(curves) + k)
+        fig.add_trace(go.Scatter(x=series.index, y=series.values, mode="lines",
+                                 name=f"{name} (paper)", line=dict(color=colour, dash="dash"),
+                                 hovertemplate=f"{name} (paper)<br>{x} %{{x}}<br>{metric} "
+                                               f"%{{y:.4f}}<extra></extra>"))
+    words = readable(metric)
+    fig.update_layout(xaxis_title=readable(x), yaxis_title=words, template="plotly_white",
+                      title=f"{words[:1].upper()}{words[1:]} during training",
+                      legend_title_text="method")
+    return fig
+
+
+def capacity_curves(table: pd.DataFrame, recall: str | None = "auto",
+                    x: str = "dim") -> "go.Figure":
+    """What a student of each size can and does keep of the teacher's topology.
+
+    Two (or three) panels over the student dimension d: the full topology (FTD's target)
+    and HTD's hierarchical target, each with its rank-d bound as a dashed line and the
+    students' achieved errors as markers, on one relative log scale (error energy as a
+    share of the target's energy: 1 = as far off as a student whose cosines were all 0);
+    then, optionally, the students' accuracy.
+
+    Parameters
+    ----------
+    table : pandas.DataFrame
+        As :func:`htdviz.capacity.capacity_table` returns: columns ``method``, ``kind``
+        ("bound" / "achieved"), ``x``, ``full_error_relative`` and, for the second panel,
+        ``hierarchical_error_relative``. Give the table a grid of dims (e.g.
+        ``dims=range(1, 201)``) to draw the bounds as curves, not only at the runs' dims.
+    recall : str or None, default "auto"
+        The accuracy column of the last panel; "auto" takes the first of
+        "test_recall@50", "final_test_recall@50", "recall@50" present; None leaves it out.
+    x : {"dim", "phi"}, default "dim"
+
+    Returns
+    -------
+    plotly.graph_objects.Figure
+        Traces: per error panel the bound ("rank-d bound", dashed), then one per method
+        (markers, joined by lines across dims); then one per method in the recall panel.
+        Methods keep one colour throughout; when every run has the same dim, a note in the
+        figure says that the markers are single points, not curves.
+    """
+    if not isinstance(table, pd.DataFrame):
+        raise ValueError(f"table must be a pandas DataFrame, got {type(table).__name__}")
+    missing = {"method", "kind", x, "full_error_relative"} - set(table.columns)
+    if missing:
+        raise ValueError(f"table lacks the columns {sorted(missing)}; it has "
+                         f"{list(table.columns)}")
+    if recall == "auto":
+        recall = next((c for c in ("test_recall@50", "final_test_recall@50", "recall@50")
+                       if c in table.columns), None)
+        if recall is None:
+            raise ValueError(f"no recall column found in {list(table.columns)}; pass "
+                             f"recall=<column> or recall=None")
+    elif recall is not None and recall not in table.columns:
+        raise ValueError(f"recall column {recall!r} is not in the table; it has "
+                         f"{list(table.columns)}")
+    errors = {"full_error_relative": "Full topology (FTD's target)"}
+    if "hierarchical_error_relative" in table.columns and \
+            table["hierarchical_error_relative"].notna().any():
+        errors["hierarchical_error_relative"] = "Hierarchical target (HTD's)"
+    panels = list(errors.values()) + ([readable(recall)] if recall else [])
+    fig = subplots.make_subplots(rows=1, cols=len(panels), subplot_titles=panels,
+                                  horizontal_spacing=0.08)
+    achieved = table[table["kind"] != "bound"]
+    bound = table[table["kind"] == "bound"].sort_values(x)
+    methods = list(dict.fromkeys(achieved["method"]))
+    colour = {m: method_colour(m, k) for k, m in enumerate(methods)}
+    x_words = readable(x)
+    for col, column in enumerate(errors, start=1):
+        if len(bound) and bound[column].notna().any():
+            fig.add_trace(go.Scatter(
+                x=bound[x], y=bound[column], mode="lines", name="rank-d bound",
+                legendgroup="bound", showlegend=col == 1,
+                line=dict(color="grey", dash="dash"),
+                hovertemplate=f"rank-d bound<br>{x_words} %{{x}}<br>%{{y:.3g}} of the "
+                              f"target's energy<extra></extra>"), row=1, col=col)
+        for method in methods:
+            rows = achieved[achieved["method"] == method].sort_values(x)
+            fig.add_trace(go.Scatter(
+                x=rows[x], y=rows[column], mode="lines+markers", name=str(method),
+                legendgroup=str(method), showlegend=col == 1,
+                marker=dict(size=10, color=colour[method]), line=dict(color=colour[method]),
+                hovertemplate=f"{method}<br>{x_words} %{{x}}<br>%{{y:.3g}} of the target's "
+                              f"energy<extra></extra>"), row=1, col=col)
+        fig.update_yaxes(type="log", dtick=1, row=1, col=col,          # one tick per decade
+                         title_text="error / target energy (log)" if col == 1 else None)
+    if recall:
+        col = len(panels)
+        for method in methods:
+            rows = achieved[achieved["method"] == method].sort_values(x)
+            fig.add_trace(go.Scatter(
+                x=rows[x], y=rows[recall], mode="lines+markers", name=str(method),
+                legendgroup=str(method), showlegend=False,
+                marker=dict(size=10, color=colour[method]), line=dict(color=colour[method]),
+                hovertemplate=f"{method}<br>{x_words} %{{x}}<br>{readable(recall)} "
+                              f"%{{y:.4f}}<extra></extra>"), row=1, col=col)
+        fig.update_yaxes(title_text=readable(recall), row=1, col=col)
+    fig.update_xaxes(type="log", dtick=1, title_text=x_words)        # decades only
+    fig.update_layout(template="plotly_white", height=430, margin=dict(t=110),
+                      title="Capacity: what a student of each size can keep, and keeps",
+                      legend=dict(orientation="h", y=-0.22, x=0))
+    dims = achieved[x].dropna().unique()
+    if len(dims) == 1:
+        fig.add_annotation(text=f"Runs at one size only ({x_words} = {dims[0]:g}): markers "
+                                f"are single points; the dashed lines are the bounds at "
+                                f"every size.", xref="paper", yref="paper", x=0, y=1.2,
+                           showarrow=False, xanchor="left", font=dict(size=12, color="#555"))
+    return fig
+
+
+def group_sizes_figure(groups, top_tags=None, n_tags: int = 3, group_names=None,
+                       entity: str = "items", n_groups: int | None = None) -> "go.Figure":
+    """Group sizes as horizontal bars (largest on top), each labelled with its top tags.
+
+    Parameters
+    ----------
+    groups : int array of shape (n_entities,) or pandas.Series
+        Group labels, or sizes indexed by group (:func:`htdviz.groups.group_sizes`).
+    top_tags : pandas.DataFrame or mapping, optional
+        :func:`htdviz.groups.top_tags` output, or a mapping group -> tags.
+    n_tags : int, default 3
+        Tags shown per group.
+    group_names : mapping group -> str, optional
+    entity : str, default "items"
+    n_groups : int, optional
+        K, the groups on offer; the title then says how many are in use.
+
+    Returns
+    -------
+    plotly.graph_objects.Figure
+        One Bar trace; bars ordered by size descending (ties by group id), ``customdata``
+        columns (group, size, tags); empty groups are left out.
+    """
+    if isinstance(groups, pd.Series):
+        sizes = groups.astype(np.int64)
+    else:
+        from .. import groups as groups_module
+
+        sizes = groups_module.group_sizes(as_labels(groups, None, "groups"))
+    sizes = sizes[sizes > 0]
+    order = sorted(sizes.index, key=lambda g: (-sizes[g], g))
+    tags = tags_by_group(top_tags, n_tags)
+    names = [str(group_names[g]) if group_names is not None else f"group {g}" for g in order]
+    text = [tags.get(g, "") for g in order]
+    customdata = np.array([[g, int(sizes[g]), tags.get(g, "")] for g in order], dtype=object)
+    fig = go.Figure(go.Bar(x=[int(sizes[g]) for g in order], y=names, orientation="h",
+                           text=text, textposition="outside", customdata=customdata,
+                           cliponaxis=False,
+                           hovertemplate="group %{customdata[0]}: %{customdata[1]} "
+                                         f"{entity}<br>%{{customdata[2]}}<extra></extra>"))
+    fig.update_yaxes(autorange="reversed")
+    largest = max((int(sizes[g]) for g in order), default=1)
+    longest = max((len(t) for t in text), default=0)
+    # room for the tag labels beyond the longest bar, so none is cut at the right edge
+    fig.update_xaxes(range=[0, largest * (1.15 + 0.012 * longest)])
+    title = "Group sizes and their most characteristic tags" if tags else "Group sizes"
+    if n_groups is not None:
+        title += f" ({len(order)} of the K = {n_groups} groups in use)"
+    fig.update_layout(template="plotly_white", xaxis_title=f"{entity} in group",
+                      title=title, height=max(300, 22 * len(order) + 120),
+                      margin=dict(r=40))
+    return fig
+
+
+def preservation_bars(results, value: str = "kl") -> "go.Figure":
+    """Topology-preservation KL per method and neighbour set (docs/method.md §9), as bars.
+
+    Parameters
+    ----------
+    results : pandas.DataFrame or mapping
+        Tidy DataFrame with columns ``method``, ``mode`` ("most_similar" / "random") and
+        ``value``; or a mapping method -> {mode: KL} (e.g. from
+        :func:`htdviz.topology.preservation_kl`).
+    value : str, default "kl"
+
+    Returns
+    -------
+    plotly.graph_objects.Figure
+        One Bar trace per mode (in order of first appearance), methods along x in order of
+        first appearance; lower bars = topology better preserved.
+    """
+    if isinstance(results, Mapping):
+        frame = pd.DataFrame([{"method": m, "mode": mode, value: kl}
+                              for m, by_mode in results.items() for mode, kl in
+                              by_mode.items()])
+    elif isinstance(results, pd.DataFrame):
+        missing = {"method", "mode", value} - set(results.columns)
+        if missing:
+            raise ValueError(f"results lacks the columns {sorted(missing)}; it has "
+                             f"{list(results.columns)}")
+        frame = results
+    else:
+        raise ValueError(f"results must be a DataFrame or a mapping, got "
+                         f"{type(results).__name__}")
+    methods = list(dict.fromkeys(frame["method"]))
+    fig = go.Figure()
+    for k, mode in enumerate(dict.fromkeys(frame["mode"])):
+        rows = frame[frame["mode"] == mode].set_index("method").reindex(methods)
+        fig.add_trace(go.Bar(x=methods, y=rows[value], name=str(mode),
+                             marker_color=PALETTE[k % len(PALETTE)],
+                             texttemplate="%{y:.4f}", textposition="outside",
+                             hovertemplate=f"%{{x}} · {mode}<br>KL %{{y:.4f}}<extra></extra>"))
+    fig.update_layout(barmode="group", template="plotly_white",
+                      yaxis_title="KL(teacher || student)",
+                      title="Topology preservation (lower is better)",
+                      legend_title_text="neighbours")
+    return fig
+
+
+def group_usage_figure(histories, n_groups: int | None = None) -> "go.Figure":
+    """How many groups a distiller's assignment uses, over training (users and items).
+
+    Parameters
+    ----------
+    histories : mapping or pandas.DataFrame
+        name -> history DataFrame (or a :class:`htdviz.runs.Run`) with columns ``epoch``,
+        ``user_groups_used``, ``item_groups_used`` and optionally
+        ``user_group_entropy``, ``item_group_entropy`` (bits), as :func:`htdviz.train.fit`
+        records for HTD and DE; histories without them are skipped.
+    n_groups : int, optional
+        K, the groups on offer, drawn as a dotted line.
+
+    Returns
+    -------
+    plotly.graph_objects.Figure
+        Two panels (users, items); per method a solid line of the groups in use and, with
+        the entropies, a dashed line of the effective number of groups 2^entropy (as many
+        equally full groups would have the same entropy).
+    """
+    curves = {}
+    for name, frame in (histories.items() if isinstance(histories, Mapping)
+                        else [("run", histories)]):
+        frame = getattr(frame, "history", frame)
+        if isinstance(frame, pd.DataFrame) and {"epoch", "user_groups_used",
+                                                "item_groups_used"} <= set(frame.columns):
+            curves[name] = frame.dropna(subset=["user_groups_used"]).sort_values("epoch")
+    if not curves:
+        raise ValueError("no history has the columns epoch, user_groups_used and "
+                         "item_groups_used (recorded by htdviz.train.fit for HTD and DE)")
+    entropy = any(f"{kind}_group_entropy" in frame.columns for frame in curves.values()
+                  for kind in ("user", "item"))
+    legend_title = ("solid: groups in use; dashed: effective number of groups (2^entropy)"
+                    if entropy else "groups in use")
+    fig = subplots.make_subplots(rows=1, cols=2, subplot_titles=("User groups", "Item groups"),
+                                  shared_yaxes=True, horizontal_spacing=0.06)
+    for k, (name, frame) in enumerate(curves.items()):
+        colour = method_colour(name, k)
+        for col, kind in enumerate(("user", "item"), start=1):
+            fig.add_trace(go.Scatter(
+                x=frame["epoch"], y=frame[f"{kind}_groups_used"], mode="lines+markers",
+                name=name, legendgroup=name, showlegend=col == 1, line=dict(color=colour),
+                hovertemplate=f"{name}<br>epoch %{{x}}<br>%{{y}} {kind} groups in use"
+                              f"<extra></extra>"), row=1, col=col)
+            if f"{kind}_group_entropy" in frame.columns:
+                fig.add_trace(go.Scatter(
+                    x=frame["epoch"], y=2.0 ** frame[f"{kind}_group_entropy"], mode="lines",
+                    name=f"{name}: effective groups (2^entropy)", legendgroup=name,
+                    showlegend=False,
+                    line=dict(color=colour, dash="dash"),
+                    hovertemplate=f"{name}<br>epoch %{{x}}<br>%{{y:.1f}} effective {kind} "
+                                  f"groups<extra></extra>"), row=1, col=col)
+    if n_groups is not None:
+        for col in (1, 2):
+            fig.add_hline(y=n_groups, line=dict(color="grey", dash="dot"), row=1, col=col,
+                          annotation_text=f"K = {n_groups} on offer",
+                          annotation_position="bottom right")
+    fig.update_xaxes(title_text="epoch")
+    fig.update_yaxes(title_text="groups", rangemode="tozero", row=1, col=1)
+    fig.update_layout(template="plotly_white", height=380,
+                      title="Groups in use during training",
+                      legend=dict(orientation="h", yanchor="top", y=-0.3, x=0,
+                                  title=dict(text=legend_title, side="top")))
+    return fig
+
+
+def band_error_figure(table: pd.DataFrame, value: str = "mean_sq_error") -> "go.Figure":
+    """Each student's topology error by teacher-similarity band, one panel per pair type.
+
+    Parameters
+    ----------
+    table : pandas.DataFrame
+        :func:`htdviz.topology.band_error_table` output with a ``method`` column added
+        (several students stacked): columns ``method``, ``pairs``, ``band`` and ``value``.
+    value : {"mean_sq_error", "error_share"}, default "mean_sq_error"
+        The mean squared cosine error per pair of the band, or the band's share of the
+        student's total error.
+
+    Returns
+    -------
+    plotly.graph_objects.Figure
+        One panel per pair type (in order of appearance), bands along x nearest first, one
+        Bar trace per method and panel (legend once per method).
+    """
+    missing = {"method", "pairs", "band", value} - set(getattr(table, "columns", []))
+    if missing:
+        raise ValueError(f"table lacks the columns {sorted(missing)}; build it with "
+                         f"htdviz.topology.band_error_table and add a 'method' column")
+    pair_types = list(dict.fromkeys(table["pairs"]))
+    methods = list(dict.fromkeys(table["method"]))
+    fig = subplots.make_subplots(rows=1, cols=len(pair_types), subplot_titles=[
+        f"{p} pairs" for p in pair_types], horizontal_spacing=0.06)
+    words = {"mean_sq_error": "mean squared cosine error per pair",
+             "error_share": "share of the student's error"}.get(value, readable(value))
+    for col, pairs in enumerate(pair_types, start=1):
+        rows = table[table["pairs"] == pairs]
+        for k, method in enumerate(methods):
+            part = rows[rows["method"] == method]
+            fig.add_trace(go.Bar(
+                x=[_band_name(b) for b in part["band"]], y=part[value], name=str(method),
+                legendgroup=str(method), showlegend=col == 1,
+                marker_color=method_colour(method, k),
+                hovertemplate=f"{method}<br>{pairs}, teacher-neighbour ranks %{{x}}<br>"
+                              f"{words} %{{y:.4f}}<extra></extra>"), row=1, col=col)
+    fig.update_xaxes(title_text="rank among the teacher's neighbours")
+    fig.update_yaxes(title_text=words, row=1, col=1)
+    fig.update_layout(template="plotly_white", barmode="group", height=400,
+                      title="Where the topology error lies: near or far relations",
+                      legend_title_text="method")
+    return fig
+
+
+def sensitivity_figure(summary: pd.DataFrame, metric: str = "final_test_recall@50",
+                       reference: float | None = None) -> "go.Figure":
+    """A sensitivity study: one panel per factor, the metric's mean over seeds and its
+    range (min to max) at each value; the default value drawn filled, the others open.
+
+    Parameters
+    ----------
+    summary : pandas.DataFrame
+        :func:`htdviz.study.sensitivity_table`'s table (``factor``, ``value``,
+        ``is_default``, ``n``, ``mean``, ``min``, ``max``).
+    metric : str
+        What the table summarises (the y-axis title).
+    reference : float, optional
+        A value to draw as a dotted line in every panel (e.g. the paper's).
+
+    Returns
+    -------
+    plotly.graph_objects.Figure
+    """
+    needed = {"factor", "value", "is_default", "n", "mean", "min", "max"}
+    if not isinstance(summary, pd.DataFrame) or not needed <= set(summary.columns):
+        raise ValueError(f"summary must be a DataFrame with columns {sorted(needed)} "
+                         f"(htdviz.study.sensitivity_table)")
+    factors = list(dict.fromkeys(summary["factor"]))
+    if not factors:
+        raise ValueError("summary has no rows: no finished run of the study")
+    titles = [_FACTOR_WORDS.get(f, f.replace("_", " ")) for f in factors]
+    fig = subplots.make_subplots(rows=1, cols=len(factors), subplot_titles=titles,
+                                  shared_yaxes=True, horizontal_spacing=0.04)
+    for col, factor in enumerate(factors, start=1):
+        part = summary[summary["factor"] == factor]
+        labels = [f"{v:g}" if isinstance(v, (int, float)) else str(v) for v in part["value"]]
+        fig.add_trace(go.Scatter(
+            x=labels, y=part["mean"], mode="markers",
+            error_y=dict(type="data", symmetric=False, array=part["max"] - part["mean"],
+                         arrayminus=part["mean"] - part["min"], thickness=1.5, width=6),
+            marker=dict(size=11, color=PALETTE[0], line=dict(width=2, color=PALETTE[0]),
+                        symbol=["circle" if d else "circle-open" for d in part["is_default"]]),
+            customdata=np.stack([part["n"], part["min"], part["max"]], axis=1),
+            hovertemplate=f"{titles[col - 1]} = %{{x}}<br>mean %{{y:.4f}} over %{{customdata[0]}}"
+                          f" seeds<br>range %{{customdata[1]:.4f}} to %{{customdata[2]:.4f}}"
+                          f"<extra></extra>", showlegend=False), row=1, col=col)
+        fig.update_xaxes(type="category", title_text="value (filled: default)", row=1,
+                         col=col)
+        if reference is not None:
+            fig.add_hline(y=reference, line=dict(dash="dot", color="grey"), row=1, col=col)
+    fig.update_yaxes(title_text=f"{readable(metric)}, mean and range over seeds", row=1,
+                     col=1)
+    fig.update_layout(height=400, margin=dict(l=70, r=20, t=80, b=60), template="plotly_white")
+    return fig
+
+
+#: Words for a study's factors (panel titles).
+_FACTOR_WORDS = {"n_groups": "K, groups per entity type", "alpha": "alpha (topology vs "
+                 "assignment)", "distill_weight": "lambda, distillation weight",
+                 "balance_weight": "load-balancing weight", "dim": "student dimension d"}
+
+
+def _band_name(band: str) -> str:
+    """"1001-25180" -> "1001+": the last band's upper end is just the set's size."""
+    lo, _, hi = str(band).partition("-")
+    return f"{lo}+" if hi and int(hi) > 1000 and int(lo) > 1 else str(band)
