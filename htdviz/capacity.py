@@ -243,6 +243,40 @@ def _run_arrays(name, run) -> dict:
     return {"users": users, "items": items, "metrics": dict(metrics or {})}
 
 
+def _checked_runs(runs, n_users: int, n_items: int) -> dict:
+    """``runs`` as name -> {users, items, metrics}, each checked against the teacher's
+    entity counts."""
+    runs = {} if runs is None else runs
+    if not isinstance(runs, Mapping):
+        raise ValueError(f"runs must be a mapping name -> run, got {type(runs).__name__}")
+    loaded = {name: _run_arrays(name, run) for name, run in runs.items()}
+    for name, run in loaded.items():
+        run["users"] = check_matrix(run["users"], f"runs[{name!r}] users")
+        run["items"] = check_matrix(run["items"], f"runs[{name!r}] items")
+        if run["users"].shape[0] != n_users or run["items"].shape[0] != n_items:
+            raise ValueError(f"run {name!r} has {run['users'].shape[0]} users and "
+                             f"{run['items'].shape[0]} items; the teacher has {n_users} and "
+                             f"{n_items}")
+    return loaded
+
+
+def _achieved_row(method: str, dim: int, measured: dict, energy: dict) -> dict:
+    """One run's row of the capacity table: its discrepancies, named as the bounds are
+    (``full_error``, ``hierarchical_error``, ...) and as shares of the target's energy."""
+    row = {"method": method, "kind": "achieved", "dim": dim}
+    if "ftd_error" in measured:
+        row["full_error"] = measured.pop("ftd_error")
+        row["full_error_relative"] = row["full_error"] * energy["full_entries"] / \
+            energy["full"]
+    if "htd_error" in measured:
+        row["entity_error"] = measured.pop("htd_entity_error")
+        row["group_error"] = measured.pop("htd_group_error")
+        row["hierarchical_error"] = measured.pop("htd_error")
+        row["hierarchical_error_relative"] = row["hierarchical_error"] * \
+            energy["hierarchical_entries"] / energy["hierarchical"]
+    return {**row, **measured}
+
+
 def _scalar_metrics(metrics: dict, prefix: str = "") -> dict:
     """The numeric scalars of a metrics dict; nested dicts are flattened with ``_``
     (``{"final": {"test_recall@50": x}}`` -> ``final_test_recall@50``), other values are
@@ -262,6 +296,9 @@ def capacity_table(teacher_users, teacher_items, dims=None, runs=None, user_labe
                    measures=("ftd_error", "htd"), max_entities: int | None = None,
                    random_state=0, chunk_size: int = 1024) -> pd.DataFrame:
     """Bounds and achieved topology errors over student dims (and methods), in one table.
+
+    Long because its docstring documents every argument and column; the body computes
+    the bound rows, then one row per run (:func:`_achieved_row`).
 
     Parameters
     ----------
@@ -323,17 +360,7 @@ def capacity_table(teacher_users, teacher_items, dims=None, runs=None, user_labe
     if entities not in ("both", "users", "items"):
         raise ValueError(f"entities must be 'both', 'users' or 'items', got {entities!r}")
     d_t, n_users, n_items = tu.shape[1], tu.shape[0], ti.shape[0]
-    runs = {} if runs is None else runs
-    if not isinstance(runs, Mapping):
-        raise ValueError(f"runs must be a mapping name -> run, got {type(runs).__name__}")
-    loaded = {name: _run_arrays(name, run) for name, run in runs.items()}
-    for name, run in loaded.items():
-        run["users"] = check_matrix(run["users"], f"runs[{name!r}] users")
-        run["items"] = check_matrix(run["items"], f"runs[{name!r}] items")
-        if run["users"].shape[0] != n_users or run["items"].shape[0] != n_items:
-            raise ValueError(f"run {name!r} has {run['users'].shape[0]} users and "
-                             f"{run['items'].shape[0]} items; the teacher has {n_users} and "
-                             f"{n_items}")
+    loaded = _checked_runs(runs, n_users, n_items)
     if dims is None:
         dims = sorted({r["users"].shape[1] for r in loaded.values()}) or \
             sorted({max(1, round(phi * d_t)) for phi in DEFAULT_PHIS})
@@ -366,23 +393,11 @@ def capacity_table(teacher_users, teacher_items, dims=None, runs=None, user_labe
     bounds.insert(0, "method", "rank-d bound")
     rows = [bounds]
     for name, run in loaded.items():
-        student, _ = entity_set(run["users"], run["items"])
-        student = student[keep]
+        student = entity_set(run["users"], run["items"])[0][keep]
         measured = topology.discrepancy(teacher, student, labels, measures=list(measures),
                                         random_state=random_state, chunk_size=chunk_size)
-        row = {"method": name[0] if isinstance(name, tuple) else name, "kind": "achieved",
-               "dim": student.shape[1]}
-        if "ftd_error" in measured:
-            row["full_error"] = measured.pop("ftd_error")
-            row["full_error_relative"] = row["full_error"] * energy["full_entries"] / \
-                energy["full"]
-        if "htd_error" in measured:
-            row["entity_error"] = measured.pop("htd_entity_error")
-            row["group_error"] = measured.pop("htd_group_error")
-            row["hierarchical_error"] = measured.pop("htd_error")
-            row["hierarchical_error_relative"] = row["hierarchical_error"] * \
-                energy["hierarchical_entries"] / energy["hierarchical"]
-        row.update(measured)
+        row = _achieved_row(name[0] if isinstance(name, tuple) else name, student.shape[1],
+                            measured, energy)
         for key, value in _scalar_metrics(run["metrics"]).items():
             row[f"metrics_{key}" if key in row or key in ("phi", "n_params") else key] = value
         rows.append(pd.DataFrame([row]))

@@ -111,7 +111,11 @@ def _student_kwargs(args) -> dict:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    """The parser of ``python -m htdviz``."""
+    """The parser of ``python -m htdviz``.
+
+    Long because it declares the whole command line, one subcommand after another; each
+    option is one statement, and splitting the list would only scatter it.
+    """
     parser = _Parser(prog="python -m htdviz", description=__doc__,
                      formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)

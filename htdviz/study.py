@@ -302,52 +302,61 @@ def study(grid, teacher: str | Path | None = None, executor: str = "local",
     bar = tqdm(total=len(specs), desc="study", unit="run", disable=not progress)
     table = _Table(specs, out)
     try:
-        # 1. teachers: each distinct one once, before its students
-        teachers = {}
-        for spec in specs:
-            if spec.teacher_dir is None:            # not given: from its teacher options
-                teachers.setdefault(spec.teacher_key, []).append(spec)
-        tasks = []
-        for key, group in teachers.items():
-            path = group[0].teacher_path(runs_dir)
-            if finished(path):
-                for spec in group:
-                    spec.teacher_dir = path
-            else:
-                tasks.append({**common, "kind": "teacher", "options": group[0].teacher_options,
-                              "cells": [s.index for s in group]})
-        for task, result in run(tasks):
-            for index in task["cells"]:
-                spec = specs[index]
-                if result["error"]:
-                    table.fail(spec, f"teacher failed: {result['error']}")
-                    bar.update()
-                else:
-                    spec.teacher_dir = Path(result["path"])
-        # 2. students
-        tasks = []
-        for spec in specs:
-            if spec.teacher_dir is None:
-                continue
-            path = spec.student_path(runs_dir)
-            if finished(path):
-                table.finish(spec, path, "reused", 0.0)
-                bar.update()
-            else:
-                tasks.append({**common, "kind": "student", "options": spec.student_options,
-                              "teacher": str(spec.teacher_dir), "cells": [spec.index]})
-        for task, result in run(tasks):
-            spec = specs[task["cells"][0]]
-            if result["error"]:
-                table.fail(spec, result["error"], result["seconds"])
-            else:
-                table.finish(spec, Path(result["path"]), "done", result["seconds"])
-            bar.update()
-            bar.set_postfix(table.counts())
+        _train_teachers(specs, runs_dir, common, run, table, bar)
+        _train_students(specs, runs_dir, common, run, table, bar)
     finally:
         bar.close()
         run.close()
     return table.frame()
+
+
+def _train_teachers(specs, runs_dir: Path, common: dict, run, table, bar) -> None:
+    """Each distinct teacher of the cells once, before its students: reused when
+    finished, else trained by ``run``; a cell whose teacher fails is failed."""
+    teachers = {}
+    for spec in specs:
+        if spec.teacher_dir is None:            # not given: from its teacher options
+            teachers.setdefault(spec.teacher_key, []).append(spec)
+    tasks = []
+    for group in teachers.values():
+        path = group[0].teacher_path(runs_dir)
+        if finished(path):
+            for spec in group:
+                spec.teacher_dir = path
+        else:
+            tasks.append({**common, "kind": "teacher", "options": group[0].teacher_options,
+                          "cells": [s.index for s in group]})
+    for task, result in run(tasks):
+        for index in task["cells"]:
+            spec = specs[index]
+            if result["error"]:
+                table.fail(spec, f"teacher failed: {result['error']}")
+                bar.update()
+            else:
+                spec.teacher_dir = Path(result["path"])
+
+
+def _train_students(specs, runs_dir: Path, common: dict, run, table, bar) -> None:
+    """Every cell with a teacher: reused when finished, else trained by ``run``."""
+    tasks = []
+    for spec in specs:
+        if spec.teacher_dir is None:
+            continue
+        path = spec.student_path(runs_dir)
+        if finished(path):
+            table.finish(spec, path, "reused", 0.0)
+            bar.update()
+        else:
+            tasks.append({**common, "kind": "student", "options": spec.student_options,
+                          "teacher": str(spec.teacher_dir), "cells": [spec.index]})
+    for task, result in run(tasks):
+        spec = specs[task["cells"][0]]
+        if result["error"]:
+            table.fail(spec, result["error"], result["seconds"])
+        else:
+            table.finish(spec, Path(result["path"]), "done", result["seconds"])
+        bar.update()
+        bar.set_postfix(table.counts())
 
 
 class _Cell:

@@ -516,6 +516,9 @@ def discrepancy(teacher, student, labels=None, k: int = 10,
                 chunk_size: int = 1024, max_rows: int | None = None) -> dict[str, float]:
     """How far a student's topology is from its teacher's, by several measures.
 
+    Long because its docstring defines every measure it returns; the body computes each
+    from one shared pass over the rows (:func:`_row_pass`).
+
     Parameters
     ----------
     teacher : array or tensor of shape (n_entities, d_t)
@@ -596,16 +599,7 @@ def discrepancy(teacher, student, labels=None, k: int = 10,
     n = t.shape[0]
     if n < 3:
         raise ValueError(f"teacher and student need at least 3 entities, got {n}")
-    if measures is None:
-        wanted = set(MEASURES) - (set() if labels is not None else {"htd"})
-    else:
-        wanted = set([measures] if isinstance(measures, str) else measures)
-        unknown = wanted - set(MEASURES)
-        if unknown:
-            raise ValueError(f"measures must be a subset of {MEASURES}, got unknown "
-                             f"{sorted(unknown)}")
-        if "htd" in wanted and labels is None:
-            raise ValueError("measures includes 'htd', which needs labels")
+    wanted = _wanted_measures(measures, labels is not None)
     if labels is not None:
         labels, n_groups = _as_labels(labels, n)
     k = _check_positive_int(k, "k", high=n - 1)
@@ -634,12 +628,8 @@ def discrepancy(teacher, student, labels=None, k: int = 10,
         else:
             entity_sse = float(_within_sse(t_unit, s_unit, labels, n_groups).sum())
             entity_pairs = int(np.sum(np.bincount(labels) ** 2))
-        sse_pe, sse_pp, n_present = _group_level(t, s, t_unit, s_unit, labels, n_groups)
-        out["htd_entity_error"] = entity_sse / entity_pairs if entity_pairs else float("nan")
-        out["htd_group_error"] = float(np.nansum(sse_pe) / (n_present * n))
-        out["htd_prototype_error"] = sse_pp / n_present ** 2
-        out["htd_error"] = (entity_sse + float(np.nansum(sse_pe))) / \
-            (entity_pairs + n_present * n)
+        out.update(_htd_errors(t, s, t_unit, s_unit, labels, n_groups, entity_sse,
+                               entity_pairs))
     if "knn_overlap" in wanted:
         out[f"knn_overlap@{k}"] = _knn_overlap(t_top[:, :k], s_top)
     if "spearman" in wanted:
@@ -655,6 +645,31 @@ def discrepancy(teacher, student, labels=None, k: int = 10,
             t_unit, s_unit, _random_neighbours(n, n_neighbors, _rng(random_state)), temperature,
             chunk_size).mean())
     return out
+
+
+def _wanted_measures(measures, have_labels: bool) -> set:
+    """The measures asked for (default: all, the HTD ones only with labels), checked."""
+    if measures is None:
+        return set(MEASURES) - (set() if have_labels else {"htd"})
+    wanted = set([measures] if isinstance(measures, str) else measures)
+    unknown = wanted - set(MEASURES)
+    if unknown:
+        raise ValueError(f"measures must be a subset of {MEASURES}, got unknown "
+                         f"{sorted(unknown)}")
+    if "htd" in wanted and not have_labels:
+        raise ValueError("measures includes 'htd', which needs labels")
+    return wanted
+
+
+def _htd_errors(t, s, t_unit, s_unit, labels, n_groups, entity_sse, entity_pairs) -> dict:
+    """The HTD measures of :func:`discrepancy` from the entity level's squared errors."""
+    n = t.shape[0]
+    sse_pe, sse_pp, n_present = _group_level(t, s, t_unit, s_unit, labels, n_groups)
+    return {"htd_entity_error": entity_sse / entity_pairs if entity_pairs else float("nan"),
+            "htd_group_error": float(np.nansum(sse_pe) / (n_present * n)),
+            "htd_prototype_error": sse_pp / n_present ** 2,
+            "htd_error": (entity_sse + float(np.nansum(sse_pe))) / (entity_pairs +
+                                                                   n_present * n)}
 
 
 def _knn_overlap(teacher_top: np.ndarray, student_top: np.ndarray) -> float:
@@ -748,6 +763,10 @@ def band_errors(teacher, student, teacher_cols=None, student_cols=None,
                 bands=DEFAULT_BANDS, rows=None, chunk_size: int = 1024):
     """The squared cosine error, split by how near each pair is in the teacher's topology.
 
+    Long because its docstring documents the bands, the arguments and the table; the body
+    is one streamed pass over blocks of rows (its arguments are checked by
+    :func:`_band_inputs`).
+
     For every row entity a, the column entities are ranked by their teacher cosine to a
     (rank 1 = the nearest); the pairs (a, b) are then grouped into rank bands (by default
     ranks 1-10, 11-100, 101-1000 and the rest) and the error (cos_t(a, b) - cos_s(a, b))^2
@@ -798,35 +817,10 @@ def band_errors(teacher, student, teacher_cols=None, student_cols=None,
     """
     import pandas as pd
 
-    if (teacher_cols is None) != (student_cols is None):
-        raise ValueError("give both teacher_cols and student_cols, or neither")
+    t, s, tc, sc, rows, edges = _band_inputs(teacher, student, teacher_cols, student_cols,
+                                             bands, rows)
     square = teacher_cols is None
-    t, s = _as_pair(teacher, student)
-    if square:
-        tc, sc = t, s
-    else:
-        tc, sc = _as_pair(teacher_cols, student_cols, "teacher_cols", "student_cols")
-        if tc.shape[1] != t.shape[1] or sc.shape[1] != s.shape[1]:
-            raise ValueError(f"teacher_cols / student_cols must have the dims of teacher / "
-                             f"student ({t.shape[1]}, {s.shape[1]}), got {tc.shape[1]}, "
-                             f"{sc.shape[1]}")
-        tc, sc = tc.to(t.dtype), sc.to(s.dtype)
-    if rows is None:
-        rows = np.arange(t.shape[0])
-    else:
-        rows = np.asarray(rows)
-        if rows.ndim != 1 or not np.issubdtype(rows.dtype, np.integer) or rows.size == 0 or \
-                rows.min() < 0 or rows.max() >= t.shape[0]:
-            raise ValueError(f"rows must be a non-empty 1-D array of ints in [0, "
-                             f"{t.shape[0]}), got {rows!r:.80}")
-    n_cols = tc.shape[0] - (1 if square else 0)
-    if n_cols < 1:
-        raise ValueError("band_errors needs at least two entities (or one column)")
     chunk_size = _check_positive_int(chunk_size, "chunk_size")
-    bands = [int(b) for b in np.atleast_1d(bands)]
-    if not bands or bands[0] < 1 or sorted(set(bands)) != bands:
-        raise ValueError(f"bands must be increasing positive ranks, got {bands}")
-    edges = [0] + [b for b in bands if b < n_cols] + [n_cols]
     n_near, n_bands = edges[-2], len(edges) - 1
     t_unit, s_unit = unit_rows(t), unit_rows(s)
     tc_unit, sc_unit = (t_unit, s_unit) if square else (unit_rows(tc), unit_rows(sc))
@@ -862,6 +856,40 @@ def band_errors(teacher, student, teacher_cols=None, student_cols=None,
         "error_share": sse / sse.sum() if sse.sum() > 0 else np.zeros(n_bands),
         "teacher_cos": sums[1] / n_pairs, "student_cos": sums[2] / n_pairs,
     })
+
+
+def _band_inputs(teacher, student, teacher_cols, student_cols, bands, rows):
+    """The checked arguments of :func:`band_errors`: the row and column entities in both
+    spaces (tensors), the row ids, and the band edges [0, b_1, ..., n_cols]."""
+    if (teacher_cols is None) != (student_cols is None):
+        raise ValueError("give both teacher_cols and student_cols, or neither")
+    square = teacher_cols is None
+    t, s = _as_pair(teacher, student)
+    if square:
+        tc, sc = t, s
+    else:
+        tc, sc = _as_pair(teacher_cols, student_cols, "teacher_cols", "student_cols")
+        if tc.shape[1] != t.shape[1] or sc.shape[1] != s.shape[1]:
+            raise ValueError(f"teacher_cols / student_cols must have the dims of teacher / "
+                             f"student ({t.shape[1]}, {s.shape[1]}), got {tc.shape[1]}, "
+                             f"{sc.shape[1]}")
+        tc, sc = tc.to(t.dtype), sc.to(s.dtype)
+    if rows is None:
+        rows = np.arange(t.shape[0])
+    else:
+        rows = np.asarray(rows)
+        if rows.ndim != 1 or not np.issubdtype(rows.dtype, np.integer) or rows.size == 0 or \
+                rows.min() < 0 or rows.max() >= t.shape[0]:
+            raise ValueError(f"rows must be a non-empty 1-D array of ints in [0, "
+                             f"{t.shape[0]}), got {rows!r:.80}")
+    n_cols = tc.shape[0] - (1 if square else 0)
+    if n_cols < 1:
+        raise ValueError("band_errors needs at least two entities (or one column)")
+    bands = [int(b) for b in np.atleast_1d(bands)]
+    if not bands or bands[0] < 1 or sorted(set(bands)) != bands:
+        raise ValueError(f"bands must be increasing positive ranks, got {bands}")
+    edges = [0] + [b for b in bands if b < n_cols] + [n_cols]
+    return t, s, tc, sc, rows, edges
 
 
 def band_error_table(teacher_users, teacher_items, student_users, student_items,

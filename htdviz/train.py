@@ -168,6 +168,12 @@ def fit(model, dataset: Dataset, config: TrainConfig | None = None, distiller=No
 
 
 def _fit(model, dataset, config, distiller, device, progress, checkpoint) -> FitResult:
+    """The epoch loop of :func:`fit`.
+
+    Long because the loop reads top to bottom as one epoch runs: anneal, shuffle, the
+    batches, evaluate, keep the best, checkpoint, stop early; the steps share the loop's
+    state (history rows, best snapshot, patience, seconds), which a split would pass around.
+    """
     config = config or TrainConfig()
     distiller = as_distiller(distiller)
     device = torch.device(device) if device is not None else default_device()

@@ -52,17 +52,7 @@ PACKAGE_DIR = Path(__file__).resolve().parents[1] / PACKAGE
 KNOWN_PRIVATE_IMPORTS: dict[tuple, str] = {}
 
 #: "module.function" (qualified by class where it is a method) -> why it is still long
-KNOWN_LONG_FUNCTIONS = {
-    "htdviz.capacity.capacity_table": "issue 23 lists it; split bounds from achieved errors",
-    "htdviz.cli.build_parser": "issue 23 lists it; options could come from the config module",
-    "htdviz.data.synthetic_large": "one generator in steps; split the planted-group step out",
-    "htdviz.study.study": "issue 23 lists it; split planning, running and collecting",
-    "htdviz.topology.discrepancy": "issue 23 lists it; one function per measure",
-    "htdviz.topology.band_errors": "issue 23 lists it",
-    "htdviz.train._fit": "the epoch loop; split evaluation/checkpointing out",
-    "htdviz.viz.maps.map_figure": "issue 23 lists it",
-    "htdviz.viz.curves.capacity_curves": "issue 23 lists it",
-}
+KNOWN_LONG_FUNCTIONS: dict[str, str] = {}
 
 #: frozenset of modules in a circle that only function-level imports close -> why
 KNOWN_LAZY_CYCLES: dict[frozenset, str] = {}
