@@ -97,9 +97,8 @@ def kmeans_groups(teacher_repr, n_groups: int = 30, random_state=0, normalize: b
         (squared Euclidean distance between unit rows is 2 - 2 cos).
     n_init : int, default 4
         k-means++ restarts; the best inertia wins. One restart (scikit-learn's "auto")
-        is about 4x faster but got stuck merging two planted groups of a trained teacher
-        in the tests (ARI 0.76 instead of 0.99); on a busy 2-core CPU four restarts take
-        about 40 s for 25,181 items, d = 200, K = 30.
+        is faster but got stuck merging two planted groups of a trained teacher in the
+        tests (ARI 0.76 instead of 0.99). Timings: docs/benchmarks.md ("Analysis").
 
     Returns
     -------

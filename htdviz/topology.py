@@ -591,9 +591,8 @@ def discrepancy(teacher, student, labels=None, k: int = 10,
     entry (two cosine blocks), up to about 17 with ``positive_pairs_only`` (their squared
     difference and a mask besides), i.e. about 200 MB (430 MB) for 25,181 items at the
     default chunk size; twice as much per entry for float64 inputs. No
-    ``n_entities x n_entities`` matrix is ever formed. Measured on 25,181 items
-    (benchmarks/bench_analysis.py): all measures in about 35 s on a busy 2-core CPU, peak
-    resident memory 0.8 GiB for the whole process.
+    ``n_entities x n_entities`` matrix is ever formed. Time and peak memory on CiteULike's
+    items: docs/benchmarks.md ("Analysis", benchmarks/bench_analysis.py).
     """
     t, s = _as_pair(teacher, student)
     n = t.shape[0]
