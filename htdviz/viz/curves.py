@@ -356,8 +356,10 @@ def band_error_figure(table: pd.DataFrame, value: str = "mean_sq_error") -> "go.
                          f"htdviz.topology.band_error_table and add a 'method' column")
     pair_types = list(dict.fromkeys(table["pairs"]))
     methods = list(dict.fromkeys(table["method"]))
+    # one x title under all panels: three copies of it run into each other
     fig = subplots.make_subplots(rows=1, cols=len(pair_types), subplot_titles=[
-        f"{p} pairs" for p in pair_types], horizontal_spacing=0.06)
+        f"{p} pairs" for p in pair_types], horizontal_spacing=0.06,
+        x_title="rank among the teacher's neighbours (nearest first)")
     words = {"mean_sq_error": "mean squared cosine error per pair",
              "error_share": "share of the student's error"}.get(value, readable(value))
     for col, pairs in enumerate(pair_types, start=1):
@@ -370,7 +372,6 @@ def band_error_figure(table: pd.DataFrame, value: str = "mean_sq_error") -> "go.
                 marker_color=method_colour(method, k),
                 hovertemplate=f"{method}<br>{pairs}, teacher-neighbour ranks %{{x}}<br>"
                               f"{words} %{{y:.4f}}<extra></extra>"), row=1, col=col)
-    fig.update_xaxes(title_text="rank among the teacher's neighbours")
     fig.update_yaxes(title_text=words, row=1, col=1)
     fig.update_layout(template="plotly_white", barmode="group", height=400,
                       title="Where the topology error lies: near or far relations",
