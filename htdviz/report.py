@@ -21,7 +21,7 @@ from . import capacity, groups, topology
 from ._io import write_atomically
 from .distill import display_name
 from .evaluate import ranking_agreement
-from .reference import paper_recall
+from .reference import FIGURE_RECALL50, figure_recall, paper_recall
 from .runs import flat_metrics
 
 #: The students the report compares (the demo trains them; more: ``run_demo(methods=...)``).
@@ -103,9 +103,8 @@ def _sections(dataset, teacher, students, max_heatmap, projection, seed) -> list
     htd = students["htd"]
     runs = {"teacher": teacher, **students}
     recall = {name: run.metrics["final"]["test_recall@50"] for name, run in runs.items()}
-    on_paper_data = dataset.name.startswith("citeulike") and \
-        dataset.info.get("split") == "reference" and teacher.config.get("model") == "bpr" \
-        and teacher.users.shape[1] == 200
+    paper = _paper_values(dataset, teacher)
+    on_paper_data = paper is not None and paper[1] is paper_recall
     agreement = {m: ranking_agreement(teacher.users, teacher.items, run.users, run.items,
                                       dataset.train, ks=(10, 50)).mean()
                  for m, run in students.items()}
@@ -116,7 +115,7 @@ def _sections(dataset, teacher, students, max_heatmap, projection, seed) -> list
     measures = pd.DataFrame([{"method": name, **topology.discrepancy(
         teacher.items, run.items, labels=htd.item_groups, random_state=seed,
         max_rows=NEIGHBOUR_ROWS)} for name, run in students.items()]).set_index("method")
-    return [_accuracy(runs, recall, on_paper_data),
+    return [_accuracy(runs, recall, paper),
             _learning_curves(students, recall),
             _agreement(students, recall, agreement),
             _error_bands(bands),
@@ -142,7 +141,32 @@ def _searched(n_items: int) -> str:
             f"{n_items:,}" if n_items > NEIGHBOUR_ROWS else "exact, all items searched")
 
 
-def _accuracy(runs, recall, on_paper_data) -> Section:
+def _paper_values(dataset, teacher):
+    """The paper's test Recall@50 that the accuracy table sets beside these runs: a column
+    name, a function (method, dim) -> value or None, and a sentence on how they compare;
+    None where the paper has no number for this data set, base model or teacher size.
+
+    CiteULike's reference split with a BPR-MF teacher: the authors' 100-epoch logs
+    (:func:`htdviz.reference.paper_recall`). CiteULike (another split) or Foursquare with
+    any base model the paper has, teacher d = 200: the paper's figure, at phi = 0.1, 0.5 and
+    1 (:func:`htdviz.reference.figure_recall`; its own random split and early stopping).
+    """
+    d_t, model = teacher.users.shape[1], teacher.config.get("model", "bpr")
+    name = "citeulike" if dataset.name.startswith("citeulike") else dataset.name
+    if d_t != 200 or name not in ("citeulike", "foursquare"):
+        return None
+    if name == "citeulike" and dataset.info.get("split") == "reference" and model == "bpr":
+        return ("paper Recall@50 (100 epochs)", paper_recall,
+                "The paper's column is its authors' 100-epoch log")
+    if model not in FIGURE_RECALL50 or (name == "foursquare" and model != "bpr"):
+        return None
+    return ("paper's figure Recall@50", lambda method, dim: None if method == "teacher"
+            else figure_recall(name, model, method, dim / d_t),
+            "The paper's column is its figure (its own random split, early stopping, "
+            "phi = 0.1, 0.5, 1 only)")
+
+
+def _accuracy(runs, recall, paper) -> Section:
     students = {m: r for m, r in runs.items() if m != "teacher"}
     dim, epochs = students["htd"].users.shape[1], _epochs(students["htd"])
     rows, full = [], []
@@ -151,8 +175,7 @@ def _accuracy(runs, recall, on_paper_data) -> Section:
         rows.append({"method": _display(name), "dim": d,
                      "test Recall@50": recall[name],
                      "test NDCG@50": run.metrics["final"]["test_ndcg@50"],
-                     **({"paper Recall@50 (100 epochs)": paper_recall(name, d)}
-                        if on_paper_data else {}),
+                     **({paper[0]: paper[1](name, d)} if paper else {}),
                      "epochs": int(run.metrics["final"]["epoch"]),
                      "best-valid epoch": int(run.metrics["best_valid"]["epoch"]),
                      "training (s)": round(run.metrics["train_seconds"])})
@@ -161,19 +184,19 @@ def _accuracy(runs, recall, on_paper_data) -> Section:
     finding = (f"After {epochs} epochs, test Recall@50: " + ", ".join(
         f"{_display(m)} {recall[m]:.4f}" for m in order) +
         f" (teacher {recall['teacher']:.4f}).")
-    if on_paper_data:
-        paper = {m: paper_recall(m, dim) for m in students}
-        if all(v is not None for v in paper.values()):
-            same = sorted(paper, key=lambda m: -paper[m]) == order
-            finding += (" The paper's 100-epoch logs give " + " / ".join(
-                f"{paper[m]:.4f}" for m in order) + f" in that order; the ordering "
+    if paper:
+        values = {m: paper[1](m, dim) for m in students}
+        if all(v is not None for v in values.values()):
+            same = sorted(values, key=lambda m: -values[m]) == order
+            finding += (" The paper gives " + " / ".join(
+                f"{values[m]:.4f}" for m in order) + f" in that order; the ordering "
                 f"{'matches' if same else 'differs from'} the paper's.")
     return Section(
         "Accuracy",
         "Full-ranking test metrics at the last epoch (leave-one-out, all items ranked, "
         "training items excluded; docs/method.md §8)." + (
-            f" The paper's column is its authors' 100-epoch log; these students trained "
-            f"{epochs} epochs, and fewer epochs give lower numbers." if on_paper_data else ""),
+            f" {paper[2]}; these students trained {epochs} epochs, and fewer epochs give "
+            f"lower numbers." if paper else ""),
         finding, pd.DataFrame(rows), ("accuracy", pd.DataFrame(full)))
 
 

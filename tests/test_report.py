@@ -7,6 +7,7 @@ from __future__ import annotations
 import re
 from html.parser import HTMLParser
 
+import numpy as np
 import pandas as pd
 import pytest
 
@@ -199,3 +200,26 @@ def test_sampled_differences_within_the_margin_are_ties_not_wins():
     measures.loc["htd", "knn_overlap@10"] = 0.43        # beyond the margin: FTD's win
     assert "on 6 of 7 measures;" in report._discrepancy_finding(measures, recall, bands,
                                                                agreement, sampled=True)
+
+
+def test_the_accuracy_view_sets_the_papers_numbers_beside_every_setting_the_paper_has():
+    from types import SimpleNamespace
+
+    def values(name, split, model, d_t=200):
+        dataset = SimpleNamespace(name=name, info={"split": split})
+        teacher = SimpleNamespace(users=np.zeros((3, d_t)), config={"model": model})
+        return report._paper_values(dataset, teacher)
+
+    logs = values("citeulike-t", "reference", "bpr")
+    assert logs[0] == "paper Recall@50 (100 epochs)"
+    assert logs[1]("htd", 20) == .2744 and logs[1]("teacher", 200) == .3123
+    figure = values("citeulike-t", "random", "lightgcn")
+    assert figure[0] == "paper's figure Recall@50"
+    assert figure[1]("htd", 20) == .2847 and figure[1]("de", 100) == .3249
+    assert figure[1]("htd", 30) is None and figure[1]("teacher", 200) is None
+    assert values("citeulike-t", "reference", "neumf")[1]("ftd", 200) == .2991
+    assert values("foursquare", "random", "bpr")[1]("student", 20) == .2164
+    for unmatched in (values("foursquare", "random", "lightgcn"),
+                      values("synthetic", "random", "bpr"),
+                      values("citeulike-t", "reference", "bpr", d_t=100)):
+        assert unmatched is None
