@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from htdviz.experiment import load_metrics
+from htdviz.runs import load_metrics
 from htdviz.reference import paper_recall
 
 

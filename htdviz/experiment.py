@@ -416,16 +416,3 @@ def _bar(name: str, progress: bool | dict):
     if isinstance(progress, dict):
         return {"desc": name, **progress}
     return name if progress else False
-
-
-def load_metrics(run_dir: str | Path) -> dict:
-    """config.json and metrics.json of a finished run, flattened into one row."""
-    run = load_run(run_dir, embeddings=False)
-    config, metrics = run.config, run.metrics
-    row = {"run": run.name, "path": str(run_dir), **config}
-    for phase in ("final", "best_valid"):
-        for key, value in metrics[phase].items():
-            row[f"{phase}_{key}"] = value
-    row.update(train_seconds=metrics["train_seconds"], n_parameters=metrics["n_parameters"],
-               device=metrics["device"])
-    return row

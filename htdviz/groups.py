@@ -17,6 +17,7 @@ import pandas as pd
 import scipy.sparse as sp
 import torch
 
+from ._arrays import unit_rows
 from ._validation import check_int, check_labels, check_matrix, check_tags
 
 
@@ -110,7 +111,7 @@ def kmeans_groups(teacher_repr, n_groups: int = 30, random_state=0, normalize: b
     n_groups = check_int(n_groups, "n_groups", high=x.shape[0])
     n_init = check_int(n_init, "n_init")
     if normalize:
-        x = x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
+        x = unit_rows(x)
     km = KMeans(n_clusters=n_groups, n_init=n_init, random_state=random_state)
     return km.fit_predict(x).astype(np.int64)
 

@@ -302,6 +302,15 @@ def list_runs(root: str | Path = "runs") -> pd.DataFrame:
                                                          "teacher"])
 
 
+def load_metrics(run_dir: str | Path) -> dict:
+    """One row of a finished run: ``run`` (its name), ``path``, its configuration, its
+    metrics flattened (``final_test_recall@50``, ``best_valid_epoch``, ``train_seconds``,
+    ...; :func:`flat_metrics`) and ``device``."""
+    run = load_run(run_dir, embeddings=False)
+    return {"run": run.name, "path": str(run_dir), **run.config, **flat_metrics(run.metrics),
+            "device": run.metrics.get("device")}
+
+
 def flat_metrics(metrics: dict, prefix: str = "") -> dict:
     """The numbers of a (nested) metrics dict, keys joined with ``_``:
     ``{"final": {"test_recall@50": x}}`` -> ``{"final_test_recall@50": x}``."""

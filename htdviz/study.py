@@ -50,8 +50,9 @@ import pandas as pd
 from tqdm.auto import tqdm
 
 from . import distill, experiment, models
+from ._io import write_atomically
 from .config import StudentConfig, TeacherConfig
-from .runs import finished, load_run
+from .runs import finished, load_metrics, load_run
 
 EXECUTORS = ("local", "ray")
 
@@ -412,7 +413,7 @@ class _Table:
 
     def finish(self, spec: _Cell, path: Path, status: str, seconds: float) -> None:
         row = self._base(spec, status, seconds)
-        row.update(experiment.load_metrics(path))
+        row.update(load_metrics(path))
         self._add(spec, row)
 
     def fail(self, spec: _Cell, error: str, seconds: float = 0.0) -> None:
@@ -423,10 +424,8 @@ class _Table:
     def _add(self, spec, row) -> None:
         self.rows[spec.index] = row
         if self.out is not None:
-            self.out.parent.mkdir(parents=True, exist_ok=True)
-            tmp = self.out.with_name(f".{self.out.name}.partial-{os.getpid()}")
-            self.frame().to_csv(tmp, index=False)
-            os.replace(tmp, self.out)
+            write_atomically(self.out, lambda f: f.write(
+                self.frame().to_csv(index=False).encode("utf-8")))
 
     def counts(self) -> dict:
         statuses = [row["status"] for row in self.rows.values()]

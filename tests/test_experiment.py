@@ -39,7 +39,7 @@ def test_htd_student_run_records_groups_and_its_configuration(teacher):
     with np.load(path / "groups.npz") as g, np.load(teacher / "embeddings.npz") as t:
         assert g["users"].shape == (t["users"].shape[0],)
         assert g["items"].max() < 30
-    row = experiment.load_metrics(path)
+    row = runs.load_metrics(path)
     assert row["final_epoch"] == 1 and 0 <= row["final_test_recall@50"] <= 1
 
 

@@ -584,8 +584,12 @@ def test_band_error_figure_one_panel_per_pair_type():
                        .assign(method=m) for m in ("FTD", "HTD")])
     fig = figures.band_error_figure(table)
     assert [t.name for t in fig.data] == ["FTD", "HTD"] * 3
-    assert [a.text for a in fig.layout.annotations] == ["user-user pairs", "item-item pairs",
-                                                        "user-item pairs"]
+    # the panels' titles, then one x title under all three (three copies overlapped)
+    assert [a.text for a in fig.layout.annotations] == [
+        "user-user pairs", "item-item pairs", "user-item pairs",
+        "rank among the teacher's neighbours (nearest first)"]
+    assert not any(axis.title.text for axis in (fig.layout.xaxis, fig.layout.xaxis2,
+                                                fig.layout.xaxis3))
     assert list(fig.data[2].x) == ["1-5", "6-39"]
     assert fig.layout.yaxis.title.text == "mean squared cosine error per pair"
     with pytest.raises(ValueError, match="lacks the columns"):

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from .._arrays import unit_rows
 from .._validation import check_int
 from .projection import as_points
 from ._shared import MAX_HEATMAP_ENTITIES, as_ids, as_labels, go, same_rows, singular, subplots
@@ -273,8 +274,8 @@ def _typical_first(t: np.ndarray, labels: np.ndarray, chosen: np.ndarray) -> np.
     from .. import topology
 
     protos = topology.prototypes(t, labels)                       # (n_groups, d_t)
-    unit = t[chosen] / np.maximum(np.linalg.norm(t[chosen], axis=1, keepdims=True), 1e-12)
+    unit = unit_rows(t[chosen])
     p = protos[labels[chosen]]
-    p = p / np.maximum(np.linalg.norm(p, axis=1, keepdims=True), 1e-12)
+    p = unit_rows(p)
     typicality = (unit * p).sum(1)
     return np.lexsort((chosen, -typicality, labels[chosen]))

@@ -36,6 +36,8 @@ from pathlib import Path
 
 import numpy as np
 
+from .._arrays import unit_rows
+from .._io import write_atomically
 from .._validation import check_choice, check_int, check_matrix
 from ._optional import require
 
@@ -199,7 +201,7 @@ def neighbours_kept(repr, xy, k: int = 10, rows=None, chunk_size: int = 2048) ->
                 (rows.size and (rows.min() < 0 or rows.max() >= x.shape[0])):
             raise ValueError(f"rows must be a 1-D array of entity indices in [0, "
                              f"{x.shape[0] - 1}]")
-    original = _exact_knn(_unit_rows(x), k + 1, chunk_size, rows)[0][:, 1:]
+    original = _exact_knn(unit_rows(x), k + 1, chunk_size, rows)[0][:, 1:]
     mapped = _nearest_on_map(y.astype(np.float64), k, rows)
     # each row of both lists holds distinct ids: the shared ones appear twice when joined
     joined = np.sort(np.concatenate([original, mapped], axis=1), axis=1)
@@ -271,7 +273,7 @@ def pca(repr, n_components: int = 2) -> np.ndarray:
     """
     x = as_points(repr, "repr")
     n_components = check_int(n_components, "n_components", 1)
-    return _pca(_unit_rows(x), n_components)
+    return _pca(unit_rows(x), n_components)
 
 
 # --------------------------------------------------------------------------------------
@@ -279,7 +281,7 @@ def pca(repr, n_components: int = 2) -> np.ndarray:
 # --------------------------------------------------------------------------------------
 
 def _compute(x: np.ndarray, method: str, params: dict) -> list[np.ndarray]:
-    unit = _unit_rows(x)
+    unit = unit_rows(x)
     if method == "pca":
         return [_pca(unit, params["n_components"])]
     return [_umap(unit, params)]
@@ -399,7 +401,7 @@ def _aligned_umap(t: np.ndarray, s: np.ndarray, params: dict) -> list[np.ndarray
                              metric="cosine", random_state=params["random_state"])
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)
-        model.fit([_unit_rows(t), _unit_rows(s)], relations=[identity])
+        model.fit([unit_rows(t), unit_rows(s)], relations=[identity])
     return [np.asarray(e, dtype=np.float32) for e in model.embeddings_]
 
 
@@ -437,7 +439,6 @@ def _cached(compute, arrays, params: dict, cache_dir, n_outputs: int) -> list[np
     target = _cache_file(arrays, params, cache_dir)
     if target is None:
         return compute()
-    folder = target.parent
     expected = (arrays[0].shape[0], params["n_components"])
     if target.is_file():
         try:
@@ -448,15 +449,7 @@ def _cached(compute, arrays, params: dict, cache_dir, n_outputs: int) -> list[np
         except (OSError, KeyError, ValueError):
             pass                               # unreadable or stale: compute it again
     maps = compute()
-    folder.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=folder, prefix=f".{target.stem}.", suffix=".part")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            np.savez(f, **{f"map{i}": m for i, m in enumerate(maps)})
-        os.replace(tmp, target)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    write_atomically(target, lambda f: np.savez(f, **{f"map{i}": m for i, m in enumerate(maps)}))
     return maps
 
 
@@ -467,10 +460,6 @@ def _cached(compute, arrays, params: dict, cache_dir, n_outputs: int) -> list[np
 def as_points(x, name: str) -> np.ndarray:
     """Representations to map: a float32 (n_entities, dim) array with at least 2 rows."""
     return check_matrix(x, name, min_rows=2, dtype=np.float32)
-
-
-def _unit_rows(x: np.ndarray) -> np.ndarray:
-    return x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
 
 
 def _check_params(n: int, method: str, n_components, n_neighbors, min_dist, n_epochs, init,
