@@ -139,8 +139,7 @@ def _save_run(path: Path, config, model, result, device, distiller=None) -> Path
                           history=history, metrics=metrics, **groups)
     extra = {"model.safetensors": lambda file: models.save(model, file)}
     if distiller is not None:
-        state = {k: v.detach().cpu().contiguous() for k, v in distiller.state_dict().items()
-                 if "teacher" not in k}
+        state = {k: v.detach().cpu().contiguous() for k, v in distiller.state_dict().items()}
         if state:
             extra["distiller.safetensors"] = lambda file: save_file(state, str(file))
     written = write_run(path, run, extra)

@@ -523,7 +523,7 @@ class _Checkpoint:
         if self.distiller is not None:
             missing, unexpected = self.distiller.load_state_dict(state["distiller_state"],
                                                                  strict=False)
-            if unexpected or any("teacher" not in k for k in missing):
+            if unexpected or missing:
                 raise ValueError(f"checkpoint {self.path}: the distiller's state does not "
                                  f"fit (missing {missing}, unexpected {unexpected})")
         for optimizer, saved in zip(self.optimizers, state["optimizers"], strict=True):
@@ -545,10 +545,9 @@ class _Checkpoint:
             state["since_best"], state["seconds"]
 
     def _distiller_state(self) -> dict:
-        """The distiller's state without the teacher's representations (fixed inputs)."""
-        if self.distiller is None:
-            return {}
-        return {k: v for k, v in self.distiller.state_dict().items() if "teacher" not in k}
+        """The distiller's state (its teacher representations are not part of it:
+        :meth:`htdviz.distill.Distiller.register_teacher`)."""
+        return {} if self.distiller is None else self.distiller.state_dict()
 
     def _generators(self, wanted=()):
         """(name, generator) of the distiller's random streams: each module's

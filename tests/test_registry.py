@@ -34,8 +34,7 @@ class CosineToTeacher(distill.Distiller):
     def __init__(self, teacher_user_repr, teacher_item_repr, student_dim, generator=None,
                  margin=0.0):
         super().__init__()
-        self.register_buffer("teacher_users", torch.as_tensor(teacher_user_repr))
-        self.register_buffer("teacher_items", torch.as_tensor(teacher_item_repr))
+        self.register_teacher(teacher_user_repr, teacher_item_repr)
         self.margin = margin
 
     def forward(self, users, items, student_users, student_items):

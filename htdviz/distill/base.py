@@ -32,6 +32,7 @@ import torch
 from torch import nn
 
 from ..options import Option
+from ._common import as_teacher
 
 __all__ = ["Distiller", "Option", "register_method", "get_method", "method_names",
            "is_built_in", "method_options", "display_name", "as_distiller", "STUDENT"]
@@ -89,6 +90,19 @@ class Distiller(nn.Module):
         """
         raise NotImplementedError(f"{type(self).__name__} must implement forward(users, "
                                   f"items, student_users, student_items)")
+
+    def register_teacher(self, teacher_user_repr, teacher_item_repr) -> None:
+        """Keep the teacher's representations as ``self.teacher_users`` (n_users, d_t) and
+        ``self.teacher_items`` (n_items, d_t): float32 copies, checked, that move with the
+        module (``.to(device)``) and stay out of its ``state_dict`` (they are the teacher
+        run's, not the distiller's: checkpoints and ``distiller.safetensors`` leave them
+        out). The teacher's dim must be the same for both."""
+        users = as_teacher(teacher_user_repr, "teacher_user_repr")
+        items = as_teacher(teacher_item_repr, "teacher_item_repr")
+        if users.shape[1] != items.shape[1]:
+            raise ValueError(f"teacher user dim {users.shape[1]} != item dim {items.shape[1]}")
+        self.register_buffer("teacher_users", users, persistent=False)
+        self.register_buffer("teacher_items", items, persistent=False)
 
     def prepare(self, dataset) -> None:
         """Called once before training with the :class:`htdviz.data.Dataset` (RRD ranks

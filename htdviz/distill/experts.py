@@ -33,7 +33,7 @@ import torch
 from torch import nn
 
 from ..options import Option
-from ._common import annealed_temperature, as_teacher, gumbel_like, linear
+from ._common import annealed_temperature, gumbel_like, linear
 from .base import Distiller, register_method
 
 #: K, an option of DE and HTD.
@@ -241,12 +241,8 @@ class GroupAssignment(Distiller):
         if not 0 < temperature_end <= temperature_start:
             raise ValueError(f"need 0 < temperature_end <= temperature_start, got "
                              f"{temperature_end}, {temperature_start}")
-        self.register_buffer("teacher_users", as_teacher(teacher_user_repr, "teacher_user_repr"))
-        self.register_buffer("teacher_items", as_teacher(teacher_item_repr, "teacher_item_repr"))
+        self.register_teacher(teacher_user_repr, teacher_item_repr)
         teacher_dim = self.teacher_users.shape[1]
-        if self.teacher_items.shape[1] != teacher_dim:
-            raise ValueError(f"teacher user dim {teacher_dim} != item dim "
-                             f"{self.teacher_items.shape[1]}")
         if not balance_weight >= 0:
             raise ValueError(f"balance_weight must be >= 0, got {balance_weight}")
         self.n_groups, self.student_dim = int(n_groups), int(student_dim)

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import torch
 
-from ._common import as_teacher, mlp
+from ._common import mlp
 from .base import Distiller, register_method
 
 
@@ -28,8 +28,7 @@ class FitNet(Distiller):
     def __init__(self, teacher_user_repr, teacher_item_repr, student_dim: int,
                  generator: torch.Generator | None = None):
         super().__init__()
-        self.register_buffer("teacher_users", as_teacher(teacher_user_repr, "teacher_user_repr"))
-        self.register_buffer("teacher_items", as_teacher(teacher_item_repr, "teacher_item_repr"))
+        self.register_teacher(teacher_user_repr, teacher_item_repr)
         self.projector = mlp(student_dim, self.teacher_users.shape[1], generator)
 
     def forward(self, users, items, student_users, student_items) -> dict[str, torch.Tensor]:

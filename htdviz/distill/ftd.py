@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import torch
 
-from ._common import as_teacher, unit
+from ._common import unit
 from .base import Distiller, register_method
 
 
@@ -42,8 +42,7 @@ class FTD(Distiller):
     def __init__(self, teacher_user_repr, teacher_item_repr, student_dim: int | None = None,
                  generator: torch.Generator | None = None):
         super().__init__()
-        self.register_buffer("teacher_users", as_teacher(teacher_user_repr, "teacher_user_repr"))
-        self.register_buffer("teacher_items", as_teacher(teacher_item_repr, "teacher_item_repr"))
+        self.register_teacher(teacher_user_repr, teacher_item_repr)
 
     def forward(self, users, items, student_users, student_items) -> dict[str, torch.Tensor]:
         teacher = torch.cat([self.teacher_users[users], self.teacher_items[items]])

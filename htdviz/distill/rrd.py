@@ -29,7 +29,6 @@ import scipy.sparse as sp
 import torch
 
 from ..options import Option
-from ._common import as_teacher
 from .base import Distiller, register_method
 
 
@@ -211,8 +210,7 @@ class RRD(Distiller):
         super().__init__()
         if not 1 <= n_interesting <= n_top:
             raise ValueError(f"n_interesting must be in [1, n_top={n_top}], got {n_interesting}")
-        self.register_buffer("teacher_users", as_teacher(teacher_user_repr, "teacher_user_repr"))
-        self.register_buffer("teacher_items", as_teacher(teacher_item_repr, "teacher_item_repr"))
+        self.register_teacher(teacher_user_repr, teacher_item_repr)
         self.settings = dict(n_interesting=n_interesting, n_uninteresting=n_uninteresting,
                              temperature=rank_temperature, rank_sampling=rank_sampling)
         self.n_top = n_top
