@@ -116,6 +116,9 @@ def test_unknown_names_are_one_clear_error(teacher):
 def test_registration_refuses_what_would_break_runs(registered):
     with pytest.raises(ValueError, match="'htd' is built into htdviz"):
         distill.register_method("htd", CosineToTeacher)
+    with pytest.raises(ValueError, match="model 'bpr' is built into htdviz"):
+        models.register_model("bpr", ScaledMF)
+    models.register_model("bpr", models.BPRMF)          # the same class again: harmless
     with pytest.raises(ValueError, match="subclass of htdviz.distill.Distiller"):
         distill.register_method("plain", nn.Linear)
     with pytest.raises(ValueError, match="method name must be"):

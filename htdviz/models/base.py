@@ -137,25 +137,35 @@ def bpr_loss(user_repr, pos_repr, neg_repr) -> torch.Tensor:
 
 
 _MODELS: dict[str, type[Recommender]] = {}
+_BUILT_IN: set[str] = set()
 
 
-def register_model(name: str, cls: type[Recommender]) -> None:
-    """Make ``cls`` the model called ``name`` (``--model``, a study's grid, config.json);
-    registering a name again replaces the earlier class.
+def register_model(name: str, cls: type[Recommender], *, built_in: bool = False) -> None:
+    """Make ``cls`` the model called ``name`` (``--model``, a study's grid, config.json).
+
+    Registering a name again replaces the earlier class (a notebook cell run twice), except
+    for the built-in models: their names are in run folders that must keep meaning them.
 
     Parameters
     ----------
     name : str
         Letters, digits, ``_`` and ``-``; it becomes part of run folder names.
     cls : subclass of Recommender
+    built_in : bool, default False
+        For htdviz's own models: the name cannot be replaced.
     """
     if not isinstance(name, str) or not name or \
             not name.replace("_", "").replace("-", "").isalnum():
         raise ValueError(f"model name must be letters, digits, '_' or '-', got {name!r}")
+    if name in _BUILT_IN and _MODELS.get(name) is not cls:
+        raise ValueError(f"model {name!r} is built into htdviz; register yours under "
+                         f"another name")
     if not (isinstance(cls, type) and issubclass(cls, Recommender)):
         raise ValueError(f"model {name!r}: cls must be a subclass of "
                          f"htdviz.models.Recommender, got {cls!r}")
     _MODELS[name] = cls
+    if built_in:
+        _BUILT_IN.add(name)
 
 
 def get_model(name: str) -> type[Recommender]:

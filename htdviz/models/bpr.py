@@ -47,4 +47,4 @@ class BPRMF(Recommender):
                 "init_std": self.init_std}
 
 
-register_model("bpr", BPRMF)
+register_model("bpr", BPRMF, built_in=True)

@@ -87,4 +87,4 @@ class LightGCN(Recommender):
         return {"dim": self.dim, "n_layers": self.n_layers, "init_std": self.init_std}
 
 
-register_model("lightgcn", LightGCN)
+register_model("lightgcn", LightGCN, built_in=True)

@@ -193,4 +193,4 @@ class NeuMF(Recommender):
         return (slice(0, width // 2), slice(width // 2, width))
 
 
-register_model("neumf", NeuMF)
+register_model("neumf", NeuMF, built_in=True)
