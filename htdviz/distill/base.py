@@ -155,6 +155,26 @@ class _Module(Distiller):
             schedule(epoch, n_epochs)
 
 
+
+class Composite(Distiller):
+    """A distiller made of other distillers (:attr:`members`): the per-run and per-epoch
+    hooks reach every member. :class:`~htdviz.distill.spaces.PerSpace` (one member per
+    space) and the combinations of :func:`~htdviz.distill.combination.combine` (one per
+    method) are composites; each says how its members' losses add up."""
+
+    @property
+    def members(self) -> list[Distiller]:
+        """The member distillers, in order."""
+        raise NotImplementedError
+
+    def prepare(self, dataset) -> None:
+        for member in self.members:
+            member.prepare(dataset)
+
+    def start_epoch(self, epoch: int, n_epochs: int) -> None:
+        for member in self.members:
+            member.start_epoch(epoch, n_epochs)
+
 def as_distiller(distiller: nn.Module | None) -> Distiller | None:
     """``distiller`` under the contract: a :class:`Distiller` (or None) as it is; any other
     module whose forward takes the contract's arguments and returns a loss (a scalar or a

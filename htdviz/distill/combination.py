@@ -17,7 +17,7 @@ import torch
 from torch import nn
 
 from ..options import Option
-from .base import Distiller, get_method
+from .base import Composite, Distiller, get_method
 
 
 def combine(*names: str) -> type[Distiller]:
@@ -39,7 +39,7 @@ def combine(*names: str) -> type[Distiller]:
                            label=f"-{name}w{{:g}}")
                     for name in names)
 
-    class Combination(Distiller):
+    class Combination(Composite):
         __doc__ = f"{' + '.join(names)}: the weighted sum of their losses."
         display_name = " + ".join(getattr(cls, "display_name", None) or name
                                   for name, cls in parts.items())
@@ -58,13 +58,9 @@ def combine(*names: str) -> type[Distiller]:
             self.weights = {name: values.get(w.name, w.default)
                             for name, w in zip(names, weights)}
 
-        def prepare(self, dataset) -> None:
-            for part in self.parts.values():
-                part.prepare(dataset)
-
-        def start_epoch(self, epoch: int, n_epochs: int) -> None:
-            for part in self.parts.values():
-                part.start_epoch(epoch, n_epochs)
+        @property
+        def members(self) -> list[Distiller]:
+            return list(self.parts.values())
 
         def hard_groups(self, kind: str):
             """The groups of the first part that has them."""

@@ -12,10 +12,10 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from .base import Distiller
+from .base import Composite, Distiller
 
 
-class PerSpace(Distiller):
+class PerSpace(Composite):
     """Method ``method`` in each space, the terms of a batch summed over the spaces.
 
     Parameters
@@ -59,13 +59,9 @@ class PerSpace(Distiller):
                 out[key] = out[key] + value if key in out else value
         return out
 
-    def prepare(self, dataset) -> None:
-        for part in self.parts:
-            part.prepare(dataset)
-
-    def start_epoch(self, epoch: int, n_epochs: int) -> None:
-        for part in self.parts:
-            part.start_epoch(epoch, n_epochs)
+    @property
+    def members(self) -> list[Distiller]:
+        return list(self.parts)
 
     @torch.no_grad()
     def group_usage(self) -> dict[str, float]:
