@@ -119,6 +119,42 @@ def test_uninteresting_items_are_uniform_over_the_allowed_items():
     assert p_value > 1e-3
 
 
+def literal_uninteresting(sampler, generator):
+    """The rejection draw user by user: each user's first L candidates that are neither
+    trained on, in its list, nor taken, in the order drawn (the same candidate stream)."""
+    train, top, n_wanted = sampler.train, sampler.top_items, sampler.n_uninteresting
+    out = np.full((train.shape[0], n_wanted), -1, dtype=np.int64)
+    todo = np.arange(train.shape[0])
+    while todo.size:
+        candidates = torch.randint(train.shape[1], (todo.size, n_wanted + 8),
+                                   generator=generator).numpy()
+        for row, user in enumerate(todo):
+            taken = list(out[user][out[user] >= 0])
+            banned = set(train.indices[train.indptr[user]:train.indptr[user + 1]]) | \
+                set(top[user]) | set(taken)
+            for item in candidates[row]:
+                if len(taken) < n_wanted and item not in banned:
+                    taken.append(item)
+                    banned.add(item)
+            out[user, :len(taken)] = taken
+        todo = todo[(out[todo] < 0).any(axis=1)]
+    return out
+
+
+def test_uninteresting_items_equal_the_user_by_user_draw():
+    """All users at once, exactly the literal draw: the same items in the same order, also
+    where users need several rounds (few allowed items: most candidates rejected)."""
+    rng = np.random.default_rng(3)
+    for n_users, n_items, n_top, n_wanted, density in [(120, 400, 40, 40, 0.05),
+                                                       (60, 90, 20, 30, 0.3)]:
+        train = sp.random(n_users, n_items, density=density, format="csr", random_state=4)
+        top = np.stack([rng.permutation(n_items)[:n_top] for _ in range(n_users)])
+        sampler = RankSampler(top, train, n_interesting=5, n_uninteresting=n_wanted)
+        fast = sampler.uninteresting_items(torch.Generator().manual_seed(7))
+        slow = literal_uninteresting(sampler, torch.Generator().manual_seed(7))
+        np.testing.assert_array_equal(fast, slow)
+
+
 def test_without_rank_sampling_the_interesting_items_are_the_top_k():
     top = np.arange(50).reshape(2, 25)
     sampler = RankSampler(top, sp.csr_matrix((2, 100)), n_interesting=5, n_uninteresting=3,

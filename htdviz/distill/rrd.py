@@ -143,26 +143,42 @@ class RankSampler:
     def uninteresting_items(self, generator: torch.Generator | None = None) -> np.ndarray:
         """L items per user, uniform without replacement among those neither trained on
         nor in the user's list: (n_users, L). Drawn by rejection: uniform candidates,
-        excluded ones and repeats redrawn."""
+        excluded ones and repeats redrawn (each user's first L fresh candidates, in the
+        order drawn; all users at once)."""
         n_users, n_items = self.train.shape
-        out = np.full((n_users, self.n_uninteresting), -1, dtype=np.int64)
+        n_wanted = self.n_uninteresting
+        out = np.full((n_users, n_wanted), -1, dtype=np.int64)
+        filled = np.zeros(n_users, dtype=np.int64)
         todo = np.arange(n_users)
         while todo.size:
             # a few spare candidates per user, so that most users finish in one round
-            spare = self.n_uninteresting + 8
-            candidates = torch.randint(n_items, (todo.size, spare),
+            candidates = torch.randint(n_items, (todo.size, n_wanted + 8),
                                        generator=generator).numpy()
-            for row, user in enumerate(todo):
-                taken = out[user][out[user] >= 0]
-                excluded = np.concatenate([self.train.indices[
-                    self.train.indptr[user]:self.train.indptr[user + 1]],
-                    self.top_items[user], taken])
-                fresh = candidates[row][~np.isin(candidates[row], excluded)]
-                fresh = fresh[np.sort(np.unique(fresh, return_index=True)[1])]
-                need = self.n_uninteresting - taken.size
-                out[user, taken.size:taken.size + min(need, fresh.size)] = fresh[:need]
-            todo = todo[(out[todo] < 0).any(axis=1)]
+            excluded = self._excluded_keys()
+            keys = todo[:, None] * n_items + candidates
+            at = np.minimum(np.searchsorted(excluded, keys), excluded.size - 1)
+            fresh = (excluded[at] != keys) & _first_occurrences(candidates)
+            fresh &= ~(candidates[:, :, None] == out[todo][:, None, :]).any(axis=2)  # taken
+            rank = np.cumsum(fresh, axis=1)                    # 1, 2, ... among the fresh
+            use = fresh & (rank <= (n_wanted - filled[todo])[:, None])
+            rows, cols = np.nonzero(use)
+            out[todo[rows], filled[todo[rows]] + rank[rows, cols] - 1] = candidates[rows, cols]
+            filled[todo] += use.sum(axis=1)
+            todo = todo[filled[todo] < n_wanted]
         return out
+
+    def _excluded_keys(self) -> np.ndarray:
+        """user * n_items + item of every (user, item) trained on or in the user's list,
+        sorted (computed once, at the first draw)."""
+        if getattr(self, "_excluded", None) is None:
+            n_users, n_items = self.train.shape
+            trained = np.repeat(np.arange(n_users), np.diff(self.train.indptr)) * n_items + \
+                self.train.indices
+            listed = (np.arange(n_users)[:, None] * n_items + self.top_items).ravel()
+            # sorted, repeats kept (searchsorted needs no more; np.sort is far quicker
+            # than np.unique on millions of keys)
+            self._excluded = np.sort(np.concatenate([trained, listed]))
+        return self._excluded
 
     def sample(self, generator: torch.Generator | None = None) -> tuple[np.ndarray, np.ndarray]:
         """One epoch's (interesting items (n_users, K) in the teacher's order,
@@ -171,6 +187,17 @@ class RankSampler:
         positions = self.interesting_positions(generator)
         interesting = np.take_along_axis(self.top_items, positions, axis=1)
         return interesting, self.uninteresting_items(generator)
+
+
+def _first_occurrences(x: np.ndarray) -> np.ndarray:
+    """True where an entry of a row of ``x`` (R, S) is its value's first in that row."""
+    order = np.argsort(x, axis=1, kind="stable")          # equal values keep their order
+    ordered = np.take_along_axis(x, order, axis=1)
+    first = np.ones(x.shape, dtype=bool)
+    first[:, 1:] = ordered[:, 1:] != ordered[:, :-1]
+    out = np.empty_like(first)
+    np.put_along_axis(out, order, first, axis=1)
+    return out
 
 
 class RRD(Distiller):
