@@ -20,10 +20,11 @@ Speed without changing the result (only, at most, the order of float sums):
   whose weight for it is non-zero
   (still multiplied by the weight, so every parameter receives the same zero gradients).
 
-One approximation, below float32 rounding: a weight smaller than tau * 2^-24 / K is set to
-exactly 0 (:func:`gumbel_softmax_weights`). Without it the mixture stays dense until tau
-~ 0.1, because the Gumbel-softmax weights of the unlikely groups fall towards 0 without
-underflowing; with it the sparse paths start around tau ~ 0.5.
+One approximation, at the level of float32 rounding: a weight smaller than its row's
+second-largest weight times eps / 2K is set to exactly 0 (:func:`gumbel_softmax_weights`).
+Without it the mixture stays dense until tau ~ 0.1, because the Gumbel-softmax weights of
+the unlikely groups fall towards 0 for many epochs without underflowing; with it the
+sparse paths start between tau ~ 0.5 and 0.3 (docs/benchmarks.md).
 """
 from __future__ import annotations
 
@@ -180,30 +181,42 @@ def assignment_loss(teacher: torch.Tensor, student: torch.Tensor, selection: nn.
 
 
 def gumbel_softmax_weights(logits: torch.Tensor, temperature: float) -> torch.Tensor:
-    """z = softmax(logits / tau) over the last axis of (N, K) logits, with every weight
-    below ``negligible_weight(tau, K)`` set to exactly 0.
+    """z = softmax(logits / tau) over the last axis of (N, K) logits, with every weight of a
+    row below ``negligible_weights(z)`` (its second-largest weight times eps / 2K) set to
+    exactly 0: an approximation at the level of float32 rounding of each row's own terms.
 
-    Why that changes nothing that float32 can show:
-    - the weights set to 0 in a row add up to less than tau * 2^-24 <= 2^-24, under half
-      a float32 unit in the last place of the row's total weight 1, so sum_k z_k f_k(s)
-      moves by less than the rounding of that sum;
-    - through the softmax, weight k passes z_k / tau * (g_k - sum_j z_j g_j) back to its
-      logit (g = dL/dz), so a weight set to 0 would have passed less than 2^-24 / K times
-      |g_k - sum_j z_j g_j| to the selection network;
-    - an expert whose every weight in a batch is set to 0 gets a zero gradient where it
-      would have got one below 2^-24 of its usual size, as it already does (exactly)
-      once its weights underflow to 0.
-    tests/test_distill.py checks loss and gradients against the literal Gumbel-softmax at
-    temperatures where weights straddle the threshold.
+    Why, per row, with z_2 the row's second-largest weight and u = eps / 2 (2^-24 in
+    float32), the weights set to 0 adding up to less than z_2 u:
+    - forward: sum_k z_k f_k(s) moves by less than z_2 u max_k |f_k(s)|, the rounding of
+      the row's second term (for expert outputs of similar size), and the row's weights
+      still add up to 1 within half a unit in the last place (z_2 <= 1/2);
+    - backward: through the softmax, logit j gets z_j (g_j - sum_i z_i g_i) / tau (g =
+      dL/dz). A weight set to 0 would have passed less than z_2 u |g_k - gbar| / (K tau)
+      to its logit and moved gbar by less than z_2 u max|g|; the row's gradient is of the
+      size of z_2 |g_2 - g_1| / tau, so it changes by about u of itself (unless its
+      experts' g are nearly equal);
+    - a row whose weights are exactly one-hot (z_2 = 0) keeps them all: nothing to drop.
+    So the threshold follows each row's own gradient: a nearly one-hot row with z_2 =
+    1e-12 keeps weights down to 1e-12 u / K. What it changes beyond rounding: an expert
+    whose every weight in a batch is set to 0 gets a zero gradient instead of one under u
+    of the row's scale, as it already does once its weights underflow to 0.
+    On a GPU the mixture runs whatever the weights (:meth:`Experts.path`), so nothing is
+    set to 0 there. tests/test_distill.py checks loss and gradients against the literal
+    Gumbel-softmax where weights straddle the threshold; docs/benchmarks.md compares
+    whole runs with and without it.
     """
     z = torch.softmax(logits / temperature, dim=-1)
-    return z.masked_fill(z < negligible_weight(temperature, z.shape[-1]), 0.0)
+    if z.is_cuda or z.shape[-1] < 3:
+        return z
+    return z.masked_fill(z < negligible_weights(z), 0.0)
 
 
-def negligible_weight(temperature: float, n_groups: int) -> float:
-    """The Gumbel-softmax weights below tau * 2^-24 / K are set to 0
-    (:func:`gumbel_softmax_weights`)."""
-    return temperature * 2.0 ** -24 / n_groups
+def negligible_weights(z: torch.Tensor) -> torch.Tensor:
+    """Per row of z (N, K), the weight below which :func:`gumbel_softmax_weights` sets
+    weights to 0: the row's second-largest weight times eps / 2K, shape (N, 1)."""
+    with torch.no_grad():
+        second = z.topk(2, dim=-1).values[..., 1:]
+    return second * (torch.finfo(z.dtype).eps / 2 / z.shape[-1])
 
 
 class GroupAssignment(Distiller):
