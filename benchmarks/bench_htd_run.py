@@ -83,11 +83,11 @@ def main():
                        getattr(getattr(distiller, "assignment", None), "temperature", None),)
 
     def timed_evaluation(*a, **k):
-        tic = time.perf_counter()
+        tic, paused = time.perf_counter(), left_out[0]
         try:
             return evaluate_both(*a, **k)
-        finally:
-            left_out[0] += time.perf_counter() - tic
+        finally:            # a pause during the evaluation is in left_out already
+            left_out[0] += time.perf_counter() - tic - (left_out[0] - paused)
 
     distiller.start_epoch = timed_start
     train.evaluate_both = timed_evaluation

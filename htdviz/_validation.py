@@ -6,8 +6,9 @@ offending value otherwise. Private helpers behind a public function assume check
 
 Rules (the same everywhere):
 
-- representations: a 2-D array of shape (n_entities, dim), both sizes >= 1, numbers (or
-  bools) only, all finite; float64 stays float64, every other dtype becomes float32;
+- representations: a 2-D array of shape (n_entities, dim), at least one row (or as many as
+  the caller needs) and one column, numbers (or bools) only, all finite; float64 stays
+  float64 and every other dtype becomes float32, unless the caller asks for one dtype;
 - group labels: a 1-D array of integer ids >= 0, one per entity;
 - counts: Python or numpy integers (not bools) within their bounds.
 

@@ -297,9 +297,6 @@ def capacity_table(teacher_users, teacher_items, dims=None, runs=None, user_labe
                    random_state=0, chunk_size: int = 1024) -> pd.DataFrame:
     """Bounds and achieved topology errors over student dims (and methods), in one table.
 
-    Long because its docstring documents every argument and column; the body computes
-    the bound rows, then one row per run (:func:`_achieved_row`).
-
     Parameters
     ----------
     teacher_users : array or tensor of shape (n_users, d_t)

@@ -13,8 +13,8 @@ import sys
 from pathlib import Path
 
 from . import distill, experiment, runs
-from .config import (SCHEDULES, UPDATES, StudentConfig, TeacherConfig, add_options, option_of,
-                     options_from_args)
+from .config import StudentConfig, TeacherConfig, add_options, option_of, options_from_args
+from .options import EPOCHS, EVAL_EVERY, SCHEDULES, UPDATES
 
 #: Errors a user can cause: one line, no traceback (``--debug`` re-raises).
 EXPECTED_ERRORS = (ValueError, FileNotFoundError, NotADirectoryError, ImportError)
@@ -125,14 +125,14 @@ def build_parser() -> argparse.ArgumentParser:
                               formatter_class=_HelpFormatter)
 
     p = command("teacher", "train (or reuse) a teacher")
-    p.add_argument("--epochs", type=int, default=100, help="teacher epochs")
-    p.add_argument("--eval-every", dest="eval_every", type=int, default=10,
+    p.add_argument("--epochs", type=int, default=EPOCHS, help="teacher epochs")
+    p.add_argument("--eval-every", dest="eval_every", type=int, default=EVAL_EVERY,
                    help="evaluate every this many epochs (and after the last)")
     p.add_argument("--seed", type=int, default=0, help="seed of the teacher (and its split)")
     p.add_argument("--schedule", choices=SCHEDULES, default="default",
-                   help=StudentConfig.__dataclass_fields__["schedule"].metadata["help"])
+                   help=option_of(TeacherConfig, "schedule").help)
     p.add_argument("--updates", choices=UPDATES, default="dense",
-                   help=StudentConfig.__dataclass_fields__["updates"].metadata["help"])
+                   help=option_of(TeacherConfig, "updates").help)
     _teacher_options(p, "teacher")
     _common(p)
 

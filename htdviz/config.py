@@ -49,7 +49,7 @@ def _option(default, help: str, flag: str | None = None, record="always", choice
 
 
 def _field_option(f) -> Option:
-    """A configuration field as an :class:`~htdviz.config.Option` (the form the command
+    """A configuration field as an :class:`~htdviz.options.Option` (the form the command
     line, config.json and the checks read; a method's options have it already)."""
     m = f.metadata
     return Option(f.name, f.default, m["help"], flag=m["flag"] or "", choices=m["choices"],
@@ -206,6 +206,15 @@ class TeacherConfig(_Config):
 
     def __post_init__(self):
         super().__post_init__()
+        if self.dataset not in DATASET_NAMES and self.data_file is None:
+            raise ValueError(f"dataset {self.dataset!r} is not one of {DATASET_NAMES}: give "
+                             f"a data file through experiment.teacher_config(dataset=path) "
+                             f"(or teacher_run(dataset=path)), which records its path and "
+                             f"sha256")
+        if (self.dataset == "foursquare" or self.data_file is not None) and \
+                self.split != "random":
+            raise ValueError(f"split must be 'random' for {self.dataset} (it has no "
+                             f"published split), got {self.split!r}")
         if self.updates == "sparse" and self.model != "bpr":
             raise ValueError(f"updates 'sparse' needs model 'bpr' (a {self.model} teacher "
                              f"propagates over the whole graph at every step)")
@@ -226,6 +235,11 @@ def _method_names() -> tuple[str, ...]:
 
 def _never(config) -> bool:
     return False
+
+
+#: The fields of a student run that come from its teacher run (:meth:`StudentConfig.inherit`).
+INHERITED = ("teacher", "model", "dataset", "split", "lr", "weight_decay", "n_layers",
+             "mlp_layers")
 
 
 @dataclass(frozen=True, init=False)
@@ -325,11 +339,10 @@ class StudentConfig(_Config):
             [(mine[name], value) for name, value in self.options.items()]
 
     def inherit(self, teacher_name: str, teacher: TeacherConfig) -> "StudentConfig":
-        """This configuration with what a student takes from its teacher run."""
-        return replace(self, teacher=teacher_name, model=teacher.model,
-                       dataset=teacher.dataset, split=teacher.split, lr=teacher.lr,
-                       weight_decay=teacher.weight_decay, n_layers=teacher.n_layers,
-                       mlp_layers=teacher.mlp_layers)
+        """This configuration with what a student takes from its teacher run
+        (:data:`INHERITED`)."""
+        return replace(self, teacher=teacher_name,
+                       **{name: getattr(teacher, name) for name in INHERITED[1:]})
 
     def _summary(self) -> str:
         label = self.method

@@ -614,10 +614,6 @@ def synthetic_large(n_users: int = 138_000, n_items: int = 27_000,
                     chunk_users: int = 10_000) -> Dataset:
     """A seeded data set of any size (MovieLens-20M-like by default), drawn in chunks.
 
-    Long because the seeded draws happen in one fixed order (popularity, groups, counts,
-    the chunks, the top-up, the split) from one generator: any reordering would change the
-    data set a seed gives, and the benchmarks' sets with it.
-
     For scale benchmarks: no user x item matrix is formed. Items have Zipf-like popularity
     (weight (rank + 1) ** -popularity, ranks shuffled) and one of ``n_groups`` groups, as do
     users. Each user draws about ``n_interactions / n_users`` items (geometric around that

@@ -14,14 +14,14 @@ import re
 import sys
 import time
 from collections.abc import Mapping
-from dataclasses import fields, replace
+from dataclasses import fields
 from pathlib import Path
 
 import pandas as pd
 import torch
 
 from . import data, distill, models
-from .config import DATASET_NAMES, StudentConfig, TeacherConfig
+from .config import DATASET_NAMES, INHERITED, StudentConfig, TeacherConfig
 from .runs import Run, finished, load_run, write_run
 from .train import TrainConfig, default_device, fit
 
@@ -72,21 +72,21 @@ def teacher_config(**options) -> TeacherConfig:
     keep the defaults written there). A data file given as ``dataset`` is recorded by its
     stem, absolute path and sha256, and its split (always random) by ``min_items`` and the
     seed it used; Foursquare, which has no published split, is split at random too."""
-    if "dataset" in options:
-        options["dataset"] = str(options["dataset"])
-    config = TeacherConfig(**options)
-    split_seed = config.seed if config.split_seed is None else config.split_seed
-    if config.dataset in DATASET_NAMES:
-        if config.dataset != "foursquare":
-            return config
-        return replace(config, split="random", split_seed=split_seed)
-    path = Path(config.dataset)
-    if not path.is_file():
-        raise FileNotFoundError(f"dataset {config.dataset!r} is neither one of "
-                                f"{DATASET_NAMES} nor an existing file")
-    return replace(config, dataset=re.sub(r"[^A-Za-z0-9_.-]+", "_", path.stem),
-                   split="random", split_seed=split_seed, data_file=str(path.resolve()),
-                   data_sha256=data.file_sha256(path))
+    defaults = {f.name: f.default for f in fields(TeacherConfig)}
+    dataset = str(options.get("dataset", defaults["dataset"]))
+    seed = options.get("seed", defaults["seed"])
+    split = {"split": "random", "split_seed": seed if options.get("split_seed") is None
+             else options["split_seed"]}
+    if dataset == "foursquare":
+        options.update(split)
+    elif dataset not in DATASET_NAMES:
+        path = Path(dataset)
+        if not path.is_file():
+            raise FileNotFoundError(f"dataset {dataset!r} is neither one of "
+                                    f"{DATASET_NAMES} nor an existing file")
+        options.update(split, dataset=re.sub(r"[^A-Za-z0-9_.-]+", "_", path.stem),
+                       data_file=str(path.resolve()), data_sha256=data.file_sha256(path))
+    return TeacherConfig(**options)
 
 
 def dataset_of(config: TeacherConfig | dict):
@@ -180,6 +180,9 @@ def teacher_run(config: TeacherConfig | None = None, *, runs_dir: str | Path = "
     """
     if config is None:
         config = teacher_config(**options)
+    elif not isinstance(config, TeacherConfig):
+        raise TypeError(f"teacher_run's first argument is a TeacherConfig, got "
+                        f"{config!r}; give the options as keywords (model=..., dim=...)")
     elif options:
         raise TypeError(f"teacher_run takes a configuration or options, not both (got "
                         f"{', '.join(options)} beside a configuration)")
@@ -276,9 +279,15 @@ def student_run(teacher_dir: str | Path, method: str | StudentConfig | None = No
                                 f"metrics.json)")
     if isinstance(method, StudentConfig):
         if dim is not None or options:
-            raise TypeError("student_run takes a configuration or options, not both")
+            given = ["dim"] * (dim is not None) + list(options)
+            raise TypeError(f"student_run takes a configuration or options, not both (got "
+                            f"{', '.join(given)} beside a configuration)")
         config = method
     else:
+        inherited = sorted(set(options) & set(INHERITED))
+        if inherited:
+            raise TypeError(f"student_run: {', '.join(inherited)} come from the teacher run "
+                            f"{teacher_dir.name}, not from the student's options")
         given = {k: v for k, v in (("method", method), ("dim", dim)) if v is not None}
         config = StudentConfig(**given, **options)
     teacher = TeacherConfig.from_dict(load_run(teacher_dir, embeddings=False).config)

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import html
 from dataclasses import dataclass
+from typing import Callable, NamedTuple
 from pathlib import Path
 
 import numpy as np
@@ -104,7 +105,7 @@ def _sections(dataset, teacher, students, max_heatmap, projection, seed) -> list
     runs = {"teacher": teacher, **students}
     recall = {name: run.metrics["final"]["test_recall@50"] for name, run in runs.items()}
     paper = _paper_values(dataset, teacher)
-    on_paper_data = paper is not None and paper[1] is paper_recall
+    on_paper_data = paper is not None and paper.from_logs
     agreement = {m: ranking_agreement(teacher.users, teacher.items, run.users, run.items,
                                       dataset.train, ks=(10, 50)).mean()
                  for m, run in students.items()}
@@ -141,10 +142,18 @@ def _searched(n_items: int) -> str:
             f"{n_items:,}" if n_items > NEIGHBOUR_ROWS else "exact, all items searched")
 
 
-def _paper_values(dataset, teacher):
-    """The paper's test Recall@50 that the accuracy table sets beside these runs: a column
-    name, a function (method, dim) -> value or None, and a sentence on how they compare;
-    None where the paper has no number for this data set, base model or teacher size.
+class PaperValues(NamedTuple):
+    """The paper's test Recall@50 that the accuracy view sets beside the runs."""
+
+    column: str                                  # the table's column name
+    recall: Callable[[str, int], float | None]   # (method, dim) -> value, None if none
+    source: str                                  # a sentence: where the values come from
+    from_logs: bool                              # the authors' logs (the reproduced setting)
+
+
+def _paper_values(dataset, teacher) -> PaperValues | None:
+    """The paper's numbers for these runs' setting; None where the paper has none (another
+    data set or file, another teacher size).
 
     CiteULike's reference split with a BPR-MF teacher: the authors' 100-epoch logs
     (:func:`htdviz.reference.paper_recall`). CiteULike (another split) or Foursquare with
@@ -153,17 +162,19 @@ def _paper_values(dataset, teacher):
     """
     d_t, model = teacher.users.shape[1], teacher.config.get("model", "bpr")
     name = "citeulike" if dataset.name.startswith("citeulike") else dataset.name
-    if d_t != 200 or name not in ("citeulike", "foursquare"):
+    if d_t != 200 or name not in ("citeulike", "foursquare") or \
+            teacher.config.get("data_file"):                 # a user's file of that name
         return None
     if name == "citeulike" and dataset.info.get("split") == "reference" and model == "bpr":
-        return ("paper Recall@50 (100 epochs)", paper_recall,
-                "The paper's column is its authors' 100-epoch log")
+        return PaperValues("paper Recall@50 (100 epochs)", paper_recall,
+                           "The paper's column is its authors' 100-epoch log", True)
     if model not in FIGURE_RECALL50 or (name == "foursquare" and model != "bpr"):
         return None
-    return ("paper's figure Recall@50", lambda method, dim: None if method == "teacher"
-            else figure_recall(name, model, method, dim / d_t),
-            "The paper's column is its figure (its own random split, early stopping, "
-            "phi = 0.1, 0.5, 1 only)")
+    return PaperValues("paper's figure Recall@50",
+                       lambda method, dim: None if method == "teacher"
+                       else figure_recall(name, model, method, dim / d_t),
+                       "The paper's column is its figure (its own random split, early "
+                       "stopping, phi = 0.1, 0.5, 1 only)", False)
 
 
 def _accuracy(runs, recall, paper) -> Section:
@@ -175,8 +186,8 @@ def _accuracy(runs, recall, paper) -> Section:
         rows.append({"method": _display(name), "dim": d,
                      "test Recall@50": recall[name],
                      "test NDCG@50": run.metrics["final"]["test_ndcg@50"],
-                     **({paper[0]: paper[1](name, d)} if paper else {}),
-                     "epochs": int(run.metrics["final"]["epoch"]),
+                     **({paper.column: paper.recall(name, d)} if paper else {}),
+                     "epochs": _epochs(run),
                      "best-valid epoch": int(run.metrics["best_valid"]["epoch"]),
                      "training (s)": round(run.metrics["train_seconds"])})
         full.append({"method": name, **flat_metrics(run.metrics)})
@@ -185,7 +196,7 @@ def _accuracy(runs, recall, paper) -> Section:
         f"{_display(m)} {recall[m]:.4f}" for m in order) +
         f" (teacher {recall['teacher']:.4f}).")
     if paper:
-        values = {m: paper[1](m, dim) for m in students}
+        values = {m: paper.recall(m, dim) for m in students}
         if all(v is not None for v in values.values()):
             same = sorted(values, key=lambda m: -values[m]) == order
             finding += (" The paper gives " + " / ".join(
@@ -195,7 +206,7 @@ def _accuracy(runs, recall, paper) -> Section:
         "Accuracy",
         "Full-ranking test metrics at the last epoch (leave-one-out, all items ranked, "
         "training items excluded; docs/method.md §8)." + (
-            f" {paper[2]}; these students trained {epochs} epochs, and fewer epochs give "
+            f" {paper.source}; these students trained {epochs} epochs, and fewer epochs give "
             f"lower numbers." if paper else ""),
         finding, pd.DataFrame(rows), ("accuracy", pd.DataFrame(full)))
 

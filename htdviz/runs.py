@@ -2,8 +2,8 @@
 
 A run folder ``runs/<name>/`` holds
 
-- ``config.json``: the run's configuration (:class:`TeacherConfig` or
-  :class:`StudentConfig` as :meth:`~TeacherConfig.to_dict` records it; a finished run with
+- ``config.json``: the run's configuration (:class:`~htdviz.config.TeacherConfig` or
+  :class:`~htdviz.config.StudentConfig` as their ``to_dict`` records it; a finished run with
   the same configuration is reused, so it holds everything that defines the run: for a data
   file also its sha256 and the split options);
 - ``history.csv``: one row per evaluated epoch (``epoch``, losses, ``valid_recall@50``,
@@ -17,7 +17,7 @@ A run folder ``runs/<name>/`` holds
   (written by :mod:`htdviz.experiment` through :func:`write_run`; not read here).
 
 The folder name is a readable summary plus a hash of ``config.json``
-(:meth:`TeacherConfig.folder_name`). A run is written into a hidden temporary folder and
+(:meth:`htdviz.config.TeacherConfig.folder_name`). A run is written into a hidden temporary folder and
 renamed into place only when complete (:func:`write_run`), so an interrupted run never
 leaves a folder that looks finished (:func:`finished`).
 

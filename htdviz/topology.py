@@ -516,9 +516,6 @@ def discrepancy(teacher, student, labels=None, k: int = 10,
                 chunk_size: int = 1024, max_rows: int | None = None) -> dict[str, float]:
     """How far a student's topology is from its teacher's, by several measures.
 
-    Long because its docstring defines every measure it returns; the body computes each
-    from one shared pass over the rows (:func:`_row_pass`).
-
     Parameters
     ----------
     teacher : array or tensor of shape (n_entities, d_t)
@@ -761,10 +758,6 @@ DEFAULT_BANDS = (10, 100, 1000)
 def band_errors(teacher, student, teacher_cols=None, student_cols=None,
                 bands=DEFAULT_BANDS, rows=None, chunk_size: int = 1024):
     """The squared cosine error, split by how near each pair is in the teacher's topology.
-
-    Long because its docstring documents the bands, the arguments and the table; the body
-    is one streamed pass over blocks of rows (its arguments are checked by
-    :func:`_band_inputs`).
 
     For every row entity a, the column entities are ranked by their teacher cosine to a
     (rank 1 = the nearest); the pairs (a, b) are then grouped into rank bands (by default

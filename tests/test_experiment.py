@@ -158,3 +158,12 @@ def test_plan_names_the_folders_runs_would_use_and_which_exist(teacher, tmp_path
     assert not experiment.plan(TINY_TEACHER, runs_dir=tmp_path)["reused"].any()
     with pytest.raises(ValueError, match=r"teacher: unknown arguments \['colour'\]"):
         experiment.plan(dict(TINY_TEACHER, colour="red"))
+
+
+def test_student_run_takes_from_the_teacher_what_is_the_teachers(teacher):
+    from htdviz.config import StudentConfig
+
+    with pytest.raises(TypeError, match="lr come from the teacher run"):
+        experiment.student_run(teacher, "ftd", 3, lr=0.1)
+    with pytest.raises(TypeError, match="not both .*epochs"):
+        experiment.student_run(teacher, StudentConfig(method="ftd", dim=3), epochs=2)

@@ -205,21 +205,23 @@ def test_sampled_differences_within_the_margin_are_ties_not_wins():
 def test_the_accuracy_view_sets_the_papers_numbers_beside_every_setting_the_paper_has():
     from types import SimpleNamespace
 
-    def values(name, split, model, d_t=200):
+    def values(name, split, model, d_t=200, data_file=None):
         dataset = SimpleNamespace(name=name, info={"split": split})
-        teacher = SimpleNamespace(users=np.zeros((3, d_t)), config={"model": model})
+        teacher = SimpleNamespace(users=np.zeros((3, d_t)),
+                                  config={"model": model, "data_file": data_file})
         return report._paper_values(dataset, teacher)
 
     logs = values("citeulike-t", "reference", "bpr")
-    assert logs[0] == "paper Recall@50 (100 epochs)"
-    assert logs[1]("htd", 20) == .2744 and logs[1]("teacher", 200) == .3123
+    assert logs.column == "paper Recall@50 (100 epochs)" and logs.from_logs
+    assert logs.recall("htd", 20) == .2744 and logs.recall("teacher", 200) == .3123
     figure = values("citeulike-t", "random", "lightgcn")
-    assert figure[0] == "paper's figure Recall@50"
-    assert figure[1]("htd", 20) == .2847 and figure[1]("de", 100) == .3249
-    assert figure[1]("htd", 30) is None and figure[1]("teacher", 200) is None
-    assert values("citeulike-t", "reference", "neumf")[1]("ftd", 200) == .2991
-    assert values("foursquare", "random", "bpr")[1]("student", 20) == .2164
+    assert figure.column == "paper's figure Recall@50" and not figure.from_logs
+    assert figure.recall("htd", 20) == .2847 and figure.recall("de", 100) == .3249
+    assert figure.recall("htd", 30) is None and figure.recall("teacher", 200) is None
+    assert values("citeulike-t", "reference", "neumf").recall("ftd", 200) == .2991
+    assert values("foursquare", "random", "bpr").recall("student", 20) == .2164
     for unmatched in (values("foursquare", "random", "lightgcn"),
                       values("synthetic", "random", "bpr"),
-                      values("citeulike-t", "reference", "bpr", d_t=100)):
+                      values("citeulike-t", "reference", "bpr", d_t=100),
+                      values("foursquare", "random", "bpr", data_file="/d/foursquare.csv")):
         assert unmatched is None

@@ -163,7 +163,7 @@ def test_new_fields_are_recorded_only_when_they_change_something():
     assert table.to_dict()["user_col"] == "uid" and table.to_dict()["data_sha256"] == "ab" * 32
     changed = TeacherConfig(**{**table.__dict__, "data_sha256": "cd" * 32})
     assert changed.folder_name() != table.folder_name()       # a changed file: a new run
-    users_dat = TeacherConfig(dataset="u", data_file="/d/u.dat")
+    users_dat = TeacherConfig(dataset="u", split="random", data_file="/d/u.dat")
     assert "user_col" not in users_dat.to_dict()               # no columns in users.dat
     with pytest.raises(ValueError, match="schedule must be one of"):
         StudentConfig(schedule="paper")
@@ -241,3 +241,16 @@ def test_balance_weight_in_the_run_configuration():
     assert "balance_weight" not in StudentConfig(method="htd").to_dict()
     with pytest.raises(ValueError, match="balance_weight must be a finite number >= 0"):
         StudentConfig(method="htd", balance_weight=-1.0)
+
+
+def test_a_teacher_configuration_names_a_data_set_it_can_find():
+    from htdviz import experiment
+
+    with pytest.raises(ValueError, match="not one of .*give a data file through"):
+        TeacherConfig(dataset="data/clicks.csv")          # no path, no sha256 recorded
+    with pytest.raises(ValueError, match="split must be 'random' for foursquare"):
+        TeacherConfig(dataset="foursquare")
+    config = experiment.teacher_config(dataset="foursquare", seed=3)
+    assert (config.split, config.split_seed) == ("random", 3)
+    with pytest.raises(TypeError, match="first argument is a TeacherConfig"):
+        experiment.teacher_run("bpr")

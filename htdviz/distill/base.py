@@ -4,7 +4,7 @@ A method is one small class: a :class:`Distiller` whose :meth:`~Distiller.forwar
 the loss terms of a batch. Everything else has a harmless default that a method overrides
 when it has something to say: a per-epoch schedule (:meth:`~Distiller.start_epoch`), hard
 groups for the views and the history (:meth:`~Distiller.hard_groups`), its named options
-(:attr:`~Distiller.options`, each an :class:`~htdviz.config.Option`).
+(:attr:`~Distiller.options`, each an :class:`~htdviz.options.Option`).
 
 :func:`register_method` maps the name a person types (``--method htd``, a study's grid,
 config.json) to the class, in this one place; Python code passes classes and objects.
@@ -155,7 +155,6 @@ class _Module(Distiller):
             schedule(epoch, n_epochs)
 
 
-
 class Composite(Distiller):
     """A distiller made of other distillers (:attr:`members`): the per-run and per-epoch
     hooks reach every member. :class:`~htdviz.distill.spaces.PerSpace` (one member per
@@ -174,6 +173,7 @@ class Composite(Distiller):
     def start_epoch(self, epoch: int, n_epochs: int) -> None:
         for member in self.members:
             member.start_epoch(epoch, n_epochs)
+
 
 def as_distiller(distiller: nn.Module | None) -> Distiller | None:
     """``distiller`` under the contract: a :class:`Distiller` (or None) as it is; any other
@@ -233,7 +233,7 @@ def _check_options(name: str, cls) -> None:
     line and a study's grid offer it once)."""
     for option in getattr(cls, "options", ()):
         if not isinstance(option, Option):
-            raise ValueError(f"method {name!r}: options must be htdviz.config.Option "
+            raise ValueError(f"method {name!r}: options must be htdviz.options.Option "
                              f"objects, got {option!r}")
         for other, other_cls in _METHODS.items():
             for theirs in getattr(other_cls, "options", ()):

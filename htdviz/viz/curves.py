@@ -69,9 +69,6 @@ def capacity_curves(table: pd.DataFrame, recall: str | None = "auto",
                     x: str = "dim") -> "go.Figure":
     """What a student of each size can and does keep of the teacher's topology.
 
-    Long because it lays out two or three panels with shared legends, bound lines and
-    axis titles; each panel is a few traces, and their layout depends on all of them.
-
     Two (or three) panels over the student dimension d: the full topology (FTD's target)
     and HTD's hierarchical target, each with its rank-d bound as a dashed line and the
     students' achieved errors as markers, on one relative log scale (error energy as a

@@ -122,10 +122,13 @@ class Explorer:
             raise ValueError(f"entity must be 'users' or 'items', got {entity!r}")
         if projection not in ("umap", "pca"):
             raise ValueError(f"projection must be 'umap' or 'pca', got {projection!r}")
-        self.max_heatmap = check_int(max_heatmap, "max_heatmap", high=figures.MAX_HEATMAP_ENTITIES)
+        # heatmaps stay responsive up to MAX_HEATMAP_ENTITIES x MAX_HEATMAP_ENTITIES cells
+        self.max_heatmap = check_int(max_heatmap, "max_heatmap",
+                                     high=figures.MAX_HEATMAP_ENTITIES)
         self.n_groups, self.random_state, self.cache_dir = n_groups, random_state, cache_dir
         self.umap_kwargs = dict(umap_kwargs or {})
-        self.max_points = None if max_points is None else check_int(max_points, "max_points", low=10)
+        self.max_points = None if max_points is None else \
+            check_int(max_points, "max_points (or None: every entity)", low=10)
         self.dataset = dataset
         self._check_entities()
         self._cache: dict = {}

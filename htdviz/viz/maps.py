@@ -165,8 +165,8 @@ def map_figure(teacher_xy, student_xy, ids=None, groups=None, color=None,
                color_range: tuple[float, float] | None = None) -> "go.Figure":
     """Draw two 2-D maps of the same entities side by side, one trace per panel.
 
-    Long because its docstring documents its eighteen arguments, most of them per-entity
-    colourings and labels; the body checks them, then draws the two panels.
+    Long because it takes eighteen arguments, most of them per-entity colourings and
+    labels: the body checks each, then draws the two panels from them.
 
     Parameters
     ----------
