@@ -199,7 +199,7 @@ def teacher_run(config: TeacherConfig | None = None, *, runs_dir: str | Path = "
 
 
 def make_distiller(config: StudentConfig, teacher_users, teacher_items,
-                   generator: torch.Generator | None = None):
+                   generator: torch.Generator | None = None, teacher_model=None):
     """The distiller ``config`` describes: its method's class (:func:`htdviz.distill.get_method`)
     built with the method's options; None for method "student" (trained alone).
 
@@ -210,6 +210,10 @@ def make_distiller(config: StudentConfig, teacher_users, teacher_items,
     generator : torch.Generator, optional
         Draws the distiller's initialisation and Gumbel noise (default: the global torch
         RNG).
+    teacher_model : Recommender, optional
+        The trained teacher. A method that reads the teacher's scores (RRD: its ranking)
+        gets them from the model's own scorer where they are not dot products of the
+        representations (NeuMF); needed then.
 
     The student's representations are ``representation_width(config.dim)`` columns of
     its model (2 * dim for NeuMF); where the model reads them as several spaces
@@ -220,16 +224,22 @@ def make_distiller(config: StudentConfig, teacher_users, teacher_items,
     if cls is None:
         return None
     model = models.get_model(config.model)
+    extra = {}
     if cls.needs_scores and model.scorer is not models.Recommender.scorer:
-        # RRD ranks the teacher's items by dot products of its representations
-        raise ValueError(f"method {config.method!r} needs a teacher whose score is a dot "
-                         f"product (BPR-MF, LightGCN); model {config.model!r} is not")
+        if teacher_model is None:
+            raise ValueError(f"method {config.method!r} ranks the teacher's items, and a "
+                             f"{config.model} teacher's score is not a dot product: give "
+                             f"teacher_model")
+        extra["teacher_scorer"] = teacher_model.scorer(*teacher_model.representations())
     reads = {name: getattr(config, name) for name in model.distill_options}
     student_spaces = model.representation_spaces(model.representation_width(config.dim),
                                                  **reads)
     if len(student_spaces) == 1:
         return cls(teacher_users, teacher_items, student_spaces[0].stop,
-                   generator=generator, **config.options)
+                   generator=generator, **extra, **config.options)
+    if cls.needs_scores:
+        raise ValueError(f"method {config.method!r} distils the whole model's scores, not "
+                         f"one space each: use space 'concat', not {config.space!r}")
     from .distill.spaces import PerSpace
 
     teacher_spaces = model.representation_spaces(teacher_users.shape[1], **reads)
@@ -302,7 +312,11 @@ def student_run(teacher_dir: str | Path, method: str | StudentConfig | None = No
     net = build_model(config, ds, config.dim)
     # the distiller's own initialisation and Gumbel noise: a stream of its own
     generator = torch.Generator().manual_seed(config.seed + 1)
-    distiller = make_distiller(config, teacher_users, teacher_items, generator)
+    method = distill.get_method(config.method)
+    # a method that ranks the teacher's items may need the teacher's own scorer (NeuMF)
+    teacher_model = models.load(teacher_dir / "model.safetensors", ds) \
+        if method is not None and method.needs_scores else None
+    distiller = make_distiller(config, teacher_users, teacher_items, generator, teacher_model)
     device = torch.device(device) if device else default_device()
     result = fit(net, ds, train_config(config), distiller=distiller, device=device,
                  progress=_bar(f"{config.method} d{config.dim} s{config.seed}", progress),

@@ -248,9 +248,10 @@ def test_teacher_run_end_to_end(neumf_teacher):
 
 @pytest.mark.parametrize("method, space", [("ftd", "concat"), ("htd", "concat"),
                                            ("de", "concat"), ("fitnet", "concat"),
-                                           ("htd", "towers")])
+                                           ("htd", "towers"), ("rrd", "concat"),
+                                           ("htd+rrd", "concat")])
 def test_methods_distil_a_neumf_student(neumf_teacher, method, space):
-    options = {"n_groups": 4} if method in ("htd", "de") else {}
+    options = {"n_groups": 4} if method in ("htd", "de", "htd+rrd") else {}
     path = experiment.student_run(neumf_teacher, method, 4, epochs=2, eval_every=2,
                                   progress=False, space=space, **options)
     run = load_run(path)
@@ -261,3 +262,33 @@ def test_methods_distil_a_neumf_student(neumf_teacher, method, space):
     for column in ("bpr_loss", "distill_loss", "test_recall@50"):
         assert np.isfinite(trained[column]).all() and trained[column].iloc[0] >= 0
     assert trained["distill_loss"].iloc[0] > 0
+
+
+def test_rrd_ranks_by_the_neumf_teachers_own_scores(neumf_teacher):
+    """RRD's teacher lists come from the NeuMF teacher's scorer (not dot products of its
+    representations), and RRD cannot be split per tower."""
+    from htdviz.config import StudentConfig
+    from htdviz.distill.rrd import teacher_top_items
+
+    run = load_run(neumf_teacher)
+    dataset = experiment.dataset_of(run.config)
+    teacher = models.load(neumf_teacher / "model.safetensors", dataset)
+    config = StudentConfig(method="rrd", dim=4).inherit(neumf_teacher.name,
+                                                        TeacherConfig.from_dict(run.config))
+    tu, ti = run.representations("users"), run.representations("items")
+    rrd = experiment.make_distiller(config, tu, ti, teacher_model=teacher)
+    rrd.prepare(dataset)
+    with torch.no_grad():
+        scores = teacher.score(torch.arange(dataset.n_users))
+    scores[torch.from_numpy(dataset.train.tocoo().row.astype(np.int64)),
+           torch.from_numpy(dataset.train.tocoo().col.astype(np.int64))] = float("-inf")
+    best = scores.topk(500, dim=1).indices.numpy()
+    np.testing.assert_array_equal(rrd.sampler.top_items[:, :50], best[:, :50])
+    dot = teacher_top_items(torch.as_tensor(tu), torch.as_tensor(ti), dataset.train, 500)
+    assert (dot[:, :50] != best[:, :50]).any()          # the representations' dot is not it
+    with pytest.raises(ValueError, match="give teacher_model"):
+        experiment.make_distiller(config, tu, ti)
+    with pytest.raises(ValueError, match="use space 'concat'"):
+        experiment.make_distiller(StudentConfig(method="rrd", dim=4, space="towers").inherit(
+            neumf_teacher.name, TeacherConfig.from_dict(run.config)), tu, ti,
+            teacher_model=teacher)

@@ -45,15 +45,18 @@ def combine(*names: str) -> type[Distiller]:
                                   for name, cls in parts.items())
 
         def __init__(self, teacher_user_repr, teacher_item_repr, student_dim: int,
-                     generator: torch.Generator | None = None, **values):
+                     generator: torch.Generator | None = None, teacher_scorer=None,
+                     **values):
             super().__init__()
             unknown = set(values) - {o.name for o in self.options}
             if unknown:
                 raise ValueError(f"{'+'.join(names)} has no option {sorted(unknown)[0]!r}")
             self.parts = nn.ModuleDict({
                 name: cls(teacher_user_repr, teacher_item_repr, student_dim,
-                          generator=generator, **{o.name: values[o.name]
-                                                  for o in cls.options if o.name in values})
+                          generator=generator,
+                          **({"teacher_scorer": teacher_scorer}
+                             if cls.needs_scores and teacher_scorer is not None else {}),
+                          **{o.name: values[o.name] for o in cls.options if o.name in values})
                 for name, cls in parts.items()})
             self.weights = {name: values.get(w.name, w.default)
                             for name, w in zip(names, weights)}

@@ -56,9 +56,10 @@ def relaxed_ranking_loss(interesting: torch.Tensor, uninteresting: torch.Tensor)
 
 @torch.no_grad()
 def teacher_top_items(teacher_users: torch.Tensor, teacher_items: torch.Tensor,
-                      train: sp.csr_matrix, n_top: int = 500, chunk: int = 1024) -> np.ndarray:
-    """Each user's top ``n_top`` items by the teacher's score <t_u, t_i>, training items
-    excluded, best first.
+                      train: sp.csr_matrix, n_top: int = 500, chunk: int = 1024,
+                      scorer=None) -> np.ndarray:
+    """Each user's top ``n_top`` items by the teacher's score (<t_u, t_i>, or ``scorer``'s),
+    training items excluded, best first.
 
     Parameters
     ----------
@@ -69,6 +70,10 @@ def teacher_top_items(teacher_users: torch.Tensor, teacher_items: torch.Tensor,
     n_top : int, default 500
     chunk : int, default 1024
         Users scored at once: memory chunk x n_items floats.
+    scorer : callable, optional
+        ``scorer(users)`` -> the teacher's scores of every item, (len(users), n_items), where
+        they are not dot products of the representations (a NeuMF teacher's
+        :meth:`~htdviz.models.Recommender.scorer`).
 
     Returns
     -------
@@ -82,7 +87,8 @@ def teacher_top_items(teacher_users: torch.Tensor, teacher_items: torch.Tensor,
     out = np.empty((n_users, n_top), dtype=np.int64)
     for start in range(0, n_users, chunk):
         stop = min(start + chunk, n_users)
-        scores = teacher_users[start:stop] @ teacher_items.T                  # (c, n_items)
+        scores = teacher_users[start:stop] @ teacher_items.T if scorer is None else \
+            scorer(torch.arange(start, stop)).clone()                     # (c, n_items)
         block = train[start:stop].tocoo()
         scores[torch.from_numpy(block.row.astype(np.int64)),
                torch.from_numpy(block.col.astype(np.int64))] = float("-inf")
@@ -207,11 +213,16 @@ class RRD(Distiller):
     ----------
     teacher_user_repr : array or tensor of shape (n_users, d_t)
     teacher_item_repr : array or tensor of shape (n_items, d_t)
-        The teacher's score of (u, i) is their dot product (BPR-MF, LightGCN).
+        The teacher's score of (u, i) is their dot product (BPR-MF, LightGCN) unless
+        ``teacher_scorer`` is given.
     student_dim : int
         Unused: RRD reads the student's scores, not its representations.
     generator : torch.Generator, optional
         Draws each epoch's items (default: the global torch RNG).
+    teacher_scorer : callable, optional
+        ``teacher_scorer(users)`` -> the teacher's scores of every item (a NeuMF teacher's
+        scorer; :func:`htdviz.experiment.make_distiller` passes it). Used once, in
+        :meth:`prepare`, for the teacher's lists.
     n_interesting, n_uninteresting, n_top, rank_temperature, rank_sampling
         K, L, the length of the teacher's list, T, and whether the interesting items
         are sampled by rank (see :class:`RankSampler`).
@@ -233,14 +244,14 @@ class RRD(Distiller):
     def __init__(self, teacher_user_repr, teacher_item_repr, student_dim: int,
                  generator: torch.Generator | None = None, n_interesting: int = 40,
                  n_uninteresting: int = 40, n_top: int = 500, rank_temperature: float = 10.0,
-                 rank_sampling: bool = True):
+                 rank_sampling: bool = True, teacher_scorer=None):
         super().__init__()
         if not 1 <= n_interesting <= n_top:
             raise ValueError(f"n_interesting must be in [1, n_top={n_top}], got {n_interesting}")
         self.register_teacher(teacher_user_repr, teacher_item_repr)
         self.settings = dict(n_interesting=n_interesting, n_uninteresting=n_uninteresting,
                              temperature=rank_temperature, rank_sampling=rank_sampling)
-        self.n_top = n_top
+        self.n_top, self.teacher_scorer = n_top, teacher_scorer
         self.generator = generator
         self.sampler: RankSampler | None = None
         self.interesting = self.uninteresting = None
@@ -248,7 +259,8 @@ class RRD(Distiller):
     def prepare(self, dataset) -> None:
         """The teacher's lists of ``dataset``'s users, computed once."""
         top = teacher_top_items(self.teacher_users.cpu(), self.teacher_items.cpu(),
-                                dataset.train, self.n_top)
+                                dataset.train, self.n_top, scorer=self.teacher_scorer)
+        self.teacher_scorer = None                   # used once; holds the teacher's model
         self.sampler = RankSampler(top, dataset.train, **self.settings)
 
     def start_epoch(self, epoch: int, n_epochs: int) -> None:
