@@ -19,9 +19,6 @@ from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import ClassVar
 
-import numpy as np
-
-from ._validation import check_int
 from .options import (DISTILL_WEIGHT, EPOCHS, EVAL_EVERY, LR, SCHEDULES, UPDATES, WEIGHT_DECAY,
                       Option)
 
@@ -34,18 +31,20 @@ DATASET_NAMES = ("citeulike", "foursquare", "synthetic")
 # --------------------------------------------------------------------------------------
 
 def _option(default, help: str, flag: str | None = None, record="always", choices=None,
-            invert: bool = False, metavar: str | None = None):
-    """A configuration field and how it is recorded and spelled on the command line.
+            invert: bool = False, metavar: str | None = None, low: float | None = None):
+    """A configuration field and how it is recorded, spelled on the command line and
+    checked (the arguments of :class:`~htdviz.options.Option`).
 
     ``record``: "always"; "changed" (recorded only when not the default: fields added after
     runs were first written, so that older folders keep their names); or a predicate on
     the configuration (recorded only where it means something, e.g. LightGCN's layers).
     ``flag``: its option of ``python -m htdviz distill`` (None: not an option there);
-    ``invert``: a True-by-default switch whose flag turns it off.
+    ``invert``: a True-by-default switch whose flag turns it off; ``choices`` and ``low``:
+    the values allowed, checked when a configuration is made.
     """
     return field(default=default, metadata=dict(help=help, flag=flag, record=record,
                                                  choices=choices, invert=invert,
-                                                 metavar=metavar))
+                                                 metavar=metavar, low=low))
 
 
 def _field_option(f) -> Option:
@@ -53,7 +52,8 @@ def _field_option(f) -> Option:
     line, config.json and the checks read; a method's options have it already)."""
     m = f.metadata
     return Option(f.name, f.default, m["help"], flag=m["flag"] or "", choices=m["choices"],
-                  record=m["record"], invert=m["invert"], metavar=m["metavar"])
+                  record=m["record"], invert=m["invert"], metavar=m["metavar"],
+                  low=m["low"])
 
 
 def _methods():
@@ -76,20 +76,11 @@ class _Config:
     role: ClassVar[str]
 
     def __post_init__(self):
+        # every choice, count and rate of a run, checked before anything trains
         for f in fields(self):
             option = _field_option(f)
-            if option.choices is not None:
+            if option.choices is not None or option.low is not None:
                 option.check(getattr(self, f.name))
-        # every count and rate of a run, checked before anything trains
-        counts = {"dim": 1, "epochs": 1, "eval_every": 1, "n_layers": 1, "mlp_layers": 1,
-                  "min_items": 3}
-        for name, low in counts.items():
-            if hasattr(self, name):
-                check_int(getattr(self, name), name, low=low)
-        for name in ("lr", "weight_decay", "distill_weight"):
-            value = getattr(self, name, 0.0)
-            if not isinstance(value, (int, float)) or not np.isfinite(value) or value < 0:
-                raise ValueError(f"{name} must be a finite number >= 0, got {value!r}")
 
     @classmethod
     def option_list(cls) -> list[Option]:
@@ -165,11 +156,11 @@ class TeacherConfig(_Config):
     role: ClassVar[str] = "teacher"
 
     model: str = _option("bpr", "teacher model", "--model", choices=_model_names)
-    dim: int = _option(200, "teacher dim d_t", "--teacher-dim")
+    dim: int = _option(200, "teacher dim d_t", "--teacher-dim", low=1)
     n_layers: int = _option(2, "LightGCN propagation layers", "--layers",
-                            record=_model_takes("n_layers"))
+                            record=_model_takes("n_layers"), low=1)
     mlp_layers: int = _option(1, "NeuMF MLP hidden layers (2d -> d -> d/2 ...)",
-                              "--mlp-layers", record=_model_takes("mlp_layers"))
+                              "--mlp-layers", record=_model_takes("mlp_layers"), low=1)
     dataset: str = _option("citeulike", "'citeulike', 'foursquare', 'synthetic', or a data "
                            "file: users.dat format (.dat/.txt) or (user, item) pairs "
                            "(.csv/.tsv/.parquet)", "--dataset", metavar="NAME_OR_FILE")
@@ -177,18 +168,19 @@ class TeacherConfig(_Config):
                          "seeded 'random' leave-one-out (data files: always random)",
                          "--split", choices=("reference", "random"))
     epochs: int = _option(EPOCHS, "teacher epochs (distill, sweep: default --epochs)",
-                          "--teacher-epochs")
-    eval_every: int = _option(EVAL_EVERY, "evaluate every this many epochs")
+                          "--teacher-epochs", low=1)
+    eval_every: int = _option(EVAL_EVERY, "evaluate every this many epochs", low=1)
     seed: int = _option(0, "seed of the teacher run", "--teacher-seed")
-    lr: float = _option(LR, "Adam learning rate of the teacher (and its students)", "--lr")
+    lr: float = _option(LR, "Adam learning rate of the teacher (and its students)", "--lr",
+                        low=0.0)
     weight_decay: float = _option(WEIGHT_DECAY, "Adam weight decay of the teacher (and its "
-                                  "students)", "--weight-decay")
+                                  "students)", "--weight-decay", low=0.0)
     schedule: str = _option("default", "the teacher's schedule: 'default' trains E epochs "
                             "(label e = after e epochs); 'reference' the authors' loop, E + 1 "
                             "epochs (label e = after e + 1)", "--teacher-schedule",
                             record="changed", choices=SCHEDULES)
     min_items: int = _option(5, "users with fewer items are dropped", "--min-items",
-                             record=_split_option("min_items", 5))
+                             record=_split_option("min_items", 5), low=3)
     split_seed: int | None = _option(None, "seed of a random split (default: the run's "
                                      "seed)", "--split-seed",
                                      record=_split_option("split_seed", None))
@@ -268,13 +260,14 @@ class StudentConfig(_Config):
 
     method: str = _option("htd", "distillation method ('student': trained alone)",
                           "--method", choices=_method_names)
-    dim: int = _option(20, "student dim d_s", "--dim")
+    dim: int = _option(20, "student dim d_s", "--dim", low=1)
     teacher: str = _option("", "folder name of the teacher run")
-    epochs: int = _option(EPOCHS, "student epochs", "--epochs")
-    eval_every: int = _option(EVAL_EVERY, "evaluate every this many epochs", "--eval-every")
+    epochs: int = _option(EPOCHS, "student epochs", "--epochs", low=1)
+    eval_every: int = _option(EVAL_EVERY, "evaluate every this many epochs", "--eval-every",
+                              low=1)
     seed: int = _option(0, "seed of the student (model, distiller, batches)", "--seed")
     distill_weight: float = _option(DISTILL_WEIGHT, "lambda, the weight of the distillation loss",
-                                    "--distill-weight", record=_distils)
+                                    "--distill-weight", record=_distils, low=0.0)
     schedule: str = _option("default", "'default' trains E epochs (label e = after e "
                             "epochs); 'reference' the authors' loop: E + 1 epochs (label e = "
                             "after e + 1) and tau = 1 for the first two", "--schedule",
@@ -286,18 +279,17 @@ class StudentConfig(_Config):
     model: str = _option("bpr", "the teacher's model")
     dataset: str = _option("citeulike", "the teacher's data set")
     split: str = _option("reference", "the teacher's split")
-    lr: float = _option(LR, "the teacher's learning rate")
-    weight_decay: float = _option(WEIGHT_DECAY, "the teacher's weight decay")
+    lr: float = _option(LR, "the teacher's learning rate", low=0.0)
+    weight_decay: float = _option(WEIGHT_DECAY, "the teacher's weight decay", low=0.0)
     n_layers: int = _option(2, "the teacher's LightGCN layers",
-                            record=_model_takes("n_layers"))
+                            record=_model_takes("n_layers"), low=1)
     mlp_layers: int = _option(1, "the teacher's NeuMF MLP layers",
-                              record=_model_takes("mlp_layers"))
+                              record=_model_takes("mlp_layers"), low=1)
     space: str = _option("concat", "NeuMF: distil its representation [MF | MLP] as one "
                          "space ('concat') or each tower as its own ('towers')", "--space",
                          record=_model_takes("space"), choices=("concat", "towers"))
-    options: dict = field(default_factory=dict, hash=False, metadata=dict(
-        help="the method's options", flag=None, record=_never, choices=None, invert=False,
-        metavar=None))
+    options: dict = field(default_factory=dict, hash=False, metadata=_option(
+        None, "the method's options", record=_never).metadata)
 
     def __init__(self, **values):
         for f in fields(self):
