@@ -75,8 +75,8 @@ def registered():
     """The toy method and model registered as a notebook cell would; the registries are
     restored afterwards, so other test files see htdviz's own."""
     with pytest.MonkeyPatch.context() as mp:
-        mp.setattr(method_registry, "_METHODS", dict(method_registry._METHODS))
-        mp.setattr(model_registry, "_MODELS", dict(model_registry._MODELS))
+        mp.setattr(method_registry._METHODS, "classes", dict(method_registry._METHODS.classes))
+        mp.setattr(model_registry._MODELS, "classes", dict(model_registry._MODELS.classes))
         distill.register_method("cosine", CosineToTeacher)
         models.register_model("scaledmf", ScaledMF)
         yield

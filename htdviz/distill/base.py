@@ -31,6 +31,7 @@ from typing import ClassVar
 import torch
 from torch import nn
 
+from .._registry import Registry
 from ..options import Option
 from ._common import as_teacher
 
@@ -191,8 +192,9 @@ def as_distiller(distiller: nn.Module | None) -> Distiller | None:
 # The registry: names a person types -> classes
 # --------------------------------------------------------------------------------------
 
-_METHODS: dict[str, type[Distiller] | None] = {STUDENT: None}
-_BUILT_IN: set[str] = {STUDENT}
+_METHODS = Registry("method", Distiller, "htdviz.distill.register_method",
+                    extra_characters="+")
+_METHODS.register(STUDENT, None, built_in=True, allow_none=True)
 
 
 def register_method(name: str, cls: type[Distiller] | None, *, built_in: bool = False) -> None:
@@ -212,20 +214,8 @@ def register_method(name: str, cls: type[Distiller] | None, *, built_in: bool = 
     built_in : bool, default False
         For htdviz's own methods: the name cannot be replaced.
     """
-    if not isinstance(name, str) or not name or \
-            not name.replace("_", "").replace("-", "").replace("+", "").isalnum():
-        raise ValueError(f"method name must be letters, digits, '_', '-' or '+', got "
-                         f"{name!r}")
-    if name in _BUILT_IN and _METHODS.get(name) is not cls:
-        raise ValueError(f"method {name!r} is built into htdviz; register yours under "
-                         f"another name")
-    if cls is not None and not (isinstance(cls, type) and issubclass(cls, Distiller)):
-        raise ValueError(f"method {name!r}: cls must be a subclass of "
-                         f"htdviz.distill.Distiller, got {cls!r}")
     _check_options(name, cls)
-    _METHODS[name] = cls
-    if built_in:
-        _BUILT_IN.add(name)
+    _METHODS.register(name, cls, built_in, allow_none=True)
 
 
 def _check_options(name: str, cls) -> None:
@@ -235,7 +225,7 @@ def _check_options(name: str, cls) -> None:
         if not isinstance(option, Option):
             raise ValueError(f"method {name!r}: options must be htdviz.options.Option "
                              f"objects, got {option!r}")
-        for other, other_cls in _METHODS.items():
+        for other, other_cls in _METHODS.classes.items():
             for theirs in getattr(other_cls, "options", ()):
                 if other != name and theirs.name == option.name and \
                         (theirs.default, theirs.type) != (option.default, option.type):
@@ -253,25 +243,22 @@ def get_method(name: str) -> type[Distiller] | None:
     ValueError
         ``name`` is not registered; the message lists the names that are.
     """
-    if name not in _METHODS:
-        raise ValueError(f"method must be one of {method_names()}, got {name!r} (register "
-                         f"a method of your own with htdviz.distill.register_method)")
-    return _METHODS[name]
+    return _METHODS.get(name)
 
 
 def is_built_in(name: str) -> bool:
     """Whether method ``name`` is one of htdviz's own (registered on import)."""
-    return name in _BUILT_IN
+    return name in _METHODS.built_in
 
 
 def method_names() -> tuple[str, ...]:
     """The registered method names, built-ins first, in the order they were registered."""
-    return tuple(_METHODS)
+    return _METHODS.names()
 
 
 def method_options(name: str | None = None) -> dict[str, Option]:
     """The options of method ``name``, or (None) of every registered method, by name."""
-    names = [name] if name is not None else list(_METHODS)
+    names = [name] if name is not None else list(_METHODS.names())
     return {option.name: option for n in names
             for option in getattr(get_method(n), "options", ())}
 
@@ -280,5 +267,5 @@ def display_name(name: str) -> str:
     """How reports name method ``name`` ("student" is "student alone")."""
     if name == STUDENT:
         return "student alone"
-    cls = _METHODS.get(name)
+    cls = _METHODS.classes.get(name)
     return getattr(cls, "display_name", None) or name

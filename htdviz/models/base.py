@@ -16,6 +16,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .._io import write_atomically
+from .._registry import Registry
 
 
 class Recommender(nn.Module):
@@ -136,8 +137,7 @@ def bpr_loss(user_repr, pos_repr, neg_repr) -> torch.Tensor:
     return -F.logsigmoid(diff).sum()
 
 
-_MODELS: dict[str, type[Recommender]] = {}
-_BUILT_IN: set[str] = set()
+_MODELS = Registry("model", Recommender, "htdviz.models.register_model")
 
 
 def register_model(name: str, cls: type[Recommender], *, built_in: bool = False) -> None:
@@ -154,31 +154,17 @@ def register_model(name: str, cls: type[Recommender], *, built_in: bool = False)
     built_in : bool, default False
         For htdviz's own models: the name cannot be replaced.
     """
-    if not isinstance(name, str) or not name or \
-            not name.replace("_", "").replace("-", "").isalnum():
-        raise ValueError(f"model name must be letters, digits, '_' or '-', got {name!r}")
-    if name in _BUILT_IN and _MODELS.get(name) is not cls:
-        raise ValueError(f"model {name!r} is built into htdviz; register yours under "
-                         f"another name")
-    if not (isinstance(cls, type) and issubclass(cls, Recommender)):
-        raise ValueError(f"model {name!r}: cls must be a subclass of "
-                         f"htdviz.models.Recommender, got {cls!r}")
-    _MODELS[name] = cls
-    if built_in:
-        _BUILT_IN.add(name)
+    _MODELS.register(name, cls, built_in)
 
 
 def get_model(name: str) -> type[Recommender]:
     """The class registered as ``name``; ValueError listing the registered names if none."""
-    if name not in _MODELS:
-        raise ValueError(f"model must be one of {model_names()}, got {name!r} (register a "
-                         f"model of your own with htdviz.models.register_model)")
-    return _MODELS[name]
+    return _MODELS.get(name)
 
 
 def model_names() -> tuple[str, ...]:
     """The registered model names, in the order they were registered."""
-    return tuple(_MODELS)
+    return _MODELS.names()
 
 
 def save(model: Recommender, path: str | Path) -> None:
@@ -200,7 +186,7 @@ def load(path: str | Path, dataset=None, device: str | torch.device = "cpu") -> 
     path = Path(path)
     with safe_open(str(path), framework="pt") as f:
         meta = f.metadata() or {}
-    classes = {cls.__name__: cls for cls in _MODELS.values()}
+    classes = {cls.__name__: cls for cls in _MODELS.classes.values()}
     if meta.get("class") not in classes:
         raise ValueError(f"{path}: unknown model class {meta.get('class')!r} (registered: "
                          f"{sorted(classes)})")
