@@ -52,7 +52,7 @@ def _teacher_options(p: argparse.ArgumentParser, command: str) -> None:
     g = p.add_argument_group("teacher and data options")
     if command == "teacher":
         add_options(g, TeacherConfig, skip=("epochs", "seed", "schedule", "updates"),
-                         prefix="teacher_")
+                    prefix="teacher_")
     else:
         add_options(g, TeacherConfig, defaults={"epochs": None}, prefix="teacher_")
 
@@ -200,8 +200,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="the HTML file to write")
     g = p.add_argument_group("data options")
     add_options(g, TeacherConfig, prefix="teacher_",
-                     skip=[f for f in TeacherConfig.__dataclass_fields__
-                           if f not in ("dataset", "min_items", "user_col", "item_col")])
+                skip=[f for f in TeacherConfig.__dataclass_fields__
+                      if f not in ("dataset", "min_items", "user_col", "item_col")])
     _common(p)
     return parser
 
@@ -340,12 +340,12 @@ def _run(args) -> int:
                 "best_valid_epoch", "best_valid_test_recall@50", "train_seconds"]
         print(table[cols].to_string(index=False))
     elif args.command == "demo":
-        print(experiment.run_demo(student_dim=args.student_dim, epochs=args.epochs,
-                       teacher_epochs=args.teacher_epochs, runs_dir=args.runs,
-                       report=args.report, device=args.device, progress=progress,
-                       projection=args.projection, seed=args.seed,
-                       dataset=args.teacher_dataset, min_items=args.teacher_min_items,
-                       user_col=args.teacher_user_col, item_col=args.teacher_item_col))
+        print(experiment.run_demo(
+            student_dim=args.student_dim, epochs=args.epochs,
+            teacher_epochs=args.teacher_epochs, runs_dir=args.runs, report=args.report,
+            device=args.device, progress=progress, projection=args.projection,
+            seed=args.seed, dataset=args.teacher_dataset, min_items=args.teacher_min_items,
+            user_col=args.teacher_user_col, item_col=args.teacher_item_col))
     return 0
 
 

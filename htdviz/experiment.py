@@ -1,4 +1,4 @@
-"""Headless runs: train a teacher, distil a student; the demo pipeline (:func:`run_demo`).
+"""Headless runs: train a teacher, distil a student; the demo's pipeline (:func:`run_demo`).
 
 Every run writes its own folder under ``runs/`` through :func:`htdviz.runs.write_run`
 (the folder format is defined in :mod:`htdviz.runs`, the configurations that name the
@@ -372,13 +372,12 @@ def run_demo(student_dim: int = 20, epochs: int = 30, teacher_epochs: int = 100,
     for method in methods:
         distill.get_method(method)                       # an unknown name fails before training
     tic = time.perf_counter()
-    teacher_dir = teacher_run(epochs=teacher_epochs, runs_dir=runs_dir,
-                                         device=device, progress=progress, seed=seed,
-                                         dataset=dataset, min_items=min_items,
-                                         user_col=user_col, item_col=item_col)
+    teacher_dir = teacher_run(epochs=teacher_epochs, runs_dir=runs_dir, device=device,
+                              progress=progress, seed=seed, dataset=dataset,
+                              min_items=min_items, user_col=user_col, item_col=item_col)
     student_dirs = {m: student_run(teacher_dir, m, student_dim, epochs=epochs,
-                                              runs_dir=runs_dir, device=device,
-                                              progress=progress, seed=seed)
+                                   runs_dir=runs_dir, device=device, progress=progress,
+                                   seed=seed)
                     for m in methods}
     seconds_training = time.perf_counter() - tic
     say("runs ready; loading the data set and the runs")

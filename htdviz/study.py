@@ -593,9 +593,10 @@ def sweep(dims=(10, 20, 100, 200), methods=("student", "ftd", "htd"), teacher_di
         Options of :func:`htdviz.experiment.student_run` (and ``device``).
     """
     if teacher_dir is None:
-        teacher_dir = experiment.teacher_run(dataset=dataset, runs_dir=runs_dir, progress=progress,
-                                  device=student_kwargs.get("device"),
-                                  **(teacher_options or {}))
+        teacher_dir = experiment.teacher_run(dataset=dataset, runs_dir=runs_dir,
+                                             progress=progress,
+                                             device=student_kwargs.get("device"),
+                                             **(teacher_options or {}))
     device = student_kwargs.pop("device", None)
     table = study({"dim": list(dims), "method": list(methods)}, teacher=teacher_dir,
                   workers=jobs, runs_dir=runs_dir, device=device, progress=progress,
