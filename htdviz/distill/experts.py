@@ -46,7 +46,7 @@ BALANCE_WEIGHT = Option("balance_weight", 0.0, "DE, HTD: weight of a load-balanc
 
 #: The CPU runs each expert only on the rows it weighs once at most this share of the
 #: (row, expert) weights is non-zero (the crossover of benchmarks/bench_experts.py) ...
-SPARSE_SHARE = 0.8
+SPARSE_SHARE = 0.6
 #: ... in zero-padded blocks while the largest expert's load times K is at most this many
 #: times the number of non-zero weights (else each expert on its own rows).
 PADDED_LOAD = 3
