@@ -24,7 +24,7 @@ One approximation, at the level of float32 rounding: a weight smaller than its r
 second-largest weight times eps / 2K is set to exactly 0 (:func:`gumbel_softmax_weights`).
 Without it the mixture stays dense until tau ~ 0.1, because the Gumbel-softmax weights of
 the unlikely groups fall towards 0 for many epochs without underflowing; with it the
-sparse paths start between tau ~ 0.5 and 0.3 (docs/benchmarks.md).
+sparse paths start around tau ~ 0.3 (docs/benchmarks.md).
 """
 from __future__ import annotations
 
