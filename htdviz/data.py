@@ -725,12 +725,11 @@ class NegativeSampler:
 
     def is_positive(self, users: np.ndarray, items: np.ndarray) -> np.ndarray:
         """Whether each (user, item) is a training pair; arrays of the same shape."""
-        from . import _kernels
+        from ._kernels import stored_in_rows, use_torch_threads   # numba: on first use
 
         users, items = np.asarray(users), np.asarray(items)
-        _kernels.use_torch_threads()
-        flat = _kernels.stored_in_rows(self._indptr, self._indices, users.ravel(),
-                                       items.ravel())
+        use_torch_threads()
+        flat = stored_in_rows(self._indptr, self._indices, users.ravel(), items.ravel())
         return flat.reshape(users.shape)
 
     def sample(self, users: np.ndarray, rng: np.random.Generator) -> np.ndarray:

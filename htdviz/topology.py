@@ -32,9 +32,7 @@ import scipy.sparse as sp
 import torch
 from scipy import stats
 
-from ._validation import check_int as _check_positive_int
-from ._validation import check_labels as _as_labels
-from ._validation import check_matrix as _as_matrix
+from ._validation import check_int, check_labels, check_matrix
 
 #: Neighbourhood size of :func:`preservation_kl` (the paper does not publish its choice).
 DEFAULT_N_NEIGHBORS = 10
@@ -56,8 +54,8 @@ HIGHER_IS_BETTER = ("knn_overlap", "spearman", "cka")
 
 def _as_pair(teacher, student, teacher_name="teacher", student_name="student"):
     """Teacher and student as torch tensors of one compute dtype, same number of rows."""
-    t = _as_matrix(teacher, teacher_name)
-    s = _as_matrix(student, student_name)
+    t = check_matrix(teacher, teacher_name)
+    s = check_matrix(student, student_name)
     if t.shape[0] != s.shape[0]:
         raise ValueError(f"{teacher_name} and {student_name} must describe the same entities: "
                          f"got {t.shape[0]} and {s.shape[0]} rows")
@@ -113,11 +111,11 @@ def cosine_similarity(a, b=None, chunk_size: int = 4096, dtype=np.float32) -> np
     ``dtype`` asks for it; for 25,181 items the float32 result alone is 2.5 GB, so for
     measures over large sets use :func:`discrepancy`, which never holds the whole matrix.
     """
-    a = _as_matrix(a, "a")
-    b = a if b is None else _as_matrix(b, "b")
+    a = check_matrix(a, "a")
+    b = a if b is None else check_matrix(b, "b")
     if a.shape[1] != b.shape[1]:
         raise ValueError(f"a and b must have the same dim, got {a.shape[1]} and {b.shape[1]}")
-    chunk_size = _check_positive_int(chunk_size, "chunk_size")
+    chunk_size = check_int(chunk_size, "chunk_size")
     compute = np.float64 if (a.dtype == np.float64 and b.dtype == np.float64) else np.float32
     a_unit = unit_rows(torch.from_numpy(a.astype(compute, copy=False)))
     b_unit = a_unit if b is a else unit_rows(torch.from_numpy(b.astype(compute, copy=False)))
@@ -145,8 +143,8 @@ def prototypes(repr, labels, n_groups: int | None = None) -> np.ndarray:
         implementation takes them, accumulated in float64 and returned in the compute
         dtype. Rows of empty groups are NaN.
     """
-    x = _as_matrix(repr, "repr")
-    labels, n_groups = _as_labels(labels, x.shape[0], n_groups=n_groups)
+    x = check_matrix(repr, "repr")
+    labels, n_groups = check_labels(labels, x.shape[0], n_groups=n_groups)
     return _prototypes(x, labels, n_groups).astype(x.dtype)
 
 
@@ -210,8 +208,8 @@ def htd_decomposition(repr, labels, n_groups: int | None = None) -> HTDTopology:
     ``sum_g n_g ** 2`` for the within-group blocks (for 30 balanced groups, 1/30 of the
     full matrix; a single group is the full matrix).
     """
-    x = _as_matrix(repr, "repr")
-    labels, n_groups = _as_labels(labels, x.shape[0], n_groups=n_groups)
+    x = check_matrix(repr, "repr")
+    labels, n_groups = check_labels(labels, x.shape[0], n_groups=n_groups)
     protos = _prototypes(x, labels, n_groups).astype(x.dtype)
     present = ~np.isnan(protos).any(axis=1)
     pp = np.full((n_groups, n_groups), np.nan, dtype=x.dtype)
@@ -246,8 +244,8 @@ def stack_entities(user_repr, item_repr, user_labels=None, item_labels=None):
         Users first, then items.
     labels : int64 ndarray of shape (n_users + n_items,) or None
     """
-    users = _as_matrix(user_repr, "user_repr")
-    items = _as_matrix(item_repr, "item_repr")
+    users = check_matrix(user_repr, "user_repr")
+    items = check_matrix(item_repr, "item_repr")
     if users.shape[1] != items.shape[1]:
         raise ValueError(f"user_repr and item_repr must have the same dim, got "
                          f"{users.shape[1]} and {items.shape[1]}")
@@ -258,8 +256,8 @@ def stack_entities(user_repr, item_repr, user_labels=None, item_labels=None):
         raise ValueError("give both user_labels and item_labels, or neither")
     if user_labels is None:
         return joint, None
-    user_labels, n_user_groups = _as_labels(user_labels, users.shape[0], "user_labels")
-    item_labels, _ = _as_labels(item_labels, items.shape[0], "item_labels")
+    user_labels, n_user_groups = check_labels(user_labels, users.shape[0], "user_labels")
+    item_labels, _ = check_labels(item_labels, items.shape[0], "item_labels")
     return joint, np.concatenate([user_labels, item_labels + n_user_groups])
 
 
@@ -437,7 +435,7 @@ def _kl_per_entity(t_unit, s_unit, neighbours: np.ndarray, temperature: float,
 def _check_kl_params(n: int, n_neighbors, temperature, mode=None):
     if n < 3:
         raise ValueError(f"the topology KL needs at least 3 entities, got {n}")
-    n_neighbors = _check_positive_int(n_neighbors, "n_neighbors", low=2, high=n - 1)
+    n_neighbors = check_int(n_neighbors, "n_neighbors", low=2, high=n - 1)
     if not (isinstance(temperature, (int, float, np.floating)) and np.isfinite(temperature)
             and temperature > 0):
         raise ValueError(f"temperature must be a finite number > 0, got {temperature!r}")
@@ -460,7 +458,7 @@ def preservation_kl_per_entity(teacher, student, n_neighbors: int = DEFAULT_N_NE
     """
     t, s = _as_pair(teacher, student)
     n_neighbors, temperature = _check_kl_params(t.shape[0], n_neighbors, temperature, mode)
-    chunk_size = _check_positive_int(chunk_size, "chunk_size")
+    chunk_size = check_int(chunk_size, "chunk_size")
     t_unit, s_unit = unit_rows(t), unit_rows(s)
     if mode == "most_similar":
         neighbours = _row_pass(t_unit, None, n_neighbors, 0, chunk_size=chunk_size)[0]
@@ -597,13 +595,13 @@ def discrepancy(teacher, student, labels=None, k: int = 10,
         raise ValueError(f"teacher and student need at least 3 entities, got {n}")
     wanted = _wanted_measures(measures, labels is not None)
     if labels is not None:
-        labels, n_groups = _as_labels(labels, n)
-    k = _check_positive_int(k, "k", high=n - 1)
+        labels, n_groups = check_labels(labels, n)
+    k = check_int(k, "k", high=n - 1)
     n_neighbors, temperature = _check_kl_params(n, n_neighbors, temperature)
-    n_pairs = _check_positive_int(n_pairs, "n_pairs")
-    chunk_size = _check_positive_int(chunk_size, "chunk_size")
+    n_pairs = check_int(n_pairs, "n_pairs")
+    chunk_size = check_int(chunk_size, "chunk_size")
     rows = None
-    if max_rows is not None and _check_positive_int(max_rows, "max_rows") < n:
+    if max_rows is not None and check_int(max_rows, "max_rows") < n:
         rows = np.sort(_rng(random_state).choice(n, max_rows, replace=False))
     t_unit, s_unit = unit_rows(t), unit_rows(s)
 
@@ -724,8 +722,8 @@ def group_errors(teacher, student, labels, n_groups: int | None = None,
 
     t, s = _as_pair(teacher, student)
     n = t.shape[0]
-    labels, n_groups = _as_labels(labels, n, n_groups=n_groups)
-    chunk_size = _check_positive_int(chunk_size, "chunk_size")
+    labels, n_groups = check_labels(labels, n, n_groups=n_groups)
+    chunk_size = check_int(chunk_size, "chunk_size")
     t_unit, s_unit = unit_rows(t), unit_rows(s)
     size = np.bincount(labels, minlength=n_groups)
     if positive_pairs_only:
@@ -812,7 +810,7 @@ def band_errors(teacher, student, teacher_cols=None, student_cols=None,
     t, s, tc, sc, rows, edges = _band_inputs(teacher, student, teacher_cols, student_cols,
                                              bands, rows)
     square = teacher_cols is None
-    chunk_size = _check_positive_int(chunk_size, "chunk_size")
+    chunk_size = check_int(chunk_size, "chunk_size")
     n_near, n_bands = edges[-2], len(edges) - 1
     t_unit, s_unit = unit_rows(t), unit_rows(s)
     tc_unit, sc_unit = (t_unit, s_unit) if square else (unit_rows(tc), unit_rows(sc))
@@ -913,16 +911,16 @@ def band_error_table(teacher_users, teacher_items, student_users, student_items,
     import pandas as pd
 
     if max_rows is not None:
-        max_rows = _check_positive_int(max_rows, "max_rows")
+        max_rows = check_int(max_rows, "max_rows")
 
     def sample(n):
         if max_rows is None or max_rows >= n:
             return None
         return np.sort(_rng(random_state).choice(n, max_rows, replace=False))
 
-    tu, ti = _as_matrix(teacher_users, "teacher_users"), _as_matrix(teacher_items,
+    tu, ti = check_matrix(teacher_users, "teacher_users"), check_matrix(teacher_items,
                                                                    "teacher_items")
-    su, si = _as_matrix(student_users, "student_users"), _as_matrix(student_items,
+    su, si = check_matrix(student_users, "student_users"), check_matrix(student_items,
                                                                    "student_items")
     users, items = sample(tu.shape[0]), sample(ti.shape[0])
     parts = []

@@ -342,14 +342,13 @@ def _sparse_bpr_cpu(rows: "RowAdam", users, pos, neg) -> torch.Tensor:
     """:func:`_sparse_bpr` and its backward pass, compiled (``htdviz._kernels``): returns
     the loss and hands the gradients of the touched rows to ``rows`` for its next
     :meth:`RowAdam.step`. The batch's users and items are in order of first appearance."""
-    from . import _kernels
+    from ._kernels import bpr_grad, unique_inverse, use_torch_threads   # numba: on first use
 
-    threads = _kernels.use_torch_threads()
+    threads = use_torch_threads()
     user_table, item_table = (table.detach().numpy() for table in rows.tables)
-    user_ids, user_of = _kernels.unique_inverse(users.numpy(), rows.scratch(0))
-    item_ids, item_of = _kernels.unique_inverse(torch.cat([pos, neg]).numpy(),
-                                                rows.scratch(1))
-    loss, user_grad, item_grad = _kernels.bpr_grad(
+    user_ids, user_of = unique_inverse(users.numpy(), rows.scratch(0))
+    item_ids, item_of = unique_inverse(torch.cat([pos, neg]).numpy(), rows.scratch(1))
+    loss, user_grad, item_grad = bpr_grad(
         user_table, item_table, user_ids, item_ids, user_of, item_of[:len(pos)],
         item_of[len(pos):], threads)
     rows.add_grad(0, torch.from_numpy(user_ids), torch.from_numpy(user_grad))
@@ -447,11 +446,11 @@ def _row_adam_cpu(table, first, second, ids, grad, **hyper) -> None:
     """:func:`_row_adam_torch` in one pass over each touched row (``htdviz._kernels``):
     on the CPU the update is bound by memory, and torch's ops read and write every touched
     row of the table and of both moments several times."""
-    from . import _kernels
+    from ._kernels import row_adam, use_torch_threads   # numba: on first use
 
-    _kernels.use_torch_threads()
-    _kernels.row_adam(table.numpy(), first.numpy(), second.numpy(), ids.numpy(),
-                      grad.contiguous().numpy(), **hyper)
+    use_torch_threads()
+    row_adam(table.numpy(), first.numpy(), second.numpy(), ids.numpy(),
+             grad.contiguous().numpy(), **hyper)
 
 
 class _Checkpoint:

@@ -157,12 +157,11 @@ class NeuMF(Recommender):
         """``out`` (B, n_items) += the MLP tower's output term for every pair, from the
         first layer's user part (B, h) and item part (n_items, h)."""
         if len(self.mlp) == 1 and out.is_cpu and out.is_contiguous():
-            from .. import _kernels
+            from .._kernels import add_relu_dot, use_torch_threads   # numba: on first use
 
-            _kernels.use_torch_threads()
-            _kernels.add_relu_dot(user_hidden.contiguous().numpy(),
-                                  item_hidden.contiguous().numpy(),
-                                  weights.contiguous().numpy(), out.numpy())
+            use_torch_threads()
+            add_relu_dot(user_hidden.contiguous().numpy(), item_hidden.contiguous().numpy(),
+                         weights.contiguous().numpy(), out.numpy())
             return
         width = user_hidden.shape[1]
         item_step = max(1, min(item_hidden.shape[0], 4096, _PAIR_BLOCK // width))
