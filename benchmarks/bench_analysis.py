@@ -1,7 +1,7 @@
 """Speed and memory of the analysis layer on all 25,181 CiteULike-t items.
 
 The goal (issue "Topology analysis core"): every discrepancy measure of
-:func:`htdviz.topology.discrepancy` for a d = 200 teacher against a d = 20 student over all
+:func:`htdviz.preservation.discrepancy` for a d = 200 teacher against a d = 20 student over all
 25,181 items in at most 60 s on a 2-core CPU and within 4 GiB of memory. Also timed: the
 capacity bounds and table on users + items stacked (30,400 entities), and optionally the
 tag probes.
@@ -27,7 +27,7 @@ import time
 import numpy as np
 import torch
 
-from htdviz import capacity, groups, probe, topology
+from htdviz import capacity, groups, preservation, probe, topology
 
 N_USERS, N_ITEMS = 5219, 25181
 GOAL_SECONDS, GOAL_GIB = 60.0, 4.0
@@ -91,12 +91,12 @@ def main():
     item_groups, _ = timed("k-means groups (K = 30) on teacher items",
                            lambda: groups.kmeans_groups(t_items, 30))
     per_measure = {}
-    for measure in topology.MEASURES:
-        _, per_measure[measure] = timed(measure, lambda m=measure: topology.discrepancy(
+    for measure in preservation.MEASURES:
+        _, per_measure[measure] = timed(measure, lambda m=measure: preservation.discrepancy(
             t_items, s_items, item_groups, measures=[m], chunk_size=args.chunk_size))
     print("\nAll measures in one call (the goal):")
     start_peak = peak_rss_gib()
-    values, total = timed("discrepancy(), every measure", lambda: topology.discrepancy(
+    values, total = timed("discrepancy(), every measure", lambda: preservation.discrepancy(
         t_items, s_items, item_groups, chunk_size=args.chunk_size))
     for key, value in values.items():
         print(f"    {key:<22s} {value:.4f}")

@@ -3,7 +3,7 @@ answer (on CiteULike), and what they cost at MovieLens-20M size.
 
 Part 1, error (``--runs``: a folder with a BPR teacher and its d_s = 20 students): for the
 items and the users of CiteULike, every nearest-neighbour measure of
-:func:`htdviz.topology.discrepancy` (kNN overlap@10, KL on the 10 most similar, and the
+:func:`htdviz.preservation.discrepancy` (kNN overlap@10, KL on the 10 most similar, and the
 entity-level HTD error with the reference quirk, which needs the same row pass) computed
 exactly over all entities and in the sampled mode (``max_rows`` rows, each ranked against
 all entities) for several sample sizes and seeds. Printed: the largest and the mean
@@ -28,7 +28,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from htdviz import topology
+from htdviz import preservation
 from htdviz.runs import list_runs, load_run
 
 SIZES = (500, 1000, 2000, 5000)
@@ -37,9 +37,9 @@ MEASURES = ("knn_overlap@10", "kl_most_similar", "htd_entity_error")
 
 
 def neighbour_measures(t, s, labels, **kwargs) -> dict:
-    out = topology.discrepancy(t, s, labels, measures=["knn_overlap", "kl_most_similar",
-                                                        "htd"],
-                               positive_pairs_only=True, **kwargs)
+    out = preservation.discrepancy(t, s, labels,
+                                   measures=["knn_overlap", "kl_most_similar", "htd"],
+                                   positive_pairs_only=True, **kwargs)
     return {key: out[key] for key in MEASURES}
 
 
@@ -127,9 +127,9 @@ def scale_part(n_users: int = 138_493) -> None:
         return out
 
     timed("discrepancy, all measures, neighbour measures from 2,000 rows",
-          lambda: topology.discrepancy(t, s, labels, max_rows=2000))
+          lambda: preservation.discrepancy(t, s, labels, max_rows=2000))
     timed("band errors (user-user), 1,000 rows",
-          lambda: topology.band_errors(t, s, rows=np.arange(0, n_users, n_users // 1000)))
+          lambda: preservation.band_errors(t, s, rows=np.arange(0, n_users, n_users // 1000)))
     timed("k-means groups of the teacher (K = 30)", lambda: kmeans_groups(t, 30))
     fig = timed("UMAP map, stratified sample of 30,000",
                 lambda: figures.projection_figure(t, s, groups=labels, cache_dir=False))

@@ -44,11 +44,11 @@ def make_embeddings(kind: str, path: Path) -> dict:
     """
     import shutil
 
-    from htdviz import data
+    from htdviz import data, published
 
     dataset = data.load_citeulike()
     tic = time.perf_counter()
-    kept = data.default_data_dir() / "cache" / "bench_viz_embeddings.npz"
+    kept = published.default_data_dir() / "cache" / "bench_viz_embeddings.npz"
     if kind == "trained" and kept.is_file():
         shutil.copy(kept, path)
         print(f"  reusing the 5-epoch embeddings of {kept}")

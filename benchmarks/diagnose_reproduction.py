@@ -7,9 +7,9 @@ diagnostics show").
 For every finished BPR-MF student of the seed-0 CiteULike teacher (reference split, default
 HTD switches): test Recall@50, agreement of its top-k items with the teacher's
 (``evaluate.ranking_agreement``, training items excluded), the topology errors
-(``topology.discrepancy``: full topology and HTD's hierarchical target, with the HTD run's
+(``preservation.discrepancy``: full topology and HTD's hierarchical target, with the HTD run's
 groups of the same dim as the target) and the squared cosine error by teacher-similarity
-band (``topology.band_error_table``). Then, at phi = 0.1, the paper's analyses:
+band (``preservation.band_error_table``). Then, at phi = 0.1, the paper's analyses:
 topology-preservation KL (most similar / random neighbours) and tag retrieval (linear and
 MLP probes, 3 random splits).
 
@@ -25,7 +25,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from htdviz import data, probe, topology
+from htdviz import data, preservation, probe, topology
 from htdviz.evaluate import ranking_agreement
 from htdviz.groups import group_usage
 from htdviz.runs import load_run
@@ -84,10 +84,10 @@ def main(argv=None):
         target = (htd.user_groups, htd.item_groups) if htd is not None else (None, None)
         t_all, labels = topology.stack_entities(teacher.users, teacher.items, *target)
         s_all, _ = topology.stack_entities(run.users, run.items)
-        errors = topology.discrepancy(t_all, s_all, labels, measures=["ftd_error"] + (
+        errors = preservation.discrepancy(t_all, s_all, labels, measures=["ftd_error"] + (
             ["htd"] if labels is not None else []))
-        band = topology.band_error_table(teacher.users, teacher.items, run.users, run.items,
-                                         max_rows=args.sample, random_state=0)
+        band = preservation.band_error_table(teacher.users, teacher.items, run.users, run.items,
+                                             max_rows=args.sample, random_state=0)
         band.insert(0, "dim", dim)
         band.insert(0, "method", method)
         bands.append(band)
@@ -134,8 +134,8 @@ def main(argv=None):
         s_all, _ = topology.stack_entities(run.users, run.items)
         row = {"method": name}
         for mode in ("most_similar", "random"):
-            row[f"KL {mode}"] = topology.preservation_kl(t_all[sample], s_all[sample],
-                                                         mode=mode, random_state=0)
+            row[f"KL {mode}"] = preservation.preservation_kl(t_all[sample], s_all[sample],
+                                                             mode=mode, random_state=0)
         rows.append(row)
     print("\n== Topology preservation at phi = 0.1 (10 neighbours, T = 1; "
           f"{2 * args.sample:,} sampled users + items) ==")

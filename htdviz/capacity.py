@@ -13,7 +13,7 @@ puts numbers on that:
   students actually reach, their parameter counts and their metrics, as one tidy table.
 
 Everything takes plain arrays (or run folders holding ``embeddings.npz``); nothing here
-trains or loads models. Error units are those of :func:`htdviz.topology.discrepancy`:
+trains or loads models. Error units are those of :func:`htdviz.preservation.discrepancy`:
 mean squared difference per matrix entry.
 """
 from __future__ import annotations
@@ -25,7 +25,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from . import topology
+from . import preservation, topology
 from ._threads import torch_threads
 from ._validation import check_int, check_labels, check_matrix
 from .topology import group_members, unit_rows
@@ -326,7 +326,7 @@ def capacity_table(teacher_users, teacher_items, dims=None, runs=None, user_labe
         The entity set whose topology is measured; "both" stacks users and items as one
         set with distinct user and item groups, as HTD's batches do.
     measures : sequence of str, default ("ftd_error", "htd")
-        :func:`htdviz.topology.discrepancy` measures computed for each run (all are
+        :func:`htdviz.preservation.discrepancy` measures computed for each run (all are
         added as columns); the default ones cost O(N d_t d_s), the neighbour-based ones
         an N x N pass per run.
     max_entities : int, optional
@@ -391,8 +391,8 @@ def capacity_table(teacher_users, teacher_items, dims=None, runs=None, user_labe
     rows = [bounds]
     for name, run in loaded.items():
         student = entity_set(run["users"], run["items"])[0][keep]
-        measured = topology.discrepancy(teacher, student, labels, measures=list(measures),
-                                        random_state=random_state, chunk_size=chunk_size)
+        measured = preservation.discrepancy(teacher, student, labels, measures=list(measures),
+                                            random_state=random_state, chunk_size=chunk_size)
         row = _achieved_row(name[0] if isinstance(name, tuple) else name, student.shape[1],
                             measured, energy)
         for key, value in _scalar_metrics(run["metrics"]).items():

@@ -20,7 +20,7 @@ from pathlib import Path
 import pandas as pd
 import torch
 
-from . import data, distill, models
+from . import data, distill, models, published
 from .config import DATASET_NAMES, INHERITED, StudentConfig, TeacherConfig
 from .runs import Run, finished, load_run, write_run
 from .train import TrainConfig, default_device, fit
@@ -61,7 +61,7 @@ def load_dataset(name: str | Path = "citeulike", split: str = "reference", seed:
     if not path.is_file():
         raise FileNotFoundError(f"dataset {str(name)!r} is neither one of {DATASET_NAMES} "
                                 f"nor an existing file")
-    if sha256 is not None and data.file_sha256(path) != sha256:
+    if sha256 is not None and published.file_sha256(path) != sha256:
         raise ValueError(f"data file {path} has changed since the run was made (its sha256 "
                          f"is no longer {sha256[:12]}...); train a new teacher on it")
     return data.load_file(path, user_col, item_col, min_items=min_items, seed=seed)
@@ -85,7 +85,7 @@ def teacher_config(**options) -> TeacherConfig:
             raise FileNotFoundError(f"dataset {dataset!r} is neither one of "
                                     f"{DATASET_NAMES} nor an existing file")
         options.update(split, dataset=re.sub(r"[^A-Za-z0-9_.-]+", "_", path.stem),
-                       data_file=str(path.resolve()), data_sha256=data.file_sha256(path))
+                       data_file=str(path.resolve()), data_sha256=published.file_sha256(path))
     return TeacherConfig(**options)
 
 

@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from . import capacity, groups, topology
+from . import capacity, groups, preservation
 from ._io import write_atomically
 from .distill import display_name
 from .evaluate import ranking_agreement
@@ -67,7 +67,7 @@ def _display(name: str) -> str:
 #: Row entities sampled for the band errors (columns stay complete, so ranks are exact).
 BAND_ROWS = 1000
 #: Entities whose nearest neighbours the discrepancy measures search (each against all
-#: items; :func:`htdviz.topology.discrepancy`'s ``max_rows``); all other measures are exact.
+#: items; :func:`htdviz.preservation.discrepancy`'s ``max_rows``); all other measures are exact.
 NEIGHBOUR_ROWS = 2000
 #: Differences between two students' sampled nearest-neighbour measures that the page
 #: calls a tie: the largest error of such a difference (both students on the same 2,000
@@ -109,11 +109,11 @@ def _sections(dataset, teacher, students, max_heatmap, projection, seed) -> list
     agreement = {m: ranking_agreement(teacher.users, teacher.items, run.users, run.items,
                                       dataset.train, ks=(10, 50)).mean()
                  for m, run in students.items()}
-    bands = pd.concat([topology.band_error_table(
+    bands = pd.concat([preservation.band_error_table(
         teacher.users, teacher.items, run.users, run.items, max_rows=BAND_ROWS,
         random_state=seed).assign(method=_display(m)) for m, run in students.items()],
         ignore_index=True)
-    measures = pd.DataFrame([{"method": name, **topology.discrepancy(
+    measures = pd.DataFrame([{"method": name, **preservation.discrepancy(
         teacher.items, run.items, labels=htd.item_groups, random_state=seed,
         max_rows=NEIGHBOUR_ROWS)} for name, run in students.items()]).set_index("method")
     return [_accuracy(runs, recall, paper),
@@ -257,7 +257,7 @@ def _error_bands(bands) -> Section:
         f"The squared difference between teacher and student cosines, averaged over the "
         f"pairs of each band: for every entity, the other entities ranked by their teacher "
         f"similarity to it, from its 10 nearest to the far rest ({BAND_ROWS:,} sampled users "
-        f"and items ranked against all; htdviz.topology.band_error_table). FTD's loss "
+        f"and items ranked against all; htdviz.preservation.band_error_table). FTD's loss "
         f"weighs every pair alike; almost all pairs are far.",
         _band_finding(bands), figures.band_error_figure(bands), ("band_errors", bands))
 
@@ -354,7 +354,7 @@ def _discrepancy(measures, recall, bands, agreement, n_items, on_paper_data) -> 
     sections.append(Section(
         "Topology discrepancy",
         f"How far each student's item topology is from the teacher's over all "
-        f"{n_items:,} items (htdviz.topology.discrepancy; the nearest-neighbour measures, "
+        f"{n_items:,} items (htdviz.preservation.discrepancy; the nearest-neighbour measures, "
         f"kNN overlap and KL most similar: {searched}; "
         f"Spearman from 1,000,000 sampled pairs). Errors and KL: lower is closer; "
         f"overlap, Spearman and CKA: higher is closer. The HTD target uses HTD's item "
@@ -451,7 +451,7 @@ def _discrepancy_finding(measures: pd.DataFrame, recall: dict, bands: pd.DataFra
                          agreement: dict, sampled: bool) -> str:
     """How many measures put FTD's student closer than HTD's, and what else says so;
     with ``sampled`` neighbour rows, differences within :data:`SAMPLING_MARGIN` are ties."""
-    from .topology import HIGHER_IS_BETTER
+    from .preservation import HIGHER_IS_BETTER
 
     keys = list(_WORDS)
     ftd, htd = measures.loc["ftd"], measures.loc["htd"]

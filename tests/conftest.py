@@ -15,7 +15,7 @@ import pytest
 import torch
 
 import notebook_session
-from htdviz import data
+from htdviz import data, published
 
 ROOT = Path(__file__).resolve().parent.parent
 PROJECT_DATA = ROOT / "data"
@@ -41,6 +41,24 @@ def no_network():
     with pytest.MonkeyPatch.context() as mp:
         mp.setattr(urllib.request, "urlopen", _no_network)
         yield
+
+
+class CountingURLOpen:
+    """Stands in for urllib.request.urlopen: counts calls, always fails like no network."""
+
+    def __init__(self):
+        self.urls = []
+
+    def __call__(self, url, *args, **kwargs):
+        self.urls.append(url)
+        raise urllib.error.URLError("no network in tests")
+
+
+@pytest.fixture
+def urlopen(monkeypatch):
+    fake = CountingURLOpen()
+    monkeypatch.setattr(urllib.request, "urlopen", fake)
+    return fake
 
 
 @pytest.fixture(autouse=True)
@@ -72,7 +90,7 @@ def citeulike_dir(tmp_path_factory, no_network) -> Path:
         pytest.skip(why_not)
     if data_dir is None:
         data_dir = tmp_path_factory.mktemp("citeulike_data")
-    data.fetch_citeulike(data_dir)
+    published.fetch_citeulike(data_dir)
     return data_dir
 
 

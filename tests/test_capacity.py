@@ -5,7 +5,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from htdviz import capacity, topology
+from htdviz import capacity, preservation, topology
 from htdviz.runs import load_run
 
 
@@ -55,7 +55,7 @@ def test_bound_equals_dense_eckart_young_and_bounds_every_student():
         # a lower bound: no d-dim student does better, however it is drawn
         for seed in range(5):
             student = teacher @ np.random.default_rng(seed).standard_normal((12, d))
-            got = topology.discrepancy(teacher, student, labels, measures=["ftd_error", "htd"])
+            got = preservation.discrepancy(teacher, student, labels, measures=["ftd_error", "htd"])
             assert got["ftd_error"] >= row.full_error - 1e-12
             assert got["htd_error"] >= row.hierarchical_error - 1e-12
 
@@ -116,7 +116,7 @@ def test_capacity_table_bounds_runs_and_metrics(tmp_path):
     # the same numbers as the discrepancy of the stacked sets
     joint_t, joint_labels = topology.stack_entities(users, items, user_labels, item_labels)
     joint_s, _ = topology.stack_entities(users[:, :4], items[:, :4])
-    direct = topology.discrepancy(joint_t, joint_s, joint_labels, measures=["ftd_error", "htd"])
+    direct = preservation.discrepancy(joint_t, joint_s, joint_labels, measures=["ftd_error", "htd"])
     assert achieved.loc["student", "full_error"] == pytest.approx(direct["ftd_error"])
     assert achieved.loc["student", "hierarchical_error"] == pytest.approx(direct["htd_error"])
     assert table["teacher_variance_ratio"].between(0, 1 + 1e-12).all()

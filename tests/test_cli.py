@@ -11,7 +11,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from htdviz import cli, experiment
+from htdviz import cli, experiment, published
 from htdviz.config import StudentConfig, cli_args
 
 FAST = ["--epochs", "1", "--eval-every", "1", "--no-progress"]
@@ -110,7 +110,7 @@ def test_a_data_file_end_to_end(pairs_file, tmp_path, capsys):
     assert "test Recall@50" in out.err and teacher.name in out.err
     config = json.loads((teacher / "config.json").read_text())
     assert config["data_file"] == str(pairs_file.resolve()) and config["split"] == "random"
-    assert config["data_sha256"] == cli.experiment.data.file_sha256(pairs_file)
+    assert config["data_sha256"] == published.file_sha256(pairs_file)
     assert (config["user_col"], config["item_col"]) == ("uid", "iid")
     assert (config["min_items"], config["split_seed"]) == (5, 0)      # the split it used
 

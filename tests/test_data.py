@@ -1,14 +1,11 @@
-"""htdviz.data: CiteULike loading and checksums, file parsing, splits, synthetic data,
+"""htdviz.data: CiteULike and Foursquare loading, file parsing, splits, synthetic data,
 negative sampling."""
 from __future__ import annotations
 
 import hashlib
 import os
 import pickle
-import shutil
 import sys
-import urllib.error
-import urllib.request
 from pathlib import Path
 
 import numpy as np
@@ -35,30 +32,6 @@ def random_rows(n_users=40, n_items=60, seed=0, low=2, high=12):
             for _ in range(n_users)]
 
 
-def make_mirror(root: Path, source_dir: Path, names) -> Path:
-    """A throw-away mirror folder holding copies of ``names`` from ``source_dir``."""
-    (root / "citeulike-t").mkdir(parents=True)
-    for name in names:
-        shutil.copyfile(source_dir / "citeulike-t" / name, root / "citeulike-t" / name)
-    return root
-
-
-class CountingURLOpen:
-    """Stands in for urllib.request.urlopen: counts calls, always fails like no network."""
-
-    def __init__(self):
-        self.urls = []
-
-    def __call__(self, url, *args, **kwargs):
-        self.urls.append(url)
-        raise urllib.error.URLError("no network in tests")
-
-
-@pytest.fixture
-def urlopen(monkeypatch):
-    fake = CountingURLOpen()
-    monkeypatch.setattr(urllib.request, "urlopen", fake)
-    return fake
 
 
 def dense_train(ds: data.Dataset) -> np.ndarray:
@@ -192,63 +165,6 @@ def test_split_unpickler_reads_plain_dicts_and_rejects_other_types(tmp_path):
         data._read_split_dict(not_dict)
 
 
-def test_mirror_is_used_when_download_fails(tmp_path, citeulike_dir, urlopen, monkeypatch):
-    mirror = make_mirror(tmp_path / "mirror", citeulike_dir, ["Valid", "Test"])
-    monkeypatch.setenv("HTDVIZ_DATA_MIRROR", str(mirror))
-    folder = data.fetch_citeulike(tmp_path / "cache", files=("Valid", "Test"))
-    assert folder == tmp_path / "cache" / "citeulike-t"
-    assert len(urlopen.urls) == 2                       # a download was tried first
-    for name in ("Valid", "Test"):
-        assert (folder / name).read_bytes() == (mirror / "citeulike-t" / name).read_bytes()
-    assert sorted(p.name for p in folder.iterdir()) == ["Test", "Valid"]   # no leftovers
-
-
-def test_mirror_checksum_mismatch_raises_and_keeps_nothing(tmp_path, citeulike_dir, urlopen,
-                                                          monkeypatch):
-    mirror = make_mirror(tmp_path / "mirror", citeulike_dir, ["Valid"])
-    corrupt = mirror / "citeulike-t" / "Valid"
-    content = bytearray(corrupt.read_bytes())
-    content[len(content) // 2] ^= 0xFF
-    corrupt.write_bytes(bytes(content))
-    monkeypatch.setenv("HTDVIZ_DATA_MIRROR", str(mirror))
-    cache = tmp_path / "cache"
-    with pytest.raises(ValueError, match="sha256"):
-        data.fetch_citeulike(cache, files=("Valid",))
-    assert list((cache / "citeulike-t").iterdir()) == []   # neither the file nor a .part
-    assert corrupt.read_bytes() == bytes(content)          # the mirror is only read
-
-
-def test_nothing_available_names_the_fix(tmp_path, urlopen, monkeypatch):
-    monkeypatch.delenv("HTDVIZ_DATA_MIRROR", raising=False)
-    with pytest.raises(FileNotFoundError, match="HTDVIZ_DATA_MIRROR") as err:
-        data.fetch_citeulike(tmp_path / "cache", files=("Valid",))
-    assert "Valid" in str(err.value) and "is not set" in str(err.value)
-    # A mirror that lacks the file: the message names the path that was looked for.
-    (tmp_path / "empty_mirror").mkdir()
-    monkeypatch.setenv("HTDVIZ_DATA_MIRROR", str(tmp_path / "empty_mirror"))
-    with pytest.raises(FileNotFoundError, match="does not exist") as err:
-        data.fetch_citeulike(tmp_path / "cache", files=("Valid",))
-    assert str(tmp_path / "empty_mirror" / "citeulike-t" / "Valid") in str(err.value)
-
-
-def test_cached_files_are_reused(tmp_path, citeulike_dir, urlopen, monkeypatch):
-    mirror = make_mirror(tmp_path / "mirror", citeulike_dir, ["Valid"])
-    monkeypatch.setenv("HTDVIZ_DATA_MIRROR", str(mirror))
-    cache = tmp_path / "cache"
-    data.fetch_citeulike(cache, files=("Valid",))
-    calls = len(urlopen.urls)
-    shutil.rmtree(mirror)
-    monkeypatch.delenv("HTDVIZ_DATA_MIRROR")
-    data.fetch_citeulike(cache, files=("Valid",))          # neither network nor mirror needed
-    assert len(urlopen.urls) == calls
-
-
-def test_corrupt_cached_file_is_not_used(tmp_path, citeulike_dir, urlopen):
-    folder = tmp_path / "cache" / "citeulike-t"
-    folder.mkdir(parents=True)
-    (folder / "Valid").write_bytes((citeulike_dir / "citeulike-t" / "Valid").read_bytes()[:-1])
-    with pytest.raises(ValueError, match="delete the file"):
-        data.fetch_citeulike(tmp_path / "cache", files=("Valid",))
 
 
 def foursquare_mirror() -> Path:
@@ -292,10 +208,6 @@ def test_foursquare_changed_or_missing_is_one_clear_error(tmp_path, urlopen, mon
     assert ("sha256" in message) if damage == "changed" else ("does not exist" in message)
     assert not list((tmp_path / "cache").rglob("*.dat"))                # nothing kept
 
-
-def test_data_dir_follows_environment(tmp_path, monkeypatch):
-    monkeypatch.setenv("HTDVIZ_DATA_DIR", str(tmp_path / "somewhere"))
-    assert data.default_data_dir() == tmp_path / "somewhere"
 
 
 # --------------------------------------------------------------------------------------
@@ -432,7 +344,6 @@ def test_load_file_reads_every_format_to_the_same_data_set(tmp_path, suffix):
     assert ds.name == "clicks" and ds.item_tags is None
     assert ds.info["file"] == str(path.resolve())
     assert ds.info["sha256"] == hashlib.sha256(path.read_bytes()).hexdigest()
-    assert ds.info["sha256"] == data.file_sha256(path)
 
 
 def test_parquet_without_an_engine_says_what_to_install(tmp_path, monkeypatch):

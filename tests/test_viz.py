@@ -17,7 +17,7 @@ import scipy.sparse as sp
 pytest.importorskip("plotly")
 pytest.importorskip("ipywidgets")
 
-from htdviz import capacity, groups, topology  # noqa: E402
+from htdviz import capacity, groups, preservation, topology  # noqa: E402
 from htdviz.viz import figures, maps, projection  # noqa: E402
 
 
@@ -580,7 +580,7 @@ def test_group_usage_figure_draws_groups_in_use_and_effective_groups():
 def test_band_error_figure_one_panel_per_pair_type():
     rng = np.random.default_rng(0)
     t, s = rng.normal(size=(60, 8)), rng.normal(size=(60, 3))
-    table = pd.concat([topology.band_error_table(t[:20], t[20:], s[:20], s[20:], bands=(5,))
+    table = pd.concat([preservation.band_error_table(t[:20], t[20:], s[:20], s[20:], bands=(5,))
                        .assign(method=m) for m in ("FTD", "HTD")])
     fig = figures.band_error_figure(table)
     assert [t.name for t in fig.data] == ["FTD", "HTD"] * 3

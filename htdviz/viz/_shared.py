@@ -121,16 +121,6 @@ def as_vector(values, n: int, name: str):
     return values
 
 
-def as_labels(groups, n, name: str) -> np.ndarray:
-    groups = np.asarray(groups.detach().cpu().numpy() if hasattr(groups, "detach") else groups)
-    if groups.ndim != 1 or (n is not None and groups.shape[0] != n) or \
-            not np.issubdtype(groups.dtype, np.integer) or (groups.size and groups.min() < 0):
-        raise ValueError(f"{name} must be int group ids >= 0 of shape "
-                         f"({n if n is not None else 'n_entities'},), got shape "
-                         f"{groups.shape} and dtype {groups.dtype}")
-    return groups.astype(np.int64)
-
-
 def same_rows(t: np.ndarray, s: np.ndarray) -> None:
     if t.shape[0] != s.shape[0]:
         raise ValueError(f"teacher and student must describe the same entities: got "

@@ -1,7 +1,7 @@
 """Curves and bars: learning curves, capacity curves, group sizes and usage, topology
 preservation, error bands and the sensitivity study, each from the tables of the analysis
-layer (:mod:`htdviz.topology`, :mod:`htdviz.groups`, :mod:`htdviz.capacity`) or a run's
-history.
+layer (:mod:`htdviz.topology`, :mod:`htdviz.preservation`, :mod:`htdviz.groups`,
+:mod:`htdviz.capacity`) or a run's history.
 """
 from __future__ import annotations
 
@@ -10,7 +10,8 @@ from collections.abc import Mapping
 import numpy as np
 import pandas as pd
 
-from ._shared import (PALETTE, as_curves, as_labels, go, method_colour, readable, subplots,
+from .._validation import check_labels
+from ._shared import (PALETTE, as_curves, go, method_colour, readable, subplots,
                       tags_by_group)
 
 
@@ -192,7 +193,7 @@ def group_sizes_figure(groups, top_tags=None, n_tags: int = 3, group_names=None,
     else:
         from .. import groups as groups_module
 
-        sizes = groups_module.group_sizes(as_labels(groups, None, "groups"))
+        sizes = groups_module.group_sizes(check_labels(groups, None, "groups")[0])
     sizes = sizes[sizes > 0]
     order = sorted(sizes.index, key=lambda g: (-sizes[g], g))
     tags = tags_by_group(top_tags, n_tags)
@@ -226,7 +227,7 @@ def preservation_bars(results, value: str = "kl") -> "go.Figure":
     results : pandas.DataFrame or mapping
         Tidy DataFrame with columns ``method``, ``mode`` ("most_similar" / "random") and
         ``value``; or a mapping method -> {mode: KL} (e.g. from
-        :func:`htdviz.topology.preservation_kl`).
+        :func:`htdviz.preservation.preservation_kl`).
     value : str, default "kl"
 
     Returns
@@ -335,7 +336,7 @@ def band_error_figure(table: pd.DataFrame, value: str = "mean_sq_error") -> "go.
     Parameters
     ----------
     table : pandas.DataFrame
-        :func:`htdviz.topology.band_error_table` output with a ``method`` column added
+        :func:`htdviz.preservation.band_error_table` output with a ``method`` column added
         (several students stacked): columns ``method``, ``pairs``, ``band`` and ``value``.
     value : {"mean_sq_error", "error_share"}, default "mean_sq_error"
         The mean squared cosine error per pair of the band, or the band's share of the
@@ -350,7 +351,7 @@ def band_error_figure(table: pd.DataFrame, value: str = "mean_sq_error") -> "go.
     missing = {"method", "pairs", "band", value} - set(getattr(table, "columns", []))
     if missing:
         raise ValueError(f"table lacks the columns {sorted(missing)}; build it with "
-                         f"htdviz.topology.band_error_table and add a 'method' column")
+                         f"htdviz.preservation.band_error_table and add a 'method' column")
     pair_types = list(dict.fromkeys(table["pairs"]))
     methods = list(dict.fromkeys(table["method"]))
     # one x title under all panels: three copies of it run into each other

@@ -31,7 +31,7 @@ import numpy as np
 import pandas as pd
 
 from .. import groups as groups_module
-from .. import topology
+from .. import preservation
 from ..runs import ENTITIES, as_run, list_runs, load_run
 from .._validation import check_int
 from ._optional import require
@@ -47,7 +47,7 @@ HTD_GROUP, KMEANS_GROUP, TAG, POPULARITY = "HTD group", "k-means group", "tag", 
 TRUST = "neighbours kept"
 #: k of the neighbourhoods the maps are checked against (projection.neighbours_kept).
 TRUST_K = 10
-#: Measures of :func:`htdviz.topology.discrepancy` shown for a selected group's members.
+#: Measures of :func:`htdviz.preservation.discrepancy` shown for a selected group's members.
 GROUP_MEASURES = ("knn_overlap", "spearman", "cka", "kl_most_similar")
 #: Tags that colour the "tag" view (the most frequent ones); other entities are "other".
 N_COLOUR_TAGS = 10
@@ -675,8 +675,8 @@ class Explorer:
 
     def _group_errors(self) -> pd.DataFrame:
         return self._memo(("group errors", self.student_name, self.entity, self.grouping),
-                          lambda: topology.group_errors(self.teacher_repr(),
-                                                        self.student_repr(), self.labels()))
+                          lambda: preservation.group_errors(self.teacher_repr(),
+                                                            self.student_repr(), self.labels()))
 
     def group_measures(self, group: int) -> dict:
         """How well the current student preserves one group's topology.
@@ -684,10 +684,10 @@ class Explorer:
         Returns
         -------
         dict
-            ``size``; from :func:`htdviz.topology.group_errors` (all members):
+            ``size``; from :func:`htdviz.preservation.group_errors` (all members):
             ``entity_error`` (same-group pairs), ``group_error`` (prototype-entity pairs),
             ``ftd_error`` (the group's rows of the full topology); and, from
-            :func:`htdviz.topology.discrepancy` on the members (at most ``max_heatmap``,
+            :func:`htdviz.preservation.discrepancy` on the members (at most ``max_heatmap``,
             sampled; groups of 4 or more): ``knn_overlap@k`` (k = min(10, size - 1)),
             ``spearman``, ``cka``, ``kl_most_similar``.
         """
@@ -703,10 +703,10 @@ class Explorer:
                "group_error": float(row["group_error"]), "ftd_error": float(row["ftd_error"])}
         if members.size >= 4:
             k = min(10, members.size - 1)
-            out.update(topology.discrepancy(self.teacher_repr()[members],
-                                            self.student_repr()[members], k=k,
-                                            n_neighbors=max(2, k), measures=GROUP_MEASURES,
-                                            random_state=self.random_state))
+            out.update(preservation.discrepancy(self.teacher_repr()[members],
+                                                self.student_repr()[members], k=k,
+                                                n_neighbors=max(2, k), measures=GROUP_MEASURES,
+                                                random_state=self.random_state))
         return out
 
     def _describe(self, group: int, members: np.ndarray) -> str:

@@ -11,9 +11,9 @@ from __future__ import annotations
 import numpy as np
 
 from .._arrays import unit_rows
-from .._validation import check_int
+from .._validation import check_int, check_labels
 from .projection import as_points
-from ._shared import MAX_HEATMAP_ENTITIES, as_ids, as_labels, go, same_rows, singular, subplots
+from ._shared import MAX_HEATMAP_ENTITIES, as_ids, go, same_rows, singular, subplots
 
 
 def similarity_heatmaps(teacher, student, groups=None, ids=None, max_entities: int = 500,
@@ -57,7 +57,7 @@ def similarity_heatmaps(teacher, student, groups=None, ids=None, max_entities: i
     same_rows(t, s)
     n = t.shape[0]
     ids = as_ids(ids, n)
-    labels = None if groups is None else as_labels(groups, n, "groups")
+    labels = None if groups is None else check_labels(groups, n, "groups")[0]
     max_entities = check_int(max_entities, "max_entities", high=MAX_HEATMAP_ENTITIES)
     order = _ordered_sample(t, labels, max_entities, np.random.default_rng(random_state))
     return _similarity_triptych(t[order], s[order], ids[order],
@@ -93,7 +93,7 @@ def group_heatmaps(teacher, student, groups, group: int, ids=None, max_entities:
     same_rows(t, s)
     n = t.shape[0]
     ids = as_ids(ids, n)
-    labels = as_labels(groups, n, "groups")
+    labels = check_labels(groups, n, "groups")[0]
     members = np.flatnonzero(labels == group)
     if members.size == 0:
         raise ValueError(f"group {group!r} has no members (groups present: "
@@ -139,7 +139,7 @@ def prototype_heatmaps(teacher, student, groups, n_groups: int | None = None,
     t = as_points(teacher, "teacher")
     s = as_points(student, "student")
     same_rows(t, s)
-    labels = as_labels(groups, t.shape[0], "groups")
+    labels = check_labels(groups, t.shape[0], "groups")[0]
     n_groups = int(labels.max()) + 1 if n_groups is None else int(n_groups)
     if n_groups <= labels.max():
         raise ValueError(f"n_groups must exceed the largest group id {labels.max()}, got "
