@@ -43,6 +43,28 @@ if browser_missing():
 EXPLORER_NOTEBOOK = "04_topology_explorer"
 
 
+# JupyterLab's status bar shows a log item once something reached the notebook's log
+# console (kernel output that belongs to no cell: a widget callback's traceback, say); its
+# title counts the entries ("3 log entries for ...", at the default level: warnings, errors)
+_LOG_ITEM_TITLE = """() => {
+  const item = document.querySelector('.jp-LogConsoleStatusItem [title]');
+  return item ? item.getAttribute('title') : '';
+}"""
+
+
+def log_console_entries(page) -> str:
+    """'' when nothing reached the page's log console, else the console's text."""
+    title = page.evaluate(_LOG_ITEM_TITLE)
+    entries = re.search(r"(\d+) log entr", title)
+    if not entries or int(entries.group(1)) == 0:
+        return ""
+    page.click(".jp-LogConsoleStatusItem")
+    page.wait_for_selector(".jp-LogConsolePanel .jp-OutputArea-output", timeout=10_000)
+    texts = page.eval_on_selector_all(".jp-LogConsolePanel .jp-OutputArea-output",
+                                      "nodes => nodes.map(n => n.textContent)")
+    return f"{title}: " + " | ".join(texts)[:3000]
+
+
 @pytest.fixture(scope="module")
 def screenshots(tmp_path_factory) -> Path:
     folder = tmp_path_factory.getbasetemp() / "screenshots"
@@ -102,6 +124,8 @@ def test_notebook_runs_all_in_the_browser(name, open_notebooks, shot_on_failure)
                 f"{cell['widget_errors']}"
     assert sum(c["n_plotly"] + c["n_widgets"] for c in cells) > 0, f"{name} showed nothing"
     assert not notebook.console_errors, f"{name}: console errors {notebook.console_errors}"
+    log = log_console_entries(notebook.page)
+    assert not log, f"{name}: JupyterLab's log console shows {log}"
 
 
 # --------------------------------------------------------------------------------------
@@ -334,6 +358,14 @@ def test_explorer_entity_colour_and_projection_controls(explorer_view, shot_on_f
     view.act(lambda: view.choose(3, "HTD group"))
     view.act(lambda: view.click_toggle("items"))
     view.assert_heatmap_matches_the_kernel(view.state(), "back to items")
+
+
+def test_explorer_clicks_leave_the_log_console_empty(explorer_view, shot_on_failure):
+    """Every click above went through the kernel's widget callbacks; an exception in one
+    reaches no cell, only JupyterLab's log console (and a counter in the status bar)."""
+    shot_on_failure(explorer_view.page)
+    log = log_console_entries(explorer_view.page)
+    assert not log, f"after the explorer's clicks, JupyterLab's log console shows {log}"
 
 
 # --------------------------------------------------------------------------------------

@@ -587,7 +587,10 @@ class Explorer:
                                  webgl=True, legend=False)
         with self.map_widget.batch_update():
             for widget_trace, trace in zip(self.map_widget.data, fig.data[:2]):
-                widget_trace.update(x=trace.x, y=trace.y, marker=trace.marker.to_plotly_json(),
+                # coordinates as lists: plotly.js reports typed-array coordinates back as
+                # changed defaults, which FigureWidget cannot compare with an array (a
+                # ValueError in JupyterLab's log console at every redraw)
+                widget_trace.update(x=trace.x.tolist(), y=trace.y.tolist(), marker=trace.marker.to_plotly_json(),
                                     customdata=trace.customdata, name=trace.name,
                                     hovertemplate=trace.hovertemplate, selectedpoints=None,
                                     unselected=trace.unselected.to_plotly_json(),
