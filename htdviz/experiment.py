@@ -115,6 +115,40 @@ def checkpoint_path(run_dir: str | Path) -> Path:
     return run_dir.with_name(run_dir.name + ".checkpoint.pt")
 
 
+def _software(device) -> dict:
+    """What produced a run, for metrics.json: versions, the code's git commit when htdviz
+    runs from a checkout (``dirty``: with uncommitted changes to tracked files), and the
+    processor it trained on."""
+    import platform
+    import subprocess
+
+    from . import __version__
+
+    root = Path(__file__).resolve().parent.parent
+    commit = dirty = None
+    if (root / ".git").exists():
+        try:
+            commit = subprocess.run(["git", "-C", str(root), "rev-parse", "HEAD"], check=True,
+                                    capture_output=True, text=True, timeout=10).stdout.strip()
+            dirty = bool(subprocess.run(["git", "-C", str(root), "status", "--porcelain",
+                                         "--untracked-files=no"], check=True,
+                                        capture_output=True, text=True, timeout=10).stdout)
+        except (OSError, subprocess.SubprocessError):
+            commit = dirty = None
+    if torch.device(device).type == "cuda":
+        processor = torch.cuda.get_device_name(torch.device(device))
+    else:
+        cpuinfo = Path("/proc/cpuinfo")
+        names = [line.split(":", 1)[1].strip() for line in
+                 (cpuinfo.read_text().splitlines() if cpuinfo.is_file() else [])
+                 if line.startswith("model name")]
+        processor = f"{names[0]} ({len(names)} logical CPUs)" if names else \
+            platform.processor() or platform.machine()
+    return {"htdviz": __version__, "commit": commit, "dirty": dirty,
+            "torch": torch.__version__, "python": platform.python_version(),
+            "threads": torch.get_num_threads(), "processor": processor}
+
+
 def _save_run(path: Path, config, model, result, device, distiller=None) -> Path:
     """The run's files, through :func:`htdviz.runs.write_run`; the checkpoint goes."""
     from safetensors.torch import save_file
@@ -129,6 +163,7 @@ def _save_run(path: Path, config, model, result, device, distiller=None) -> Path
         "train_seconds": result.seconds,
         "n_parameters": int(sum(p.numel() for p in model.parameters())),
         "device": str(device),
+        "software": _software(device),
     }
     users, items = (x.cpu().numpy() for x in model.representations())
     groups = {}

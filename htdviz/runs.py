@@ -8,7 +8,8 @@ A run folder ``runs/<name>/`` holds
   file also its sha256 and the split options);
 - ``history.csv``: one row per evaluated epoch (``epoch``, losses, ``valid_recall@50``,
   ``test_recall@50``, ...);
-- ``metrics.json``: final and best-validation metrics, seconds, parameter count, device;
+- ``metrics.json``: final and best-validation metrics, seconds, parameter count, device, and
+  what produced the run (``software``: versions, the git commit, the processor);
 - ``embeddings.npz``: arrays ``users`` of shape (n_users, dim) and ``items`` of shape
   (n_items, dim), the final representations;
 - optionally ``groups.npz``: int arrays ``users`` and ``items``, the hard preference group

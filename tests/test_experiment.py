@@ -1,6 +1,8 @@
 """htdviz.experiment: teacher and student runs, their reuse, atomicity and resumption,
 and the parallel sweep (synthetic data)."""
 import json
+import subprocess
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -28,6 +30,18 @@ def test_teacher_run_writes_every_file_and_is_reused(teacher):
     stamp = (teacher / "metrics.json").stat().st_mtime_ns
     again = experiment.teacher_run(**TINY_TEACHER, runs_dir=teacher.parent, progress=False)
     assert again == teacher and (teacher / "metrics.json").stat().st_mtime_ns == stamp
+
+
+def test_a_run_records_what_produced_it(teacher):
+    software = json.loads((teacher / "metrics.json").read_text())["software"]
+    assert software["torch"] == torch.__version__ and software["processor"]
+    root = Path(experiment.__file__).resolve().parent.parent
+    if (root / ".git").exists():                 # a checkout: the code's commit
+        head = subprocess.run(["git", "-C", str(root), "rev-parse", "HEAD"],
+                              capture_output=True, text=True, check=True).stdout.strip()
+        assert software["commit"] == head and isinstance(software["dirty"], bool)
+    else:
+        assert software["commit"] is None
 
 
 def test_htd_student_run_records_groups_and_its_configuration(teacher):
