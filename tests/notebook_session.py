@@ -39,7 +39,8 @@ ROOT = Path(__file__).resolve().parent.parent
 NOTEBOOKS = sorted((ROOT / "notebooks").glob("*.ipynb"))
 #: Notebooks whose parameters cell sets SETTING ("lesson" as committed; the tests run
 #: "smoke", see ``smoke_copy``); the others set SMOKE = True.
-LESSON_NOTEBOOKS = {"01_quickstart", "04_topology_explorer"}
+LESSON_NOTEBOOKS = {"01_quickstart", "02_teachers", "03_distillation", "04_topology_explorer",
+                    "05_capacity_gap", "06_paper_analyses"}
 #: Notebooks whose SMOKE setting reads CiteULike (the others use synthetic data).
 SMOKE_NEEDS_CITEULIKE = {"02_teachers", "04_topology_explorer"}
 #: Seconds a notebook's Run All, or one cell under nbclient, may take (SMOKE: 10 s to 3 min).
