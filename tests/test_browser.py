@@ -360,6 +360,39 @@ def test_explorer_entity_colour_and_projection_controls(explorer_view, shot_on_f
     view.assert_heatmap_matches_the_kernel(view.state(), "back to items")
 
 
+# Whatever of the explorer reaches past its notebook cell's right edge, and how far its
+# output area scrolls sideways
+_OVERFLOW = """(root) => {
+  const limit = root.closest('.jp-Cell').getBoundingClientRect().right;
+  const over = [];
+  root.querySelectorAll('.widget-hbox > *, .widget-vbox > *, .js-plotly-plot').forEach(el => {
+    const box = el.getBoundingClientRect();
+    if (box.width && box.right > limit + 1)
+      over.push(`${el.className.baseVal ?? el.className} by ${Math.round(box.right - limit)} px`);
+  });
+  const area = root.closest('.jp-OutputArea-output');
+  return {over: over.slice(0, 5), scroll: area.scrollWidth - area.clientWidth};
+}"""
+
+
+def test_explorer_fits_at_1280_px_with_the_file_browser_open(explorer_view, shot_on_failure):
+    page = explorer_view.page
+    shot_on_failure(page)
+    size = page.viewport_size
+    page.set_viewport_size({"width": 1280, "height": 900})
+    page.evaluate("() => window.jupyterapp.shell.activateById('filebrowser')")
+    try:
+        page.wait_for_selector("#filebrowser", state="visible", timeout=10_000)
+        page.wait_for_timeout(1500)                     # the widgets and figures re-lay out
+        state = page.evaluate(_OVERFLOW, explorer_view.root)
+        assert not state["over"] and state["scroll"] <= 0, \
+            f"at 1280 px with the file browser open the explorer overflows its cell: " \
+            f"{state['over']}, sideways scroll {state['scroll']} px"
+    finally:
+        page.evaluate("() => window.jupyterapp.shell.collapseLeft()")
+        page.set_viewport_size(size)
+
+
 def test_explorer_clicks_leave_the_log_console_empty(explorer_view, shot_on_failure):
     """Every click above went through the kernel's widget callbacks; an exception in one
     reaches no cell, only JupyterLab's log console (and a counter in the status bar)."""

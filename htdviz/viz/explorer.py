@@ -142,11 +142,15 @@ class Explorer:
         self._dragmode = "lasso"        # the map tool the user chose last
         self._build_controls(entity, projection)
         self._build_views()
+        # rows wrap where the notebook is narrow (a 1280 px screen with JupyterLab's file
+        # browser open): the side panel moves under the heatmap instead of out of view
+        def row(children):
+            return widgets.HBox(children, layout=widgets.Layout(flex_flow="row wrap"))
         self.widget = widgets.VBox([
-            widgets.HBox([self.method_dd, self.dim_dd, self.run_dd]),
-            widgets.HBox([self.entity_tb, self.colour_dd, self.projection_tb]),
+            row([self.method_dd, self.dim_dd, self.run_dd]),
+            row([self.entity_tb, self.colour_dd, self.projection_tb]),
             self.status, self.key, self.map_widget,
-            widgets.HBox([self.heatmap_widget, widgets.VBox([self.heat_mode_tb, self.info])]),
+            row([self.heatmap_widget, widgets.VBox([self.heat_mode_tb, self.info])]),
             self.curves])
         self.refresh()
 
