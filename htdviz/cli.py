@@ -253,6 +253,9 @@ def _study(args) -> int:
               if c in table and table[c].dropna().astype(str).nunique() > 1]
     cols = ["status", *varied, "final_test_recall@50", "final_test_ndcg@50", "run"]
     print(table[[c for c in cols if c in table]].to_string(index=False))
+    if args.preset == "paper":
+        print("\nbeside the paper's figure (test Recall@50; its own split, early stopping):")
+        print(study.paper_table(table).round(4).to_string(index=False))
     failed = table[table["status"] == "failed"]
     for _, row in failed.iterrows():
         print(f"cell {row['cell']} failed: {row['error']}", file=sys.stderr)

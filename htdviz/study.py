@@ -235,6 +235,47 @@ def sensitivity_table(table: pd.DataFrame, factors=tuple(SENSITIVITY_FACTORS),
                                        "min", "max", "seeds"])
 
 
+def paper_table(table: pd.DataFrame, metric: str = "final_test_recall@50") -> pd.DataFrame:
+    """A study's finished cells beside the paper's figure (``--preset paper``'s table).
+
+    Parameters
+    ----------
+    table : pandas.DataFrame
+        A study's table (:func:`study`, or its CSV read back); failed and unfinished rows
+        are left out. Teacher options the grid did not set take their defaults.
+    metric : str, default "final_test_recall@50"
+
+    Returns
+    -------
+    pandas.DataFrame
+        One row per data set, base model, capacity phi = d_s / d_t and method, in the
+        table's order: ``mean``, ``low``, ``high`` (over the seeds), ``seeds`` (how many),
+        ``paper`` (:func:`htdviz.reference.figure_recall`: the paper's figure, its own split
+        and early stopping; NaN where the paper has no such cell) and ``difference``.
+    """
+    from dataclasses import fields
+
+    from . import reference
+
+    if metric not in table:
+        raise ValueError(f"metric {metric!r} is not a column of the study's table")
+    done = table[table["status"].isin(("done", "reused"))] if "status" in table else table
+    done = done[done[metric].notna()].copy()
+    teacher_defaults = {f.name: f.default for f in fields(TeacherConfig)}
+    for option in ("dataset", "model", "teacher_dim"):
+        default = teacher_defaults[TEACHER_OPTIONS[option]]
+        done[option] = done[option].fillna(default) if option in done else default
+    done["phi"] = (done["dim"] / done["teacher_dim"]).round(3)
+    keys = ["dataset", "model", "phi", "method"]
+    out = done.groupby(keys, sort=False)[metric].agg(
+        mean="mean", low="min", high="max", seeds="count").reset_index()
+    out["paper"] = [reference.figure_recall(*key) for key in
+                    zip(out["dataset"], out["model"], out["method"], out["phi"])]
+    out["paper"] = out["paper"].astype(float)
+    out["difference"] = out["mean"] - out["paper"]
+    return out
+
+
 def _equal(column: pd.Series, value) -> np.ndarray:
     if isinstance(value, (int, float)) and not isinstance(value, bool):
         return np.isclose(column.astype(float), float(value), rtol=1e-9, atol=0)

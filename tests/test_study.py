@@ -208,6 +208,27 @@ def test_sensitivity_table_compares_one_factor_at_a_time():
         study.sensitivity_table(table, ("n_groups",), metric="nope")
 
 
+def test_paper_table_sets_finished_cells_beside_the_papers_figure():
+    table = pd.DataFrame({
+        "status": ["done", "reused", "failed", "done", "done", "done"],
+        "dataset": ["citeulike", "citeulike", "citeulike", "foursquare", None, "citeulike"],
+        "model": ["bpr", "bpr", "bpr", "bpr", None, "lightgcn"],
+        "teacher_dim": [200, 200, 200, 200, None, 100],
+        "method": ["htd", "htd", "ftd", "student", "ftd", "htd+rrd"],
+        "dim": [20, 20, 20, 100, 200, 10], "seed": [0, 1, 0, 0, 0, 0],
+        "final_test_recall@50": [.27, .274, .9, .25, .31, .28]})
+    out = study.paper_table(table).set_index(["dataset", "model", "phi", "method"])
+    assert len(out) == 4                                     # the failed ftd left out
+    htd = out.loc[("citeulike", "bpr", 0.1, "htd")]
+    assert htd["seeds"] == 2 and htd["mean"] == pytest.approx(.272)
+    assert (htd["low"], htd["high"]) == (.27, .274)
+    assert htd["paper"] == .2803 and htd["difference"] == pytest.approx(.272 - .2803)
+    assert out.loc[("foursquare", "bpr", 0.5, "student"), "paper"] == .2400
+    # teacher options left unset take their defaults (CiteULike, BPR-MF, d_t = 200)
+    assert out.loc[("citeulike", "bpr", 1.0, "ftd"), "paper"] == .3290
+    assert out.loc[("citeulike", "lightgcn", 0.1, "htd+rrd"), "paper"] == .2877
+
+
 def test_paper_preset_is_the_papers_whole_evaluation():
     """Every (data set, base model, phi, method) cell of the paper's figures and RRD table,
     two seeds at phi = 0.1 and one elsewhere; each cell a valid run configuration."""
