@@ -62,3 +62,10 @@ def test_rejects_non_finite_and_bad_shapes():
         topology.cosine_similarity(np.array([[np.nan, 1.0]]))
     with pytest.raises(ValueError, match="2-D"):
         topology.cosine_similarity(np.ones(3))
+
+
+def test_a_measure_asked_of_topology_says_where_it_moved():
+    with pytest.raises(AttributeError, match=r"htdviz\.preservation\.discrepancy"):
+        topology.discrepancy
+    with pytest.raises(AttributeError, match="no attribute 'nonsense'"):
+        topology.nonsense
