@@ -75,7 +75,8 @@ def main():
         if starts:                                    # the epoch before this one, as it ends
             e, t0, ev0, tau = starts[-1]
             seconds = time.perf_counter() - t0 - (left_out[0] - ev0)
-            print(f"epoch {e:3d}  tau {tau:.2g}  {seconds:6.1f} s  largest group: "
+            tau = "-" if tau is None else f"{tau:.2g}"       # FTD, FitNet: no temperature
+            print(f"epoch {e:3d}  tau {tau}  {seconds:6.1f} s  largest group: "
                   f"{largest_groups()}", flush=True)
         starts.append((epoch, time.perf_counter(), left_out[0]))
         start_epoch(epoch, n_epochs)
@@ -102,8 +103,10 @@ def main():
     curve = pd.DataFrame(rows)
     for block in range(0, len(curve), 10):
         part = curve.iloc[block:block + 10]
-        print(f"epochs {block:3d}-{block + len(part) - 1:3d}: tau {part.temperature.iloc[0]:.2g}"
-              f" -> {part.temperature.iloc[-1]:.2g}, {part.seconds.sum():7.1f} s "
+        taus = " -> ".join("-" if pd.isna(t) else f"{t:.2g}"
+                           for t in part.temperature.iloc[[0, -1]])
+        print(f"epochs {block:3d}-{block + len(part) - 1:3d}: tau {taus}, "
+              f"{part.seconds.sum():7.1f} s "
               f"({part.seconds.min():.1f}-{part.seconds.max():.1f} s an epoch)")
     print(f"training {curve.seconds.sum() / 60:.1f} min (fit: {result.seconds / 60:.1f} min); "
           f"test Recall@50 {result.history['test_recall@50'].iloc[-1]:.4f}")
