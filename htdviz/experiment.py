@@ -20,7 +20,7 @@ from pathlib import Path
 import pandas as pd
 import torch
 
-from . import data, distill, models, published
+from . import __version__, data, distill, models, published
 from .config import DATASET_NAMES, INHERITED, StudentConfig, TeacherConfig
 from .runs import Run, finished, load_run, write_run
 from .train import TrainConfig, default_device, fit
@@ -116,25 +116,10 @@ def checkpoint_path(run_dir: str | Path) -> Path:
 
 
 def _software(device) -> dict:
-    """What produced a run, for metrics.json: versions, the code's git commit when htdviz
-    runs from a checkout (``dirty``: with uncommitted changes to tracked files), and the
+    """What produced a run, for metrics.json: versions, the code (:data:`CODE`) and the
     processor it trained on."""
     import platform
-    import subprocess
 
-    from . import __version__
-
-    root = Path(__file__).resolve().parent.parent
-    commit = dirty = None
-    if (root / ".git").exists():
-        try:
-            commit = subprocess.run(["git", "-C", str(root), "rev-parse", "HEAD"], check=True,
-                                    capture_output=True, text=True, timeout=10).stdout.strip()
-            dirty = bool(subprocess.run(["git", "-C", str(root), "status", "--porcelain",
-                                         "--untracked-files=no"], check=True,
-                                        capture_output=True, text=True, timeout=10).stdout)
-        except (OSError, subprocess.SubprocessError):
-            commit = dirty = None
     if torch.device(device).type == "cuda":
         processor = torch.cuda.get_device_name(torch.device(device))
     else:
@@ -144,9 +129,33 @@ def _software(device) -> dict:
                  if line.startswith("model name")]
         processor = f"{names[0]} ({len(names)} logical CPUs)" if names else \
             platform.processor() or platform.machine()
-    return {"htdviz": __version__, "commit": commit, "dirty": dirty,
-            "torch": torch.__version__, "python": platform.python_version(),
-            "threads": torch.get_num_threads(), "processor": processor}
+    return {"htdviz": __version__, **CODE, "torch": torch.__version__,
+            "python": platform.python_version(), "threads": torch.get_num_threads(),
+            "processor": processor}
+
+
+def _code_version() -> dict:
+    """The git commit of the code this process loaded, when htdviz runs from a checkout
+    (``dirty``: tracked files differed from it), else None: read once, as the package is
+    imported, so a long study records the code it runs even if the checkout moves on."""
+    import subprocess
+
+    root = Path(__file__).resolve().parent.parent
+    if not (root / ".git").exists():
+        return {"commit": None, "dirty": None}
+    try:
+        commit = subprocess.run(["git", "-C", str(root), "rev-parse", "HEAD"], check=True,
+                                capture_output=True, text=True, timeout=10).stdout.strip()
+        dirty = bool(subprocess.run(["git", "-C", str(root), "status", "--porcelain",
+                                     "--untracked-files=no"], check=True,
+                                    capture_output=True, text=True, timeout=10).stdout)
+    except (OSError, subprocess.SubprocessError):
+        return {"commit": None, "dirty": None}
+    return {"commit": commit, "dirty": dirty}
+
+
+#: The code this process runs (:func:`_code_version`), for each run's metrics.json.
+CODE = _code_version()
 
 
 def _save_run(path: Path, config, model, result, device, distiller=None) -> Path:

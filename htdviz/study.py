@@ -257,9 +257,13 @@ def paper_table(table: pd.DataFrame, metric: str = "final_test_recall@50") -> pd
 
     from . import reference
 
+    columns = ["dataset", "model", "phi", "method", "mean", "low", "high", "seeds", "paper",
+               "difference"]
+    done = table[table["status"].isin(("done", "reused"))] if "status" in table else table
+    if done.empty:
+        return pd.DataFrame(columns=columns)
     if metric not in table:
         raise ValueError(f"metric {metric!r} is not a column of the study's table")
-    done = table[table["status"].isin(("done", "reused"))] if "status" in table else table
     done = done[done[metric].notna()].copy()
     teacher_defaults = {f.name: f.default for f in fields(TeacherConfig)}
     for option in ("dataset", "model", "teacher_dim"):
@@ -273,7 +277,7 @@ def paper_table(table: pd.DataFrame, metric: str = "final_test_recall@50") -> pd
                     zip(out["dataset"], out["model"], out["method"], out["phi"])]
     out["paper"] = out["paper"].astype(float)
     out["difference"] = out["mean"] - out["paper"]
-    return out
+    return out[columns]
 
 
 def _equal(column: pd.Series, value) -> np.ndarray:
@@ -349,6 +353,26 @@ def study(grid, teacher: str | Path | None = None, executor: str = "local",
     finally:
         bar.close()
         run.close()
+    return table.frame()
+
+
+def finished_table(grid, runs_dir: str | Path = "runs", teacher: str | Path | None = None,
+                   **options) -> pd.DataFrame:
+    """The table :func:`study` would return for ``grid``, from the runs already finished
+    under ``runs_dir``: nothing is trained. A cell whose teacher or student run is not
+    finished has the status "missing" and no metrics (e.g. a study still under way, read
+    from a notebook)."""
+    runs_dir = Path(runs_dir).resolve()
+    specs = [_Cell(i, {**options, **cell}, teacher) for i, cell in enumerate(cells(grid))]
+    table = _Table(specs, None)
+    for spec in specs:
+        if spec.teacher_dir is None and finished(spec.teacher_path(runs_dir)):
+            spec.teacher_dir = spec.teacher_path(runs_dir)
+        path = spec.student_path(runs_dir) if spec.teacher_dir is not None else None
+        if path is not None and finished(path):
+            table.finish(spec, path, "reused", 0.0)
+        else:
+            table.fail(spec, None, status="missing")
     return table.frame()
 
 
@@ -457,8 +481,9 @@ class _Table:
         row.update(load_metrics(path))
         self._add(spec, row)
 
-    def fail(self, spec: _Cell, error: str, seconds: float = 0.0) -> None:
-        row = self._base(spec, "failed", seconds)
+    def fail(self, spec: _Cell, error: str | None, seconds: float = 0.0,
+             status: str = "failed") -> None:
+        row = self._base(spec, status, seconds)
         row["error"] = error
         self._add(spec, row)
 

@@ -90,6 +90,19 @@ def test_finished_runs_are_reused_and_out_is_written(serial, tmp_path):
     assert list(written["run"]) == list(bigger["run"])
 
 
+def test_finished_table_reads_the_finished_cells_and_trains_nothing(serial, tmp_path):
+    runs_dir, table = serial
+    before = sorted(p.name for p in runs_dir.iterdir())
+    read = study.finished_table({**GRID, "dim": [4, 8, 12]}, runs_dir=runs_dir, **TINY)
+    assert list(read["status"]) == ["reused", "reused", "missing"] * 2
+    assert sorted(p.name for p in runs_dir.iterdir()) == before          # nothing trained
+    _same_runs(read[read["status"] == "reused"].reset_index(drop=True), table)
+    assert read.loc[read["status"] == "missing", "final_test_recall@50"].isna().all()
+    nothing = study.finished_table(GRID, runs_dir=tmp_path, **TINY)     # not even a teacher
+    assert set(nothing["status"]) == {"missing"} and nothing["teacher"].isna().all()
+    assert study.paper_table(nothing).empty
+
+
 def test_a_failed_run_is_recorded_and_the_others_go_on(serial, monkeypatch):
     runs_dir, _ = serial
     real = experiment.student_run

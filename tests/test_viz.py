@@ -642,6 +642,30 @@ def test_sensitivity_figure_draws_means_ranges_and_the_default():
     assert "Recall@50" in fig.layout.yaxis.title.text
 
 
+
+def test_paper_figure_draws_the_papers_values_and_ours_where_finished():
+    from htdviz import reference
+
+    alone = figures.paper_figure()
+    assert [a.text for a in alone.layout.annotations] == list(figures.PAPER_SETTINGS.values())
+    assert all(t.marker.symbol == "circle-open" for t in alone.data)   # the paper's only
+    htd_paper = next(t for t in alone.data if t.name == "HTD, paper" and t.xaxis == "x")
+    assert list(htd_paper.y) == list(reference.FIGURE_RECALL50["bpr"]["htd"])
+    rrd = [t for t in alone.data if t.name == "RRD, paper"]
+    assert len(rrd) == 2 and all(len(t.y) == 1 for t in rrd)   # phi = 0.1, BPR and LightGCN
+    ours = pd.DataFrame({"dataset": ["citeulike", "foursquare"], "model": ["bpr", "bpr"],
+                         "phi": [0.1, 0.5], "method": ["htd", "student"],
+                         "mean": [.272, .25], "low": [.27, .25], "high": [.274, .25],
+                         "seeds": [2, 1]})
+    fig = figures.paper_figure(ours)
+    filled = [t for t in fig.data if t.marker.symbol != "circle-open"]
+    assert [(t.name, t.xaxis) for t in filled] == [("HTD", "x"), ("student alone", "x4")]
+    assert np.allclose(filled[0].y, [.272]) and np.allclose(filled[0].error_y.array, [.002])
+    assert filled[0].x[0] == htd_paper.x[0]               # beside the paper's HTD at 0.1
+    with pytest.raises(ValueError, match="paper_table"):
+        figures.paper_figure(ours.drop(columns="seeds"))
+
+
 # --------------------------------------------------------------------------------------
 # Explorer
 # --------------------------------------------------------------------------------------

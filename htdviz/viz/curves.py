@@ -429,6 +429,90 @@ def sensitivity_figure(summary: pd.DataFrame, metric: str = "final_test_recall@5
     return fig
 
 
+#: The settings of the paper's figures: (data set, base model) -> panel title.
+PAPER_SETTINGS = {("citeulike", "bpr"): "CiteULike · BPR-MF",
+                  ("citeulike", "lightgcn"): "CiteULike · LightGCN",
+                  ("citeulike", "neumf"): "CiteULike · NeuMF",
+                  ("foursquare", "bpr"): "Foursquare · BPR-MF"}
+_PAPER_METHODS = {"student": "student alone", "de": "DE", "ftd": "FTD", "htd": "HTD",
+                  "rrd": "RRD", "de+rrd": "DE + RRD", "htd+rrd": "HTD + RRD"}
+
+
+def paper_figure(table: pd.DataFrame | None = None) -> "go.Figure":
+    """The paper's whole evaluation, its figure's values beside a reproduction: one panel per
+    data set and base model, test Recall@50 against the capacity phi, one colour per method.
+
+    Parameters
+    ----------
+    table : pandas.DataFrame, optional
+        :func:`htdviz.study.paper_table`'s table (``dataset``, ``model``, ``phi``,
+        ``method``, ``mean``, ``low``, ``high``, ``seeds``): drawn filled, with the range
+        over seeds. Default: none, only the paper's values.
+
+    Returns
+    -------
+    plotly.graph_objects.Figure
+        The paper's values open (:func:`htdviz.reference.figure_recall`; its own split and
+        early stopping), the reproduction's filled; the methods side by side at each phi.
+    """
+    from .. import reference
+
+    needed = {"dataset", "model", "phi", "method", "mean", "low", "high", "seeds"}
+    if table is not None and (not isinstance(table, pd.DataFrame)
+                              or not needed <= set(table.columns)):
+        raise ValueError(f"table must be a DataFrame with columns {sorted(needed)} "
+                         f"(htdviz.study.paper_table)")
+    ours = table if table is not None else pd.DataFrame(columns=sorted(needed))
+    phis = (0.1, 0.5, 1.0)
+    fig = subplots.make_subplots(rows=1, cols=len(PAPER_SETTINGS), shared_yaxes=True,
+                                  subplot_titles=list(PAPER_SETTINGS.values()),
+                                  horizontal_spacing=0.03)
+    shown = set()
+    for col, (dataset, model) in enumerate(PAPER_SETTINGS, start=1):
+        for k, (method, name) in enumerate(_PAPER_METHODS.items()):
+            x = (k - (len(_PAPER_METHODS) - 1) / 2) * 0.09     # side by side at each phi
+            paper = [(i + x, reference.figure_recall(dataset, model, method, phi))
+                     for i, phi in enumerate(phis)]
+            paper = [(xi, v) for xi, v in paper if v is not None]
+            colour = method_colour(method, k)
+            if paper:
+                fig.add_trace(go.Scatter(
+                    x=[p[0] for p in paper], y=[p[1] for p in paper], mode="markers",
+                    name=f"{name}, paper", legendgroup=method,
+                    showlegend=(method, "paper") not in shown,
+                    marker=dict(symbol="circle-open", size=9, color=colour,
+                                line=dict(width=2)),
+                    hovertemplate=f"{name}, the paper's figure<br>%{{y:.4f}}<extra></extra>"),
+                    row=1, col=col)
+                shown.add((method, "paper"))
+            mine = ours[(ours["dataset"] == dataset) & (ours["model"] == model)
+                        & (ours["method"] == method)]
+            if len(mine):
+                xs = [phis.index(phi) + x for phi in mine["phi"]]
+                fig.add_trace(go.Scatter(
+                    x=xs, y=mine["mean"], mode="markers", name=name, legendgroup=method,
+                    showlegend=(method, "ours") not in shown,
+                    marker=dict(size=9, color=colour),
+                    error_y=dict(type="data", symmetric=False,
+                                 array=mine["high"] - mine["mean"],
+                                 arrayminus=mine["mean"] - mine["low"], thickness=1.5,
+                                 width=4),
+                    customdata=np.stack([mine["seeds"], mine["low"], mine["high"]], axis=1),
+                    hovertemplate=f"{name}<br>%{{y:.4f}}, mean of %{{customdata[0]}} seed(s)"
+                                  f"<br>range %{{customdata[1]:.4f}} to %{{customdata[2]:.4f}}"
+                                  f"<extra></extra>"), row=1, col=col)
+                shown.add((method, "ours"))
+        fig.update_xaxes(tickvals=list(range(len(phis))), ticktext=[f"{p:g}" for p in phis],
+                         range=[-0.5, len(phis) - 0.5], title_text="phi = d_s / d_t",
+                         row=1, col=col)
+    fig.update_yaxes(title_text="test Recall@50", row=1, col=1)
+    fig.update_layout(height=430, template="plotly_white",
+                      title="The paper's figure (open) and this reproduction (filled: mean "
+                            "and range over seeds)",
+                      legend=dict(orientation="h", y=-0.22), margin=dict(t=80, b=120))
+    return fig
+
+
 #: Words for a study's factors (panel titles).
 _FACTOR_WORDS = {"n_groups": "K, groups per entity type", "alpha": "alpha (topology vs "
                  "assignment)", "distill_weight": "lambda, distillation weight",

@@ -2,7 +2,8 @@
 figure by its name, from the modules that draw them.
 
 Every function takes plain arrays or the tables of the analysis layer
-(:mod:`htdviz.topology`, :mod:`htdviz.groups`, :mod:`htdviz.capacity`) and returns a
+(:mod:`htdviz.topology`, :mod:`htdviz.preservation`, :mod:`htdviz.groups`,
+:mod:`htdviz.capacity`, :mod:`htdviz.study`) and returns a
 ``plotly.graph_objects.Figure``.
 
 Maps (:mod:`htdviz.viz.maps`)
@@ -13,7 +14,7 @@ Heatmaps (:mod:`htdviz.viz.heatmaps`)
 Curves and bars (:mod:`htdviz.viz.curves`)
     :func:`learning_curves`, :func:`capacity_curves`, :func:`group_sizes_figure`,
     :func:`group_usage_figure`, :func:`preservation_bars`, :func:`band_error_figure`,
-    :func:`sensitivity_figure`.
+    :func:`sensitivity_figure`, :func:`paper_figure` (the paper's figure beside a study).
 Shared (:mod:`htdviz.viz._shared`)
     the colours (:data:`PALETTE`, :data:`METHOD_COLOURS`, :func:`method_colour`),
     :func:`readable` column names, :func:`figure_html` for pages without a kernel.
@@ -22,15 +23,16 @@ from __future__ import annotations
 
 from ._shared import (MAX_HEATMAP_ENTITIES, MAX_LEGEND_ENTRIES, METHOD_COLOURS, PALETTE,
                       figure_html, method_colour, readable)
-from .curves import (band_error_figure, capacity_curves, group_sizes_figure, group_usage_figure,
-                     learning_curves, preservation_bars, sensitivity_figure)
+from .curves import (PAPER_SETTINGS, band_error_figure, capacity_curves, group_sizes_figure,
+                     group_usage_figure, learning_curves, paper_figure, preservation_bars,
+                     sensitivity_figure)
 from .heatmaps import group_heatmaps, prototype_heatmaps, similarity_heatmaps
 from .maps import (MAX_MAP_POINTS, TRUST_ROWS, TRUST_SCALE, WEBGL_THRESHOLD, map_figure,
                    projection_figure)
 
 __all__ = ["MAX_HEATMAP_ENTITIES", "MAX_LEGEND_ENTRIES", "MAX_MAP_POINTS", "METHOD_COLOURS",
-           "PALETTE", "TRUST_ROWS", "TRUST_SCALE", "WEBGL_THRESHOLD", "band_error_figure",
-           "capacity_curves", "figure_html", "group_heatmaps", "group_sizes_figure",
-           "group_usage_figure", "learning_curves", "map_figure", "method_colour",
-           "preservation_bars", "projection_figure", "prototype_heatmaps", "readable",
-           "sensitivity_figure", "similarity_heatmaps"]
+           "PALETTE", "PAPER_SETTINGS", "TRUST_ROWS", "TRUST_SCALE", "WEBGL_THRESHOLD",
+           "band_error_figure", "capacity_curves", "figure_html", "group_heatmaps",
+           "group_sizes_figure", "group_usage_figure", "learning_curves", "map_figure",
+           "method_colour", "paper_figure", "preservation_bars", "projection_figure",
+           "prototype_heatmaps", "readable", "sensitivity_figure", "similarity_heatmaps"]
