@@ -2,8 +2,9 @@
 
 CiteULike-t, teacher d_t = 200. docs/method.md §10.1, §10.2: reference split, BPR-MF, test
 Recall@50 at epoch 100 from the authors' published logs (one run each; three seeds of
-htdviz's d_s = 20 cells span .0017 to .0115 by method, docs/results.md "Seed spread"). docs/method.md §10.3, §10.4: the paper's
-own figures (another random split, early stopping) and analyses.
+htdviz's d_s = 20 cells span .0017 to .0115 by method, docs/results.md "Seed spread").
+docs/method.md §10.3, §10.4: the paper's own figures (another random split, early stopping)
+and analyses.
 """
 from __future__ import annotations
 

@@ -43,13 +43,14 @@ import multiprocessing
 import os
 import time
 from collections.abc import Mapping
+from dataclasses import fields
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 from tqdm.auto import tqdm
 
-from . import distill, experiment, models
+from . import distill, experiment, models, reference
 from ._io import write_atomically
 from .config import StudentConfig, TeacherConfig
 from .runs import finished, load_metrics, load_run
@@ -253,10 +254,6 @@ def paper_table(table: pd.DataFrame, metric: str = "final_test_recall@50") -> pd
         ``paper`` (:func:`htdviz.reference.figure_recall`: the paper's figure, its own split
         and early stopping; NaN where the paper has no such cell) and ``difference``.
     """
-    from dataclasses import fields
-
-    from . import reference
-
     columns = ["dataset", "model", "phi", "method", "mean", "low", "high", "seeds", "paper",
                "difference"]
     done = table[table["status"].isin(("done", "reused"))] if "status" in table else table
@@ -372,7 +369,7 @@ def finished_table(grid, runs_dir: str | Path = "runs", teacher: str | Path | No
         if path is not None and finished(path):
             table.finish(spec, path, "reused", 0.0)
         else:
-            table.fail(spec, None, status="missing")
+            table.missing(spec)
     return table.frame()
 
 
@@ -481,11 +478,14 @@ class _Table:
         row.update(load_metrics(path))
         self._add(spec, row)
 
-    def fail(self, spec: _Cell, error: str | None, seconds: float = 0.0,
-             status: str = "failed") -> None:
-        row = self._base(spec, status, seconds)
+    def fail(self, spec: _Cell, error: str, seconds: float = 0.0) -> None:
+        row = self._base(spec, "failed", seconds)
         row["error"] = error
         self._add(spec, row)
+
+    def missing(self, spec: _Cell) -> None:
+        """A cell without a finished run (:func:`finished_table`)."""
+        self._add(spec, {**self._base(spec, "missing", 0.0), "error": None})
 
     def _add(self, spec, row) -> None:
         self.rows[spec.index] = row

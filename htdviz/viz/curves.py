@@ -10,6 +10,7 @@ from collections.abc import Mapping
 import numpy as np
 import pandas as pd
 
+from ..reference import figure_recall
 from .._validation import check_labels
 from ._shared import (PALETTE, as_curves, go, method_colour, readable, subplots,
                       tags_by_group)
@@ -456,8 +457,6 @@ def paper_figure(table: pd.DataFrame | None = None) -> "go.Figure":
         The paper's values open (:func:`htdviz.reference.figure_recall`; its own split and
         early stopping), the reproduction's filled; the methods side by side at each phi.
     """
-    from .. import reference
-
     needed = {"dataset", "model", "phi", "method", "mean", "low", "high", "seeds"}
     if table is not None and (not isinstance(table, pd.DataFrame)
                               or not needed <= set(table.columns)):
@@ -472,7 +471,7 @@ def paper_figure(table: pd.DataFrame | None = None) -> "go.Figure":
     for col, (dataset, model) in enumerate(PAPER_SETTINGS, start=1):
         for k, (method, name) in enumerate(_PAPER_METHODS.items()):
             x = (k - (len(_PAPER_METHODS) - 1) / 2) * 0.09     # side by side at each phi
-            paper = [(i + x, reference.figure_recall(dataset, model, method, phi))
+            paper = [(i + x, figure_recall(dataset, model, method, phi))
                      for i, phi in enumerate(phis)]
             paper = [(xi, v) for xi, v in paper if v is not None]
             colour = method_colour(method, k)

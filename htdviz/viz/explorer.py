@@ -594,7 +594,8 @@ class Explorer:
                 # coordinates as lists: plotly.js reports typed-array coordinates back as
                 # changed defaults, which FigureWidget cannot compare with an array (a
                 # ValueError in JupyterLab's log console at every redraw)
-                widget_trace.update(x=trace.x.tolist(), y=trace.y.tolist(), marker=trace.marker.to_plotly_json(),
+                widget_trace.update(x=trace.x.tolist(), y=trace.y.tolist(),
+                                    marker=trace.marker.to_plotly_json(),
                                     customdata=trace.customdata, name=trace.name,
                                     hovertemplate=trace.hovertemplate, selectedpoints=None,
                                     unselected=trace.unselected.to_plotly_json(),
