@@ -37,10 +37,6 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 NOTEBOOKS = sorted((ROOT / "notebooks").glob("*.ipynb"))
-#: Notebooks whose parameters cell sets SETTING ("lesson" as committed; the tests run
-#: "smoke", see ``smoke_copy``); the others set SMOKE = True.
-LESSON_NOTEBOOKS = {"01_quickstart", "02_teachers", "03_distillation", "04_topology_explorer",
-                    "05_capacity_gap", "06_paper_analyses"}
 #: Notebooks whose SMOKE setting reads CiteULike (the others use synthetic data).
 SMOKE_NEEDS_CITEULIKE = {"02_teachers", "04_topology_explorer"}
 #: Seconds a notebook's Run All, or one cell under nbclient, may take (SMOKE: 10 s to 3 min).
@@ -75,9 +71,10 @@ def smoke_copy(source: Path, target: Path) -> None:
     import nbformat
 
     nb = nbformat.read(source, as_version=4)
-    for cell in nb.cells:
-        if "parameters" in cell.metadata.get("tags", []):
-            cell.source = cell.source.replace('SETTING = "lesson"', 'SETTING = "smoke"', 1)
+    cell = next(c for c in nb.cells if "parameters" in c.metadata.get("tags", []))
+    if 'SETTING = "lesson"' not in cell.source:
+        raise ValueError(f'{source.name}: its parameters cell does not set SETTING = "lesson"')
+    cell.source = cell.source.replace('SETTING = "lesson"', 'SETTING = "smoke"', 1)
     nbformat.write(nb, target)
 
 

@@ -5,9 +5,8 @@ Two kinds of test:
 - static checks of every committed notebook: valid nbformat, no outputs, no execution
   counts, no saved widget state, exactly one cell tagged ``parameters`` (papermill style),
   which is the first code cell and sets ``SETTING = "lesson"`` (a person opening the
-  notebook runs the lesson setting; the tests inject ``SETTING = "smoke"``), or, in the
-  notebooks without a lesson setting yet, ``SMOKE = True``; the first cell is markdown and
-  says how long each setting takes on CPU and on GPU;
+  notebook runs the lesson setting; the tests inject ``SETTING = "smoke"``); the first
+  cell is markdown and says how long each setting takes on CPU and on GPU;
 - execution (marker ``notebooks``; deselect with ``-m "not notebooks"``): each notebook runs
   top to bottom in its committed SMOKE setting, with no error output, and the runs it
   trained or reused are finished folders in its SMOKE runs folder (``../runs/smoke``).
@@ -84,10 +83,7 @@ def test_parameters_cell_comes_first_and_is_smoke(path):
     assert nb.cells and nb.cells[0].cell_type == "markdown", \
         f"{path.name} must open with a markdown cell"
     intro = nb.cells[0].source
-    lesson = path.stem in notebook_session.LESSON_NOTEBOOKS
-    words = ('"lesson"', '"smoke"', '"full"', "CPU", "GPU") if lesson else \
-        ("SMOKE", "FULL", "CPU", "GPU")
-    for word in words:
+    for word in ('"lesson"', '"smoke"', '"full"', "CPU", "GPU"):
         assert word in intro, f"{path.name}: the first cell must say how long each " \
                               f"setting takes on CPU and GPU (no {word!r} found)"
     code_cells = [c for c in nb.cells if c.cell_type == "code"]
@@ -95,12 +91,8 @@ def test_parameters_cell_comes_first_and_is_smoke(path):
     assert len(tagged) == 1, f"{path.name} has {len(tagged)} cells tagged 'parameters'"
     assert tagged[0] is code_cells[0], f"{path.name}: the parameters cell must be the " \
                                        f"first code cell"
-    if lesson:
-        assert re.search(r'^SETTING = "lesson"', tagged[0].source, re.MULTILINE), \
-            f'{path.name}: the committed parameters cell must set SETTING = "lesson"'
-    else:
-        assert re.search(r"^SMOKE = True\b", tagged[0].source, re.MULTILINE), \
-            f"{path.name}: the committed parameters cell must set SMOKE = True (what CI runs)"
+    assert re.search(r'^SETTING = "lesson"', tagged[0].source, re.MULTILINE), \
+        f'{path.name}: the committed parameters cell must set SETTING = "lesson"'
 
 
 @pytest.mark.notebooks

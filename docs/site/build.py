@@ -44,10 +44,8 @@ def execute(out_dir: Path, smoke: bool) -> list[tuple[str, float]]:
     for path in NOTEBOOKS:
         start = time.perf_counter()
         print(f"executing {path.name} ({'SMOKE' if smoke else 'as it opens'})", flush=True)
-        # SETTING in the notebooks that have a lesson setting, SMOKE in the others
-        smoke_parameters = {"SMOKE": True, "SETTING": "smoke"}
         papermill.execute_notebook(str(path), str(out_dir / path.name),
-                                   parameters=smoke_parameters if smoke else {},
+                                   parameters={"SETTING": "smoke"} if smoke else {},
                                    cwd=str(path.parent), progress_bar=False)
         times.append((path.stem, time.perf_counter() - start))
         print(f"  {times[-1][1]:.0f} s", flush=True)
