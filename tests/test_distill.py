@@ -154,11 +154,16 @@ def test_htd_matches_literal(design, positive_only, detach, tau):
         assert_close(a, b, f"HTD grad #{i}")
 
 
-@pytest.mark.parametrize("method", ["blocks", "dense"])
-def test_within_group_error_for_any_group_sizes(method):
+@pytest.mark.parametrize("method,tile", [("blocks", None), ("blocks", 7), ("blocks", 16),
+                                         ("dense", None)])
+def test_within_group_error_for_any_group_sizes(method, tile, monkeypatch):
     """Balanced and very uneven group sizes (one size class or several): literal value and
-    gradient, for the CPU's block path and the GPU's dense path."""
+    gradient, for the CPU's block path (its large blocks in tiles of 7 or 16, uneven, as
+    well as whole) and the GPU's dense path."""
+    from htdviz.distill import htd as htd_module
     from htdviz.distill.htd import within_group_error
+    if tile is not None:
+        monkeypatch.setattr(htd_module, "TILE", tile)
     g = torch.Generator().manual_seed(0)
     t, s = torch.randn(60, 8, generator=g), torch.randn(60, 3, generator=g)
     balanced = torch.arange(60) % 6
@@ -174,6 +179,21 @@ def test_within_group_error_for_any_group_sizes(method):
             assert_close(grads(got, [s])[0], grads(want, [s])[0], "within-group gradient")
     with pytest.raises(ValueError, match="method"):
         within_group_error(t, s, balanced, method="sparse")
+
+
+def test_within_group_error_tiles_a_block_larger_than_a_tile():
+    """One group of 1,100 entities (three tiles of the real TILE): the literal value and
+    gradient over all its pairs."""
+    from htdviz.distill.htd import TILE, within_group_error
+    g = torch.Generator().manual_seed(1)
+    t, s = torch.randn(1100, 12, generator=g), torch.randn(1100, 4, generator=g)
+    assert len(t) > 2 * TILE
+    s.requires_grad_(True)
+    t_sim = cos_matrix(t, t)
+    want = ((t_sim - cos_matrix(s, s))[t_sim > 0] ** 2).sum()
+    got = within_group_error(t, s, torch.zeros(1100, dtype=torch.long), True, "blocks")
+    assert_close(got, want, "one large group")
+    assert_close(grads(got, [s])[0], grads(want, [s])[0], "one large group's gradient")
 
 
 def test_quirks_change_the_loss():
