@@ -172,19 +172,19 @@ def paper_grid(seeds=(0, 1), dims=(20, 100, 200)) -> list[dict]:
     - CiteULike x {BPR-MF, LightGCN} at d_s = 20: RRD, DE + RRD, HTD + RRD;
     - Foursquare x BPR-MF x ``dims`` x {student, DE, FTD, HTD}.
 
-    Every d_s = 20 cell runs with each of ``seeds``, the larger ones with the first.
+    Every d_s = 20 cell runs with each of ``seeds``, the larger ones with the first. The
+    cells come in the order a study in the background should finish them: every d_s = 20
+    cell with the first seed (one value for each of the paper's phi = 0.1 cells), then with
+    the other seeds, then the larger d_s.
     """
     methods = ["student", "de", "ftd", "htd"]
     small, large = dims[0], list(dims[1:])
-    grids = []
-    for dataset, base_models in (("citeulike", ["bpr", "lightgcn", "neumf"]),
-                                 ("foursquare", ["bpr"])):
-        common = {"dataset": dataset, "model": base_models, "method": methods}
-        grids.append({**common, "dim": small, "seed": list(seeds)})
-        grids.append({**common, "dim": large, "seed": seeds[0]})
-    grids.append({"dataset": "citeulike", "model": ["bpr", "lightgcn"],
-                  "method": ["rrd", "de+rrd", "htd+rrd"], "dim": small, "seed": list(seeds)})
-    return grids
+    settings = [{"dataset": "citeulike", "model": ["bpr", "lightgcn", "neumf"], "method": methods},
+                {"dataset": "foursquare", "model": "bpr", "method": methods},
+                {"dataset": "citeulike", "model": ["bpr", "lightgcn"],
+                 "method": ["rrd", "de+rrd", "htd+rrd"]}]
+    grids = [{**setting, "dim": small, "seed": seed} for seed in seeds for setting in settings]
+    return grids + [{**setting, "dim": large, "seed": seeds[0]} for setting in settings[:2]]
 
 
 PRESETS = {"sensitivity": sensitivity_grid, "balance": lambda: balance_grid(1.0),

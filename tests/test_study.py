@@ -263,3 +263,8 @@ def test_paper_preset_is_the_papers_whole_evaluation():
             assert reference.figure_recall("citeulike", model, method, 0.1) is not None
             assert {("citeulike", model, 20, method, s) for s in (0, 1)} <= keys
     assert not any(c["model"] == "neumf" and "rrd" in c["method"] for c in grid)
+    # in the order a background study should finish them: one seed of every phi = 0.1 cell
+    # first, then the second seeds, then the larger students
+    order = [(c["dim"] != 20, c["seed"]) for c in grid]
+    assert order == sorted(order)
+    assert len([key for key in order if key == (False, 0)]) == 22
