@@ -9,7 +9,8 @@ used torch's thread pool (every pipeline builds a model first). The batch sizes 
 of a Foursquare batch of 1,024 training pairs (read from the mirror, else 1,000 users and
 2,000 items). Paths:
 
-- mixture: the two big matmuls over every (entity, expert) pair;
+- mixture: the two big matmuls over every (entity, expert) pair, ``MIXTURE_ROWS`` rows at a
+  time (as the CPU runs it); "mixture, whole" all rows at once;
 - padded: each expert on the rows it weighs, in zero-padded blocks (two batched matmuls);
 - per expert: each expert on its own rows (K small matmuls);
 - chosen: what ``Experts.forward`` picks, for the weights of ``gumbel_softmax_weights``
@@ -36,6 +37,7 @@ import torch
 from htdviz import data
 from htdviz._threads import flush_denormals
 from htdviz.distill._common import gumbel_like, linear
+from htdviz.distill import experts as experts_module
 from htdviz.distill.experts import Experts, gumbel_softmax_weights
 
 K, STUDENT_DIM, TEACHER_DIM, BATCH = 30, 20, 200, 1024
@@ -81,7 +83,13 @@ class Side:
         """Forward and backward of the reconstruction loss by ``path``."""
         student = self.student.clone().requires_grad_(True)
         z = self.weights(tau, all_kept=path == "chosen, all kept")
-        if path in ("mixture", "chosen", "chosen, all kept"):
+        if path == "mixture, whole":
+            rows, experts_module.MIXTURE_ROWS = experts_module.MIXTURE_ROWS, len(student)
+            try:
+                out = self.experts.mixture(student, z)
+            finally:
+                experts_module.MIXTURE_ROWS = rows
+        elif path in ("mixture", "chosen", "chosen, all kept"):
             out = self.experts.mixture(student, z) if path == "mixture" else \
                 self.experts(student, z)
         else:
@@ -131,7 +139,7 @@ def main():
     n_users, n_items, where = batch_sizes()
     generator = torch.Generator().manual_seed(0)
     sides = [Side(n, generator, args.logit_std) for n in (n_users, n_items)]  # pool exists
-    paths = ["mixture", "padded", "per expert", "chosen", "chosen, all kept"]
+    paths = ["mixture", "padded", "per expert", "chosen", "chosen, all kept", "mixture, whole"]
     print(f"CPU, {torch.get_num_threads()} threads; torch {torch.__version__}; "
           f"{n_users} users + {n_items} items ({where}); K={K}, d_s={STUDENT_DIM}, "
           f"d_t={TEACHER_DIM}; selection logits std {args.logit_std:g}; best of "

@@ -335,12 +335,22 @@ def test_htd_rejects_bad_parameters(kwargs, match):
 
 @pytest.mark.parametrize("case", ["one-hot balanced", "one-hot uneven", "two per row",
                                   "two per row uneven", "dense"])
-def test_experts_paths_match_literal(case):
-    """Every path of the expert mixture (the dense mixture, padded blocks per expert, a loop
-    over experts, and the one forward chooses) equals the literal sum over experts, values
-    and gradients, the logits of z included."""
+def test_experts_paths_match_literal(case, monkeypatch):
+    """Every path of the expert mixture (the dense mixture, whole and in blocks of rows as
+    the CPU runs a large one, padded blocks per expert, a loop over experts, and the one
+    forward chooses) equals the literal sum over experts, values and gradients, the logits
+    of z included."""
+    from htdviz.distill import experts as experts_module
     from htdviz.distill.experts import Experts
     torch.manual_seed(0)
+
+    def blocks_of_rows(rows, s, z):        # 40 rows: blocks of 15, 15 and 10
+        monkeypatch.setattr(experts_module, "MIXTURE_ROWS", rows)
+        try:
+            return experts.mixture(s, z)
+        finally:
+            monkeypatch.undo()
+
     k = 8
     experts = Experts(k, 3, 8)
     s = torch.randn(40, 3, requires_grad=True)
@@ -359,7 +369,8 @@ def test_experts_paths_match_literal(case):
     per_row = {"one": 1, "two": 2, "dense": k}[case.split()[0].split("-")[0]]
     assert torch.equal((z > 0).sum(1), torch.full((40,), per_row))
     expert, row = torch.nonzero(z.detach().T).unbind(1)
-    paths = {"chosen": experts, "mixture": experts.mixture}
+    paths = {"chosen": experts, "mixture": experts.mixture,
+             "mixture in blocks of 15 rows": lambda s, z: blocks_of_rows(15, s, z)}
     if case != "dense":
         paths["padded"] = lambda s, z: experts.padded_mixture(s, z, expert, row)
         paths["per expert"] = lambda s, z: experts.per_expert_mixture(s, z, expert, row)

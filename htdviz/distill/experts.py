@@ -12,7 +12,8 @@ L_GA = sum_e ||t_e - t_hat_e||^2. tau is annealed once per epoch from 1 to 1e-10
 Speed without changing the result (only, at most, the order of float sums):
 - All K experts run as two matmuls: the first layers side by side (d_s x K*h), and the
   z-weighted hidden layers stacked against the second layers (K*h x d_t), so the
-  (N, d_t, K) tensor of the reference implementation is never formed.
+  (N, d_t, K) tensor of the reference implementation is never formed; on the CPU a few
+  hundred rows at a time, which keeps the hidden layer in the cache.
 - As tau falls, most weights of z underflow to exactly 0.0 in float32 (for most entities
   all but one, once tau is small). A zero weight adds exactly 0 to t_hat and passes exactly
   0 back to its expert and to the logits, so on the CPU, once fewer than
@@ -50,6 +51,10 @@ SPARSE_SHARE = 0.6
 #: ... in zero-padded blocks while the largest expert's load times K is at most this many
 #: times the number of non-zero weights (else each expert on its own rows).
 PADDED_LOAD = 3
+#: The CPU's mixture takes its rows this many at a time: a Foursquare batch's 2,900 rows
+#: at K = 30 cost 0.61x in blocks of 512 (their hidden layer is 6.7 MB, not 38 MB;
+#: benchmarks/bench_experts.py, "mixture" against "mixture, whole").
+MIXTURE_ROWS = 512
 
 
 class Experts(nn.Module):
@@ -79,7 +84,14 @@ class Experts(nn.Module):
         return torch.relu(student @ self.w1[k] + self.b1[k]) @ self.w2[k] + self.b2[k]
 
     def mixture(self, student: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
-        """sum_k z_k f_k(s) for student (N, d_s) and weights z (N, K); returns (N, d_t)."""
+        """sum_k z_k f_k(s) for student (N, d_s) and weights z (N, K); returns (N, d_t).
+
+        On the CPU, more than :data:`MIXTURE_ROWS` rows are taken that many at a time (each
+        row's sum is its own), so that the (rows, K*h) hidden layer stays in the cache.
+        """
+        if not student.is_cuda and student.shape[0] > MIXTURE_ROWS:
+            return torch.cat([self.mixture(s, w) for s, w in
+                              zip(student.split(MIXTURE_ROWS), z.split(MIXTURE_ROWS))])
         n, k, h = student.shape[0], self.n_experts, self.hidden
         w1 = self.w1.permute(1, 0, 2).reshape(-1, k * h)                      # (d_s, K*h)
         hidden = torch.relu(student @ w1 + self.b1.reshape(-1))                # (N, K*h)
