@@ -52,7 +52,7 @@ SPARSE_SHARE = 0.6
 #: times the number of non-zero weights (else each expert on its own rows).
 PADDED_LOAD = 3
 #: The CPU's mixture takes its rows this many at a time: a Foursquare batch's 2,900 rows
-#: at K = 30 cost 0.61x in blocks of 512 (their hidden layer is 6.7 MB, not 38 MB;
+#: at K = 30 cost 0.6-0.8x in blocks of 512 (their hidden layer is 6.7 MB, not 38 MB;
 #: benchmarks/bench_experts.py, "mixture" against "mixture, whole").
 MIXTURE_ROWS = 512
 
