@@ -36,8 +36,8 @@ import torch
 
 from htdviz import data
 from htdviz._threads import flush_denormals
-from htdviz.distill._common import gumbel_like, linear
 from htdviz.distill import experts as experts_module
+from htdviz.distill._common import gumbel_like, linear
 from htdviz.distill.experts import Experts, gumbel_softmax_weights
 
 K, STUDENT_DIM, TEACHER_DIM, BATCH = 30, 20, 200, 1024
