@@ -572,6 +572,9 @@ def test_group_usage_figure_draws_groups_in_use_and_effective_groups():
     assert list(fig.data[2].y) == [30, 4, 3]                    # item panel
     np.testing.assert_allclose(fig.data[3].y, 2.0 ** np.array([4.9, 1.5, 1.0]))
     assert [s.y0 for s in fig.layout.shapes] == [30, 30]
+    # "K = 30 on offer" above its line, in room kept for it: the curves start on K
+    assert [a.yanchor for a in fig.layout.annotations if "on offer" in a.text] == ["bottom"] * 2
+    assert fig.layout.yaxis.range[1] > 30 and fig.layout.yaxis2.range[1] > 30
     assert fig.layout.xaxis.title.text == "epoch" and fig.layout.yaxis.title.text == "groups"
     with pytest.raises(ValueError, match="no history has the columns"):
         figures.group_usage_figure({"FTD": history[["epoch"]]})

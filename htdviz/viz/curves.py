@@ -317,13 +317,15 @@ def group_usage_figure(histories, n_groups: int | None = None) -> "go.Figure":
                     line=dict(color=colour, dash="dash"),
                     hovertemplate=f"{name}<br>epoch %{{x}}<br>%{{y:.1f}} effective {kind} "
                                   f"groups<extra></extra>"), row=1, col=col)
+    fig.update_xaxes(title_text="epoch")
+    fig.update_yaxes(title_text="groups", rangemode="tozero", row=1, col=1)
     if n_groups is not None:
+        # the label above the line, in room kept for it: curves often run along K itself
+        fig.update_yaxes(range=[0, n_groups * 1.15])
         for col in (1, 2):
             fig.add_hline(y=n_groups, line=dict(color="grey", dash="dot"), row=1, col=col,
                           annotation_text=f"K = {n_groups} on offer",
-                          annotation_position="bottom right")
-    fig.update_xaxes(title_text="epoch")
-    fig.update_yaxes(title_text="groups", rangemode="tozero", row=1, col=1)
+                          annotation_position="top right")
     fig.update_layout(template="plotly_white", height=380,
                       title="Groups in use during training",
                       legend=dict(orientation="h", yanchor="top", y=-0.3, x=0,
