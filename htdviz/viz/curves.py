@@ -438,6 +438,7 @@ PAPER_SETTINGS = {("citeulike", "bpr"): "CiteULike<br>BPR-MF",
                   ("citeulike", "lightgcn"): "CiteULike<br>LightGCN",
                   ("citeulike", "neumf"): "CiteULike<br>NeuMF",
                   ("foursquare", "bpr"): "Foursquare<br>BPR-MF"}
+# the names distill.display_name gives them, written out: htdviz.viz does not import torch
 _PAPER_METHODS = {"student": "student alone", "de": "DE", "ftd": "FTD", "htd": "HTD",
                   "rrd": "RRD", "de+rrd": "DE + RRD", "htd+rrd": "HTD + RRD"}
 
