@@ -277,6 +277,68 @@ def paper_table(table: pd.DataFrame, metric: str = "final_test_recall@50") -> pd
     return out[columns]
 
 
+#: The paper's orderings, each checked per (data set, base model) by :func:`paper_orderings`:
+#: its name, the (method, phi) cells it compares, and its margin, which is > 0 where it holds.
+PAPER_ORDERINGS = (
+    ("HTD above DE and FTD at phi = 0.1", (("htd", 0.1), ("de", 0.1), ("ftd", 0.1)),
+     lambda htd, de, ftd: min(htd - de, htd - ftd)),
+    ("FTD - HTD larger at phi = 1.0 than at 0.1", (("ftd", 0.1), ("htd", 0.1), ("ftd", 1.0),
+                                                   ("htd", 1.0)),
+     lambda ftd_small, htd_small, ftd_full, htd_full:
+     (ftd_full - htd_full) - (ftd_small - htd_small)),
+    ("HTD + RRD above HTD at phi = 0.1", (("htd+rrd", 0.1), ("htd", 0.1)),
+     lambda combined, htd: combined - htd),
+)
+
+
+def paper_orderings(evaluation: pd.DataFrame) -> pd.DataFrame:
+    """Whether the paper's orderings (:data:`PAPER_ORDERINGS`) hold, in its figures and in
+    ours, for each (data set, base model) of :func:`paper_table`'s ``evaluation``.
+
+    Returns
+    -------
+    pandas.DataFrame
+        One row per data set, base model and ordering the paper has cells for: ``paper``
+        and ``ours`` ("holds" or "fails"; ours "pending" while a cell has no finished
+        seed), the ``margin`` of each (> 0 where it holds; ours from the seeds' means),
+        ``seed_range`` (the widest high - low of the compared cells; NaN with one seed
+        each), and ``values``, the compared cells as ``method@phi ours (paper's)``.
+    """
+    settings = [("citeulike", model) for model in reference.FIGURE_RECALL50] + \
+        [("foursquare", "bpr")]
+    cells_ = evaluation.set_index(["dataset", "model", "method", "phi"]) \
+        if not evaluation.empty else pd.DataFrame(columns=["mean", "low", "high"])
+    rows = []
+    for dataset, model in settings:
+        for name, compared, margin in PAPER_ORDERINGS:
+            paper = [reference.figure_recall(dataset, model, method, phi)
+                     for method, phi in compared]
+            if None in paper:
+                continue
+            keys = [(dataset, model, method, phi) for method, phi in compared]
+            found = cells_.reindex(keys)
+            missing = [f"{method}@{phi:g}" for (method, phi), mean
+                       in zip(compared, found["mean"]) if pd.isna(mean)]
+            ours = np.nan if missing else margin(*found["mean"].astype(float))
+            ranges = (found["high"] - found["low"]).astype(float)
+            rows.append({
+                "dataset": dataset, "model": model, "ordering": name,
+                "paper": "holds" if margin(*paper) > 0 else "fails",
+                "ours": f"pending ({', '.join(missing)})" if missing else
+                        "holds" if ours > 0 else "fails",
+                "paper_margin": margin(*paper), "margin": ours,
+                "seed_range": ranges[ranges > 0].max() if (ranges > 0).any() else np.nan,
+                "values": ", ".join(f"{method}@{phi:g} {_recall(v)} ({_recall(p)})" for
+                                    (method, phi), v, p in zip(compared, found["mean"], paper))})
+    return pd.DataFrame(rows, columns=["dataset", "model", "ordering", "paper", "ours",
+                                       "paper_margin", "margin", "seed_range", "values"])
+
+
+def _recall(value) -> str:
+    """A recall as .2711 (- when missing)."""
+    return "-" if pd.isna(value) else f"{value:.4f}".lstrip("0")
+
+
 def _equal(column: pd.Series, value) -> np.ndarray:
     if isinstance(value, (int, float)) and not isinstance(value, bool):
         return np.isclose(column.astype(float), float(value), rtol=1e-9, atol=0)

@@ -242,6 +242,34 @@ def test_paper_table_sets_finished_cells_beside_the_papers_figure():
     assert out.loc[("citeulike", "lightgcn", 0.1, "htd+rrd"), "paper"] == .2877
 
 
+def test_paper_orderings_hold_fail_or_wait_for_their_cells():
+    table = pd.DataFrame({
+        "status": ["done"] * 8,
+        "model": ["bpr"] * 7 + ["lightgcn"],
+        "method": ["htd", "htd", "de", "ftd", "ftd", "htd", "htd+rrd", "htd"],
+        "dim": [20, 20, 20, 20, 200, 200, 20, 20], "seed": [0, 1, 0, 0, 0, 0, 0, 0],
+        "final_test_recall@50": [.27, .274, .25, .26, .33, .325, .27, .28]})
+    out = study.paper_orderings(study.paper_table(table)).set_index(
+        ["dataset", "model", "ordering"])
+    bpr = out.loc[("citeulike", "bpr")]
+    above, growing, combined = (bpr.loc[name] for name, _, _ in study.PAPER_ORDERINGS)
+    assert above["ours"] == "holds" and above["margin"] == pytest.approx(.272 - .26)
+    assert above["seed_range"] == pytest.approx(.004)           # HTD's two seeds
+    assert growing["ours"] == "holds" and growing["margin"] == pytest.approx(.005 + .012)
+    assert combined["ours"] == "fails" and combined["margin"] == pytest.approx(-.002)
+    assert combined["paper"] == "holds" and combined["paper_margin"] == pytest.approx(.0039)
+    assert combined["values"] == "htd+rrd@0.1 .2700 (.2842), htd@0.1 .2720 (.2803)"
+    lightgcn = out.loc[("citeulike", "lightgcn")]
+    assert lightgcn.iloc[0]["ours"] == "pending (de@0.1, ftd@0.1)"
+    # the paper's NeuMF: FTD - HTD is -.0079 at phi = 0.1 and -.0008 at 1.0
+    neumf = out.loc[("citeulike", "neumf", growing.name)]
+    assert neumf["paper"] == "holds" and neumf["paper_margin"] == pytest.approx(.0071)
+    # no RRD cells for NeuMF or Foursquare in the paper, so no such ordering
+    assert len(out) == 10 and ("foursquare", "bpr", combined.name) not in out.index
+    assert (study.paper_orderings(study.paper_table(table.iloc[:0]))["ours"]
+            .str.startswith("pending").all())
+
+
 def test_paper_preset_is_the_papers_whole_evaluation():
     """Every (data set, base model, phi, method) cell of the paper's figures and RRD table,
     two seeds at phi = 0.1 and one elsewhere; each cell a valid run configuration."""
