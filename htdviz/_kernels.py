@@ -17,9 +17,16 @@ import torch
 
 def use_torch_threads() -> int:
     """Run numba's parallel loops on as many threads as torch uses (a study worker with one
-    torch thread gets one numba thread); returns that number."""
-    threads = max(1, min(torch.get_num_threads(), numba.config.NUMBA_NUM_THREADS))
+    torch thread gets one numba thread); returns that number.
+
+    Launching numba's thread pool (the first call) sets the OpenMP thread count of the whole
+    process to numba's (every core), which torch reads as its own, so torch's count is set
+    back afterwards: a run asked to use one thread keeps one.
+    """
+    torch_threads = torch.get_num_threads()
+    threads = max(1, min(torch_threads, numba.config.NUMBA_NUM_THREADS))
     numba.set_num_threads(threads)
+    torch.set_num_threads(torch_threads)
     return threads
 
 

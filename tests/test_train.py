@@ -149,6 +149,29 @@ def test_train_config_defaults_are_the_reference_recipe():
     assert config.to_dict()["ks"] == [10, 20, 50]
 
 
+def test_compiled_loops_leave_torch_on_the_threads_it_was_given():
+    """numba's OpenMP pool, launched by the first compiled loop of a run (the negative
+    sampler's), set the process's OpenMP thread count to numba's, so a run or study worker
+    given one torch thread computed on every core. In a fresh process with two numba
+    threads: torch keeps its one thread, numba's loops get one too."""
+    import os
+    import subprocess
+    import sys
+
+    code = ("import torch; torch.set_num_threads(1)\n"
+            "import numpy as np\n"
+            "from htdviz.data import NegativeSampler\n"
+            "from htdviz._kernels import use_torch_threads\n"
+            "import scipy.sparse as sp\n"
+            "NegativeSampler(sp.csr_matrix(np.eye(50, dtype=np.float32)))"
+            ".sample(np.arange(50), np.random.default_rng(0))\n"
+            "print(use_torch_threads(), torch.get_num_threads())")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          timeout=120, env={**os.environ, "NUMBA_NUM_THREADS": "2"})
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == ["1", "1"]
+
+
 def test_fused_adam_makes_the_same_update():
     # train._adam picks the fused kernel for speed; it must be the same algorithm.
     torch.manual_seed(0)
