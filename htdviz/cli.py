@@ -255,7 +255,11 @@ def _study(args) -> int:
     print(table[[c for c in cols if c in table]].to_string(index=False))
     if args.preset == "paper":
         print("\nbeside the paper's figure (test Recall@50; its own split, early stopping):")
-        print(study.paper_table(table).round(4).to_string(index=False))
+        evaluation = study.paper_table(table)
+        print(evaluation.round(4).to_string(index=False))
+        print("\nthe paper's orderings (margin > 0 where one holds):")
+        print(study.paper_orderings(evaluation).drop(columns="values").round(4)
+              .to_string(index=False))
     failed = table[table["status"] == "failed"]
     for _, row in failed.iterrows():
         print(f"cell {row['cell']} failed: {row['error']}", file=sys.stderr)

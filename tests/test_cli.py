@@ -184,3 +184,24 @@ def test_study_command(tiny_study, capsys):
     assert out.count("reused") == 4 and "final_test_recall@50" in out
     assert cli.main(["study", "--grid", "alpha", "x", "--runs", str(runs_dir)]) == 2
     assert "--grid/--set alpha: expected float, got 'x'" in capsys.readouterr().err
+
+
+def test_paper_study_prints_its_cells_beside_the_paper_and_the_orderings(monkeypatch, capsys,
+                                                                         tmp_path):
+    """``study --preset paper`` ends with the finished cells beside the paper's figure and
+    the paper's orderings (the study itself replaced: its table of three finished cells)."""
+    from htdviz import study
+
+    table = pd.DataFrame({"cell": [0, 1, 2], "status": ["done"] * 3,
+                          "method": ["htd", "de", "ftd"], "dim": [20] * 3, "seed": [0] * 3,
+                          "final_test_recall@50": [.27, .23, .25],
+                          "final_test_ndcg@50": [.1, .08, .09], "run": ["a", "b", "c"]})
+    monkeypatch.setattr(study, "study", lambda grid, **options: table)
+    assert cli.main(["study", "--preset", "paper", "--runs", str(tmp_path),
+                     "--no-progress"]) == 0
+    out = capsys.readouterr().out
+    assert "beside the paper's figure" in out and "0.2803" in out        # HTD's figure
+    orderings = out.split("the paper's orderings")[1].splitlines()
+    assert any("HTD above DE and FTD" in line and "holds" in line and "0.02" in line
+               for line in orderings)                                 # margin .27 - .25
+    assert sum("pending" in line for line in orderings) == 9
