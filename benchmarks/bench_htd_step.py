@@ -72,7 +72,7 @@ def main():
     users, pos = torch.from_numpy(users_np[order]), torch.from_numpy(items_np[order])
     neg = torch.from_numpy(NegativeSampler(dataset.train).sample(users_np[order], rng))
     size = recipe.batch_size
-    n_batches = args.steps * (2 * args.repeats + 1)
+    n_batches = args.steps * (args.repeats + 1)
     batches = [(users[b * size:(b + 1) * size], pos[b * size:(b + 1) * size],
                 neg[b * size:(b + 1) * size]) for b in range(n_batches)]
     assignment = htd.assignment

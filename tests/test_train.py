@@ -165,11 +165,16 @@ def test_compiled_loops_leave_torch_on_the_threads_it_was_given():
             "import scipy.sparse as sp\n"
             "NegativeSampler(sp.csr_matrix(np.eye(50, dtype=np.float32)))"
             ".sample(np.arange(50), np.random.default_rng(0))\n"
-            "print(use_torch_threads(), torch.get_num_threads())")
+            "import numba\n"
+            "print(use_torch_threads(), torch.get_num_threads(), numba.threading_layer())")
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                           timeout=120, env={**os.environ, "NUMBA_NUM_THREADS": "2"})
     assert done.returncode == 0, done.stderr
-    assert done.stdout.split() == ["1", "1"]
+    *threads, layer = done.stdout.split()
+    if layer != "omp":
+        pytest.skip(f"numba's threading layer is {layer}: its pool shares no thread count "
+                    f"with torch")
+    assert threads == ["1", "1"]
 
 
 def test_fused_adam_makes_the_same_update():
