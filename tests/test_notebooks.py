@@ -77,6 +77,19 @@ def test_committed_without_outputs(path):
          f"'Save Widget State Automatically' in JupyterLab and {fix}")
 
 
+#: The longest code line: the rendered site's code cells hold about 98 characters at every
+#: window width (docs/site/htdviz.css), so longer lines would scroll sideways.
+CODE_LINE = 96
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=_ids(NOTEBOOKS))
+def test_code_lines_fit_the_sites_code_cells(path):
+    long = [(i, line) for i, cell in enumerate(_read(path).cells) if cell.cell_type == "code"
+            for line in cell.source.splitlines() if len(line) > CODE_LINE]
+    assert not long, (f"{path.name}: {len(long)} code lines over {CODE_LINE} characters, the "
+                      f"first in cell {long[0][0]}: {long[0][1]!r}")
+
+
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=_ids(NOTEBOOKS))
 def test_parameters_cell_comes_first_and_is_smoke(path):
     nb = _read(path)
