@@ -303,6 +303,12 @@ def paper_orderings(evaluation: pd.DataFrame) -> pd.DataFrame:
         seed), the ``margin`` of each (> 0 where it holds; ours from the seeds' means),
         ``seed_range`` (the widest high - low of the compared cells; NaN with one seed
         each), and ``values``, the compared cells as ``method@phi ours (paper's)``.
+
+    Examples
+    --------
+    >>> evaluation = paper_table(finished_table(paper_grid(), runs_dir="runs"))
+    ...                                                                # doctest: +SKIP
+    >>> paper_orderings(evaluation)[["model", "ordering", "paper", "ours"]]  # doctest: +SKIP
     """
     settings = [("citeulike", model) for model in reference.FIGURE_RECALL50] + \
         [("foursquare", "bpr")]
