@@ -538,7 +538,16 @@ def test_capacity_curves_from_the_capacity_table():
     assert fig.layout.xaxis.title.text == "student dimension d"
     assert fig.layout.yaxis.title.text == "error / target energy (log)"
     assert fig.layout.yaxis3.title.text == "test Recall@50"
+    assert fig.layout.yaxis3.side == "right"           # clear of the middle panel's curves
     assert not fig.layout.annotations[-1].text.startswith("Runs at one size")
+    # each error panel spans its values' decades (the exact 0 of the bound at d = 12 left
+    # out), down to 1e-6 of the target's energy at most, unless a run is further down
+    assert list(fig.layout.yaxis.range) == [-2.0, 1.0]          # .0187 .. 4.46
+    tiny = table.copy()
+    tiny.loc[tiny["kind"] == "bound", "full_error_relative"] *= 1e-9
+    assert list(figures.capacity_curves(tiny).layout.yaxis.range) == [-6.0, 1.0]
+    tiny.loc[tiny["kind"] != "bound", "full_error_relative"] = 3e-8
+    assert figures.capacity_curves(tiny).layout.yaxis.range[0] == -8.0
     assert len(figures.capacity_curves(table, recall=None).data) == 6
     one_dim = table[(table["kind"] == "bound") | (table["dim"] == 6)]
     note = figures.capacity_curves(one_dim).layout.annotations[-1].text

@@ -140,7 +140,8 @@ def capacity_curves(table: pd.DataFrame, recall: str | None = "auto",
                 marker=dict(size=10, color=colour[method]), line=dict(color=colour[method]),
                 hovertemplate=f"{method}<br>{x_words} %{{x}}<br>%{{y:.3g}} of the target's "
                               f"energy<extra></extra>"), row=1, col=col)
-        fig.update_yaxes(type="log", dtick=1, row=1, col=col,          # one tick per decade
+        fig.update_yaxes(type="log", dtick=1, exponentformat="power",  # one tick per decade
+                         range=_decades(table[column], achieved[column]), row=1, col=col,
                          title_text="error / target energy (log)" if col == 1 else None)
     if recall:
         col = len(panels)
@@ -152,9 +153,10 @@ def capacity_curves(table: pd.DataFrame, recall: str | None = "auto",
                 marker=dict(size=10, color=colour[method]), line=dict(color=colour[method]),
                 hovertemplate=f"{method}<br>{x_words} %{{x}}<br>{readable(recall)} "
                               f"%{{y:.4f}}<extra></extra>"), row=1, col=col)
-        fig.update_yaxes(title_text=readable(recall), row=1, col=col)
+        # on the right: between two panels its ticks and title would run into the middle one
+        fig.update_yaxes(title_text=readable(recall), side="right", row=1, col=col)
     fig.update_xaxes(type="log", dtick=1, title_text=x_words)        # decades only
-    fig.update_layout(template="plotly_white", height=430, margin=dict(t=110),
+    fig.update_layout(template="plotly_white", height=430, margin=dict(t=110, r=70),
                       title="Capacity: what a student of each size can keep, and keeps",
                       legend=dict(orientation="h", y=-0.22, x=0))
     dims = achieved[x].dropna().unique()
@@ -164,6 +166,23 @@ def capacity_curves(table: pd.DataFrame, recall: str | None = "auto",
                                 f"every size.", xref="paper", yref="paper", x=0, y=1.2,
                            showarrow=False, xanchor="left", font=dict(size=12, color="#555"))
     return fig
+
+
+#: Errors below this share of a target's energy are nothing a reader needs told apart: the
+#: error panels stop there (a bound that falls further leaves the panel at its foot).
+SMALLEST_SHARE = 1e-6
+
+
+def _decades(values: pd.Series, achieved: pd.Series) -> list[float]:
+    """A log axis's range in whole decades (log10 units) over the positive ``values``, down
+    to :data:`SMALLEST_SHARE` at most but always below every ``achieved`` value."""
+    positive = values[values > 0]
+    if positive.empty:
+        return [-1.0, 0.0]
+    low = max(float(positive.min()), SMALLEST_SHARE)
+    if (achieved > 0).any():
+        low = min(low, float(achieved[achieved > 0].min()))
+    return [float(np.floor(np.log10(low))), float(np.ceil(np.log10(positive.max())))]
 
 
 def group_sizes_figure(groups, top_tags=None, n_tags: int = 3, group_names=None,
