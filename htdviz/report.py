@@ -325,7 +325,7 @@ def _maps_and_heatmaps(dataset, teacher, htd, measures, max_heatmap, projection,
         "The same maps, each point coloured by the share of its 10 nearest neighbours (in "
         "its own space, by cosine) that stay among its 10 nearest on its map. A 2-D map "
         "cannot keep every neighbourhood; a cluster's size and the distance between "
-        "clusters are not kept at all. The Procrustes disparity in the subtitle measures "
+        "clusters are not kept at all. The Procrustes disparity noted above the maps measures "
         "how differently the two maps are shaped once rotated and scaled onto each other "
         "(0: the same shape, 1: nothing in common).",
         trusted.layout.meta["trust"], trusted))

@@ -342,9 +342,14 @@ def test_projection_figure_says_and_colours_where_each_map_keeps_neighbours(monk
     meta = fig.layout.meta
     assert meta["kept_teacher"] == pytest.approx(kept_t.mean())
     assert meta["kept_student"] == pytest.approx(kept_s.mean())
+    note = _trust_note(fig)
     assert f"maps keep {kept_t.mean():.0%} (teacher) and {kept_s.mean():.0%} (student) of " \
-           f"each item's 5 nearest neighbours" in fig.layout.title.text
-    assert "Procrustes disparity: 0 the same shape" in fig.layout.title.text
+           f"each item's 5 nearest neighbours" in note
+    assert "Procrustes disparity: 0 the same shape" in note
+    # short lines, each within the figure (a wider one is cut off), the note above the panels
+    assert all(len(line) <= 100 for line in note.split("<br>"))
+    trust = next(a for a in fig.layout.annotations if a.name == "trust")
+    assert (trust.yref, trust.y, trust.yanchor) == ("paper", 1, "bottom")
     assert meta["trust"].startswith(f"The teacher's map keeps {kept_t.mean():.0%}")
     with pytest.raises(ValueError, match="student_color needs colours by value"):
         figures.map_figure(t_xy, s_xy, color=labels, student_color=kept_s)
@@ -353,7 +358,12 @@ def test_projection_figure_says_and_colours_where_each_map_keeps_neighbours(monk
     sampled = figures.projection_figure(teacher, student, method="pca", neighbours=5)
     rows = np.sort(np.random.default_rng(0).choice(200, 50, replace=False))
     assert sampled.layout.meta["kept_teacher"] == pytest.approx(kept_t[rows].mean())
-    assert "nearest neighbours (mean of 50 sampled)" in sampled.layout.title.text
+    assert "nearest neighbours (mean of 50 sampled)" in _trust_note(sampled)
+
+
+def _trust_note(fig) -> str:
+    """The note above a projection figure's maps on how far they can be trusted."""
+    return next(a.text for a in fig.layout.annotations if a.name == "trust")
 
 
 def test_projection_figure_maps_a_stratified_sample_of_a_large_set_and_says_so():
@@ -509,6 +519,28 @@ def test_learning_curves_one_line_per_method_and_dashed_reference():
     assert fig.layout.yaxis.title.text == "test Recall@50"
     with pytest.raises(ValueError, match=r"histories\['HTD'\] lacks the columns"):
         figures.learning_curves({"HTD": htd.drop(columns="test_recall@50")})
+
+
+def test_spectrum_figure_marks_student_sizes_where_they_are():
+    """The dims' lines sit at d and their labels at log10(d): on a log axis plotly reads a
+    label's x in log10 units, and a label at x = 100 stretched the axis to 10^100."""
+    rng = np.random.default_rng(0)
+    spectra = pd.concat([capacity.spectrum(rng.standard_normal((80, 30)), normalize=True)
+                         .assign(teacher=t, entity=e)
+                         for t in ("BPR-MF", "LightGCN") for e in ("users", "items")])
+    fig = figures.spectrum_figure(spectra, dims=(10, 20), color="teacher", dash="entity")
+    assert [t.name for t in fig.data] == ["BPR-MF, users", "BPR-MF, items",
+                                          "LightGCN, users", "LightGCN, items"]
+    assert [t.line.dash for t in fig.data] == ["solid", "dot"] * 2
+    assert fig.data[0].line.color == fig.data[1].line.color != fig.data[2].line.color
+    assert [shape.x0 for shape in fig.layout.shapes] == [10, 20]
+    assert [a.x for a in fig.layout.annotations] == pytest.approx([1.0, np.log10(20)])
+    assert fig.layout.xaxis.type == "log" and max(fig.layout.xaxis.tickvals) <= 30
+    assert fig.layout.yaxis.title.text == "cumulative share of variance"
+    one = figures.spectrum_figure(spectra[spectra["teacher"] == "BPR-MF"].head(30))
+    assert len(one.data) == 1 and not one.layout.shapes
+    with pytest.raises(ValueError, match=r"lacks the columns \['group'\]"):
+        figures.spectrum_figure(spectra, color="group")
 
 
 def test_capacity_curves_from_the_capacity_table():

@@ -168,6 +168,64 @@ def capacity_curves(table: pd.DataFrame, recall: str | None = "auto",
     return fig
 
 
+def spectrum_figure(spectra: pd.DataFrame, dims=(), color: str | None = None,
+                    dash: str | None = None, title: str | None = None) -> "go.Figure":
+    """Cumulative explained variance by component on a log axis, with the student sizes
+    ``dims`` marked: what share of a representation's variance a d-dimensional student
+    could hold at most.
+
+    Parameters
+    ----------
+    spectra : pandas.DataFrame
+        :func:`htdviz.capacity.spectrum` tables (``component``, ``cumulative_ratio``),
+        stacked, with the columns ``color`` and ``dash`` telling the curves apart.
+    dims : sequence of int
+        Student sizes, each a dotted vertical line labelled "d_s = d".
+    color, dash : str, optional
+        Columns of ``spectra`` whose values get a colour / a line style each.
+    title : str, optional
+
+    Returns
+    -------
+    plotly.graph_objects.Figure
+        One line per (color, dash) pair; axis ticks written out (1, 2, 5, 10, ...).
+    """
+    missing = {"component", "cumulative_ratio", *filter(None, (color, dash))} - \
+        set(spectra.columns)
+    if missing:
+        raise ValueError(f"spectra lacks the columns {sorted(missing)}; it has "
+                         f"{list(spectra.columns)}")
+    keys = [c for c in (color, dash) if c]
+    curves = spectra.groupby(keys, sort=False) if keys else [((), spectra)]
+    colours = {v: PALETTE[i % len(PALETTE)] for i, v in
+               enumerate(dict.fromkeys(spectra[color]))} if color else {}
+    styles = {v: style for v, style in zip(dict.fromkeys(spectra[dash]),
+                                           ("solid", "dot", "dash", "dashdot"))} if dash else {}
+    fig = go.Figure()
+    for key, rows in curves:
+        key = key if isinstance(key, tuple) else (key,)
+        values = dict(zip(keys, key))
+        name = ", ".join(str(v) for v in key) or "spectrum"
+        fig.add_trace(go.Scatter(
+            x=rows["component"], y=rows["cumulative_ratio"], mode="lines", name=name,
+            line=dict(color=colours.get(values.get(color)),
+                      dash=styles.get(values.get(dash), "solid")),
+            hovertemplate=f"{name}<br>%{{x}} components: %{{y:.1%}} of the variance"
+                          f"<extra></extra>"))
+    largest = int(spectra["component"].max())
+    ticks = [t for t in (1, 2, 5, 10, 20, 50, 100, 200, 500, 1000) if t <= largest]
+    for d in dims:
+        # a line's x is in data units; on a log axis its label's x is in log10 units
+        fig.add_vline(x=d, line_dash="dot", line_color="grey", annotation_text=f"d_s = {d}",
+                      annotation_x=float(np.log10(d)), annotation_position="bottom right")
+    fig.update_xaxes(type="log", tickvals=ticks, title_text="component (log)")
+    fig.update_yaxes(title_text="cumulative share of variance", tickformat=".0%",
+                     range=[0, 1.02])
+    fig.update_layout(template="plotly_white", title=title,
+                      legend_title_text=" / ".join(keys) or None)
+    return fig
+
+
 #: Errors below this share of a target's energy are nothing a reader needs told apart: the
 #: error panels stop there (a bound that falls further leaves the panel at its foot).
 SMALLEST_SHARE = 1e-6

@@ -14,7 +14,8 @@ Heatmaps (:mod:`htdviz.viz.heatmaps`)
 Curves and bars (:mod:`htdviz.viz.curves`)
     :func:`learning_curves`, :func:`capacity_curves`, :func:`group_sizes_figure`,
     :func:`group_usage_figure`, :func:`preservation_bars`, :func:`band_error_figure`,
-    :func:`sensitivity_figure`, :func:`paper_figure` (the paper's figure beside a study).
+    :func:`sensitivity_figure`, :func:`paper_figure` (the paper's figure beside a study),
+    :func:`spectrum_figure` (cumulative explained variance, student sizes marked).
 Shared (:mod:`htdviz.viz._shared`)
     the colours (:data:`PALETTE`, :data:`METHOD_COLOURS`, :func:`method_colour`),
     :func:`readable` column names, :func:`figure_html` for pages without a kernel.
@@ -25,7 +26,7 @@ from ._shared import (MAX_HEATMAP_ENTITIES, MAX_LEGEND_ENTRIES, METHOD_COLOURS, 
                       figure_html, method_colour, readable)
 from .curves import (PAPER_SETTINGS, band_error_figure, capacity_curves, group_sizes_figure,
                      group_usage_figure, learning_curves, paper_figure, preservation_bars,
-                     sensitivity_figure)
+                     sensitivity_figure, spectrum_figure)
 from .heatmaps import group_heatmaps, prototype_heatmaps, similarity_heatmaps
 from .maps import (MAX_MAP_POINTS, TRUST_ROWS, TRUST_SCALE, WEBGL_THRESHOLD, map_figure,
                    projection_figure)
@@ -35,4 +36,5 @@ __all__ = ["MAX_HEATMAP_ENTITIES", "MAX_LEGEND_ENTRIES", "MAX_MAP_POINTS", "METH
            "band_error_figure", "capacity_curves", "figure_html", "group_heatmaps",
            "group_sizes_figure", "group_usage_figure", "learning_curves", "map_figure",
            "method_colour", "paper_figure", "preservation_bars", "projection_figure",
-           "prototype_heatmaps", "readable", "sensitivity_figure", "similarity_heatmaps"]
+           "prototype_heatmaps", "readable", "sensitivity_figure", "similarity_heatmaps",
+           "spectrum_figure"]

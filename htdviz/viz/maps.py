@@ -107,11 +107,11 @@ def projection_figure(teacher, student, method: str = "umap", align: str = "proc
                        "disparity": disparity, "n_total": n_total, "neighbours": neighbours,
                        "kept_teacher": float(kept_t.mean()),
                        "kept_student": float(kept_s.mean()), "trust": trust}
-    fig.update_layout(title=_map_title(method, align, entity, n_drawn, n_total,
-                                       sampled and map_kwargs.get("groups") is not None,
-                                       kept_t, kept_s, neighbours, disparity,
-                                       None if rows is None else len(rows)),
-                      margin=dict(t=95))
+    title, note = _map_title(method, align, entity, n_drawn, n_total,
+                             sampled and map_kwargs.get("groups") is not None, kept_t, kept_s,
+                             neighbours, disparity, None if rows is None else len(rows))
+    fig.update_layout(title=title, margin=dict(t=135))
+    fig.add_annotation(**note)
     return fig
 
 
@@ -132,21 +132,26 @@ def _sample_for_map(n_total, max_points, map_kwargs, random_state) -> np.ndarray
 
 def _map_title(method, align, entity, n_drawn, n_total, stratified, kept_t, kept_s,
                neighbours, disparity, n_rows=None) -> dict:
-    """projection_figure's title: what is mapped, and a subtitle on how far to trust it."""
+    """projection_figure's title (what is mapped) and the note under it on how far to
+    trust the maps (an annotation's keywords)."""
     what = f"teacher and student {entity}" if n_drawn == n_total else (
         f"{n_drawn:,} of {n_total:,} {entity}, a sample "
         f"{'stratified by group' if stratified else 'drawn uniformly'}")
     aligned = {"procrustes": "rotated and scaled onto the teacher's",
                "aligned_umap": "laid out jointly with the teacher's (AlignedUMAP)",
                "none": "not aligned"}[align]
-    return dict(text=f"{method.upper()} of {what}<br><sup>maps keep {kept_t.mean():.0%} "
-                     f"(teacher) and {kept_s.mean():.0%} (student) of each "
-                     f"{singular(entity)}'s {neighbours} nearest neighbours"
-                     f"{'' if n_rows is None else f' (mean of {n_rows:,} sampled)'}; "
-                     f"student's map "
-                     f"{aligned}; shapes differ by {disparity:.2f} (Procrustes disparity: 0 "
-                     f"the same shape, 1 nothing in common)</sup>",
-                x=0.01, xanchor="left", y=0.97, yanchor="top")
+    # one short line each (a line wider than the figure is cut off, not wrapped), as a note
+    # anchored by its foot above the panels: plotly places a title of several lines badly
+    lines = [f"maps keep {kept_t.mean():.0%} (teacher) and {kept_s.mean():.0%} (student) of "
+             f"each {singular(entity)}'s {neighbours} nearest neighbours"
+             f"{'' if n_rows is None else f' (mean of {n_rows:,} sampled)'}",
+             f"student's map {aligned}; shapes differ by {disparity:.2f}",
+             "(Procrustes disparity: 0 the same shape, 1 nothing in common)"]
+    return (dict(text=f"{method.upper()} of {what}", x=0.01, xanchor="left", y=0.98,
+                 yanchor="top"),
+            dict(text="<br>".join(lines), xref="paper", yref="paper", x=0, y=1, yshift=30,
+                 xanchor="left", yanchor="bottom", align="left", showarrow=False,
+                 font=dict(size=11, color="#555"), name="trust"))
 
 
 def _take(values, keep: np.ndarray):
