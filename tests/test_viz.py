@@ -552,8 +552,11 @@ def test_capacity_curves_from_the_capacity_table():
             for method in ("student", "HTD") for d in (6, 3)}
     table = capacity.capacity_table(tu, ti, dims=range(1, 13), runs=runs, n_groups=3)
     fig = figures.capacity_curves(table)
-    names = ["rank-d bound", "student", "HTD"]
-    assert [t.name for t in fig.data] == names * 2 + ["student", "HTD"]
+    names = ["rank-d bound", "student alone", "HTD"]               # the methods' own names
+    assert [t.name for t in fig.data] == names * 2 + ["student alone", "HTD"]
+    # a symbol per method: two methods at the same point both show
+    assert fig.data[1].marker.symbol != fig.data[2].marker.symbol == fig.data[5].marker.symbol
+    assert fig.data[1].marker.size > fig.data[2].marker.size           # drawn inside it
     assert [t.xaxis for t in fig.data] == ["x"] * 3 + ["x2"] * 3 + ["x3"] * 2
     # the bounds over the whole grid of dims, the runs at theirs, on one relative scale
     bound = table[table["kind"] == "bound"].sort_values("dim")

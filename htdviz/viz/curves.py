@@ -112,10 +112,10 @@ def capacity_curves(table: pd.DataFrame, recall: str | None = "auto",
     elif recall is not None and recall not in table.columns:
         raise ValueError(f"recall column {recall!r} is not in the table; it has "
                          f"{list(table.columns)}")
-    errors = {"full_error_relative": "Full topology (FTD's target)"}
+    errors = {"full_error_relative": "Full topology (FTD)"}
     if "hierarchical_error_relative" in table.columns and \
             table["hierarchical_error_relative"].notna().any():
-        errors["hierarchical_error_relative"] = "Hierarchical target (HTD's)"
+        errors["hierarchical_error_relative"] = "Hierarchy (HTD)"
     panels = list(errors.values()) + ([readable(recall)] if recall else [])
     fig = subplots.make_subplots(rows=1, cols=len(panels), subplot_titles=panels,
                                   horizontal_spacing=0.08)
@@ -123,6 +123,10 @@ def capacity_curves(table: pd.DataFrame, recall: str | None = "auto",
     bound = table[table["kind"] == "bound"].sort_values(x)
     methods = list(dict.fromkeys(achieved["method"]))
     colour = {m: method_colour(m, k) for k, m in enumerate(methods)}
+    name = {m: _METHOD_NAMES.get(str(m).lower(), str(m)) for m in methods}
+    # a symbol each, smaller for each later method, so that methods at one point all show
+    symbol = {m: SYMBOLS[k % len(SYMBOLS)] for k, m in enumerate(methods)}
+    size = {m: max(14 - 3 * k, 6) for k, m in enumerate(methods)}
     x_words = readable(x)
     for col, column in enumerate(errors, start=1):
         if len(bound) and bound[column].notna().any():
@@ -135,11 +139,12 @@ def capacity_curves(table: pd.DataFrame, recall: str | None = "auto",
         for method in methods:
             rows = achieved[achieved["method"] == method].sort_values(x)
             fig.add_trace(go.Scatter(
-                x=rows[x], y=rows[column], mode="lines+markers", name=str(method),
+                x=rows[x], y=rows[column], mode="lines+markers", name=name[method],
                 legendgroup=str(method), showlegend=col == 1,
-                marker=dict(size=10, color=colour[method]), line=dict(color=colour[method]),
-                hovertemplate=f"{method}<br>{x_words} %{{x}}<br>%{{y:.3g}} of the target's "
-                              f"energy<extra></extra>"), row=1, col=col)
+                marker=dict(size=size[method], color=colour[method], symbol=symbol[method]),
+                line=dict(color=colour[method]),
+                hovertemplate=f"{name[method]}<br>{x_words} %{{x}}<br>%{{y:.3g}} of the "
+                              f"target's energy<extra></extra>"), row=1, col=col)
         fig.update_yaxes(type="log", dtick=1, exponentformat="power",  # one tick per decade
                          range=_decades(table[column], achieved[column]), row=1, col=col,
                          title_text="error / target energy (log)" if col == 1 else None)
@@ -148,10 +153,11 @@ def capacity_curves(table: pd.DataFrame, recall: str | None = "auto",
         for method in methods:
             rows = achieved[achieved["method"] == method].sort_values(x)
             fig.add_trace(go.Scatter(
-                x=rows[x], y=rows[recall], mode="lines+markers", name=str(method),
+                x=rows[x], y=rows[recall], mode="lines+markers", name=name[method],
                 legendgroup=str(method), showlegend=False,
-                marker=dict(size=10, color=colour[method]), line=dict(color=colour[method]),
-                hovertemplate=f"{method}<br>{x_words} %{{x}}<br>{readable(recall)} "
+                marker=dict(size=size[method], color=colour[method], symbol=symbol[method]),
+                line=dict(color=colour[method]),
+                hovertemplate=f"{name[method]}<br>{x_words} %{{x}}<br>{readable(recall)} "
                               f"%{{y:.4f}}<extra></extra>"), row=1, col=col)
         # on the right: between two panels its ticks and title would run into the middle one
         fig.update_yaxes(title_text=readable(recall), side="right", row=1, col=col)
@@ -226,21 +232,27 @@ def spectrum_figure(spectra: pd.DataFrame, dims=(), color: str | None = None,
     return fig
 
 
+#: Marker symbols, one per method where points of several methods may coincide.
+SYMBOLS = ("circle", "diamond", "square", "triangle-up", "cross", "x")
+
 #: Errors below this share of a target's energy are nothing a reader needs told apart: the
 #: error panels stop there (a bound that falls further leaves the panel at its foot).
 SMALLEST_SHARE = 1e-6
 
 
 def _decades(values: pd.Series, achieved: pd.Series) -> list[float]:
-    """A log axis's range in whole decades (log10 units) over the positive ``values``, down
-    to :data:`SMALLEST_SHARE` at most but always below every ``achieved`` value."""
+    """A log axis's range (log10 units) over the positive ``values``, from a whole decade
+    down to :data:`SMALLEST_SHARE` at most but always below every ``achieved`` value, to the
+    decade above them (or a little more where the highest sits at its top)."""
     positive = values[values > 0]
     if positive.empty:
         return [-1.0, 0.0]
     low = max(float(positive.min()), SMALLEST_SHARE)
     if (achieved > 0).any():
         low = min(low, float(achieved[achieved > 0].min()))
-    return [float(np.floor(np.log10(low))), float(np.ceil(np.log10(positive.max())))]
+    high = np.log10(float(positive.max()))
+    # whole decades, with room above the highest marker for its own size
+    return [float(np.floor(np.log10(low))), float(max(np.ceil(high), high + 0.15))]
 
 
 def group_sizes_figure(groups, top_tags=None, n_tags: int = 3, group_names=None,
@@ -516,7 +528,7 @@ PAPER_SETTINGS = {("citeulike", "bpr"): "CiteULike<br>BPR-MF",
                   ("citeulike", "neumf"): "CiteULike<br>NeuMF",
                   ("foursquare", "bpr"): "Foursquare<br>BPR-MF"}
 # the names distill.display_name gives them, written out: htdviz.viz does not import torch
-_PAPER_METHODS = {"student": "student alone", "de": "DE", "ftd": "FTD", "htd": "HTD",
+_METHOD_NAMES = {"student": "student alone", "de": "DE", "ftd": "FTD", "htd": "HTD",
                   "rrd": "RRD", "de+rrd": "DE + RRD", "htd+rrd": "HTD + RRD"}
 
 
@@ -549,8 +561,8 @@ def paper_figure(table: pd.DataFrame | None = None) -> "go.Figure":
                                   horizontal_spacing=0.03)
     shown = set()
     for col, (dataset, model) in enumerate(PAPER_SETTINGS, start=1):
-        for k, (method, name) in enumerate(_PAPER_METHODS.items()):
-            x = (k - (len(_PAPER_METHODS) - 1) / 2) * 0.09     # side by side at each phi
+        for k, (method, name) in enumerate(_METHOD_NAMES.items()):
+            x = (k - (len(_METHOD_NAMES) - 1) / 2) * 0.09     # side by side at each phi
             paper = [(i + x, figure_recall(dataset, model, method, phi))
                      for i, phi in enumerate(phis)]
             paper = [(xi, v) for xi, v in paper if v is not None]
