@@ -359,6 +359,10 @@ def test_projection_figure_says_and_colours_where_each_map_keeps_neighbours(monk
     rows = np.sort(np.random.default_rng(0).choice(200, 50, replace=False))
     assert sampled.layout.meta["kept_teacher"] == pytest.approx(kept_t[rows].mean())
     assert "nearest neighbours (mean of 50 sampled)" in _trust_note(sampled)
+    # the title names the two maps as their panels do (two teachers, in notebook 02)
+    named = figures.projection_figure(teacher, student, method="pca", neighbours=5,
+                                      titles=("BPR-MF", "LightGCN"))
+    assert named.layout.title.text == "PCA of items, BPR-MF and LightGCN"
 
 
 def _trust_note(fig) -> str:

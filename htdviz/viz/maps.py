@@ -109,7 +109,8 @@ def projection_figure(teacher, student, method: str = "umap", align: str = "proc
                        "kept_student": float(kept_s.mean()), "trust": trust}
     title, note = _map_title(method, align, entity, n_drawn, n_total,
                              sampled and map_kwargs.get("groups") is not None, kept_t, kept_s,
-                             neighbours, disparity, None if rows is None else len(rows))
+                             neighbours, disparity, None if rows is None else len(rows),
+                             map_kwargs.get("titles", ("teacher", "student")))
     fig.update_layout(title=title, margin=dict(t=135))
     fig.add_annotation(**note)
     return fig
@@ -131,10 +132,11 @@ def _sample_for_map(n_total, max_points, map_kwargs, random_state) -> np.ndarray
 
 
 def _map_title(method, align, entity, n_drawn, n_total, stratified, kept_t, kept_s,
-               neighbours, disparity, n_rows=None) -> dict:
-    """projection_figure's title (what is mapped) and the note under it on how far to
-    trust the maps (an annotation's keywords)."""
-    what = f"teacher and student {entity}" if n_drawn == n_total else (
+               neighbours, disparity, n_rows=None, titles=("teacher", "student")) -> dict:
+    """projection_figure's title (what is mapped, the two maps named by their panels'
+    ``titles``) and the note under it on how far to trust the maps (an annotation's
+    keywords)."""
+    what = f"{entity}, {titles[0]} and {titles[1]}" if n_drawn == n_total else (
         f"{n_drawn:,} of {n_total:,} {entity}, a sample "
         f"{'stratified by group' if stratified else 'drawn uniformly'}")
     aligned = {"procrustes": "rotated and scaled onto the teacher's",
