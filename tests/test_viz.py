@@ -643,6 +643,8 @@ def test_band_error_figure_one_panel_per_pair_type():
                                                 fig.layout.xaxis3))
     assert list(fig.data[2].x) == ["1-5", "6-39"]
     assert fig.layout.yaxis.title.text == "mean squared cosine error per pair"
+    # one y scale: bars of one height in two panels are one error
+    assert fig.layout.yaxis2.matches == fig.layout.yaxis3.matches == "y"
     with pytest.raises(ValueError, match="lacks the columns"):
         figures.band_error_figure(table.drop(columns="method"))
 

@@ -447,8 +447,9 @@ def band_error_figure(table: pd.DataFrame, value: str = "mean_sq_error") -> "go.
     pair_types = list(dict.fromkeys(table["pairs"]))
     methods = list(dict.fromkeys(table["method"]))
     # one x title under all panels: three copies of it run into each other
+    # one y scale for all panels: bars of one height mean one error
     fig = subplots.make_subplots(rows=1, cols=len(pair_types), subplot_titles=[
-        f"{p} pairs" for p in pair_types], horizontal_spacing=0.06,
+        f"{p} pairs" for p in pair_types], horizontal_spacing=0.06, shared_yaxes=True,
         x_title="rank among the teacher's neighbours (nearest first)")
     words = {"mean_sq_error": "mean squared cosine error per pair",
              "error_share": "share of the student's error"}.get(value, readable(value))
@@ -511,12 +512,12 @@ def sensitivity_figure(summary: pd.DataFrame, metric: str = "final_test_recall@5
             hovertemplate=f"{titles[col - 1]} = %{{x}}<br>mean %{{y:.4f}} over %{{customdata[0]}}"
                           f" seeds<br>range %{{customdata[1]:.4f}} to %{{customdata[2]:.4f}}"
                           f"<extra></extra>", showlegend=False), row=1, col=col)
-        fig.update_xaxes(type="category", title_text="value (filled: default)", row=1,
+        fig.update_xaxes(type="category", title_text="value (filled: the default)", row=1,
                          col=col)
         if reference is not None:
             fig.add_hline(y=reference, line=dict(dash="dot", color="grey"), row=1, col=col)
-    fig.update_yaxes(title_text=f"{readable(metric)}, mean and range over seeds", row=1,
-                     col=1)
+    # the metric alone: longer, it ran past the panels' height (the hover says mean and range)
+    fig.update_yaxes(title_text=readable(metric), row=1, col=1)
     fig.update_layout(height=400, margin=dict(l=70, r=20, t=80, b=60), template="plotly_white")
     return fig
 
