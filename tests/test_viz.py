@@ -512,11 +512,12 @@ def test_learning_curves_one_line_per_method_and_dashed_reference():
     htd = pd.DataFrame({"epoch": [0, 10], "test_recall@50": [0.15, 0.25]})
     paper = {"HTD": pd.Series([0.105, 0.196], index=[0, 10])}
     fig = figures.learning_curves({"student": student, "HTD": htd}, reference=paper)
-    assert [t.name for t in fig.data] == ["student", "HTD", "HTD (paper)"]
+    # a built-in method by its own name ("student" is the student alone)
+    assert [t.name for t in fig.data] == ["student alone", "HTD", "HTD (paper)"]
     assert list(fig.data[0].x) == [0, 10, 20] and list(fig.data[0].y) == [0.1, 0.2, 0.3]
     assert fig.data[2].line.dash == "dash" and fig.data[2].line.color == fig.data[1].line.color
     tidy = pd.concat([student.assign(method="student"), htd.assign(method="HTD")])
-    assert [t.name for t in figures.learning_curves(tidy).data] == ["student", "HTD"]
+    assert [t.name for t in figures.learning_curves(tidy).data] == ["student alone", "HTD"]
     authors = htd.assign(schedule="reference")
     assert [t.name for t in figures.learning_curves({"HTD": authors}).data] == [
         "HTD (authors' schedule)"]
@@ -671,8 +672,8 @@ def test_preservation_bars_one_trace_per_neighbour_set():
     results = {"student": {"most_similar": 0.0458, "random": 0.0564},
                "HTD": {"most_similar": 0.0393, "random": 0.0405}}
     fig = figures.preservation_bars(results)
-    assert [t.name for t in fig.data] == ["most_similar", "random"]
-    assert list(fig.data[0].x) == ["student", "HTD"]
+    assert [t.name for t in fig.data] == ["most similar", "random"]           # in words
+    assert list(fig.data[0].x) == ["student alone", "HTD"]
     assert list(fig.data[1].y) == [0.0564, 0.0405]
     tidy = pd.DataFrame({"method": ["a", "b"], "mode": ["random", "random"], "kl": [1, 2]})
     assert list(figures.preservation_bars(tidy).data[0].y) == [1, 2]
@@ -1136,10 +1137,12 @@ def test_a_method_has_one_colour_in_every_figure_whatever_the_order():
     one = figures.learning_curves({"FTD": history, "HTD": history, "student alone": history})
     other = figures.learning_curves({"HTD student": history, "student": history,
                                      "ftd d20 s0": history})
-    colour = {t.name: t.line.color for t in one.data + other.data}
-    assert colour["FTD"] == colour["ftd d20 s0"] == figures.METHOD_COLOURS["ftd"]
-    assert colour["HTD"] == colour["HTD student"] == figures.METHOD_COLOURS["htd"]
-    assert colour["student alone"] == colour["student"] == figures.METHOD_COLOURS["student"]
+    colour = {t.name: t.line.color for t in one.data}
+    other_colour = {t.name: t.line.color for t in other.data}
+    assert colour["FTD"] == other_colour["ftd d20 s0"] == figures.METHOD_COLOURS["ftd"]
+    assert colour["HTD"] == other_colour["HTD student"] == figures.METHOD_COLOURS["htd"]
+    assert colour["student alone"] == other_colour["student alone"] == \
+        figures.METHOD_COLOURS["student"]
     assert figures.method_colour("HTD + RRD") == figures.METHOD_COLOURS["htd+rrd"]
     # a name that is no method takes the palette's colours in order
     assert figures.method_colour("my loss", 2) == figures.PALETTE[2]

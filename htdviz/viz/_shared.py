@@ -53,6 +53,18 @@ def figure_html(figure, div_id: str) -> str:
             f'}})(100);</script>')
 
 
+#: The names htdviz.distill.display_name gives the built-in methods, written out (this
+#: package does not import torch); figures write methods by these names.
+METHOD_NAMES = {"student": "student alone", "de": "DE", "ftd": "FTD", "htd": "HTD",
+                "fitnet": "FitNet", "rrd": "RRD", "de+rrd": "DE + RRD", "htd+rrd": "HTD + RRD"}
+
+
+def method_name(name) -> str:
+    """A method's name as figures write it: a built-in method's registry name (any case)
+    as :data:`METHOD_NAMES` has it, anything else as it is."""
+    return METHOD_NAMES.get(str(name).lower(), str(name))
+
+
 def method_colour(name, k: int = 0) -> str:
     """The colour of the method a curve or bar is named after (:data:`METHOD_COLOURS`):
     its registry name or display name, alone or first ("FTD", "HTD student", "student

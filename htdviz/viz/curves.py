@@ -12,7 +12,7 @@ import pandas as pd
 
 from ..reference import figure_recall
 from .._validation import check_labels
-from ._shared import (PALETTE, as_curves, go, method_colour, readable, subplots,
+from ._shared import (PALETTE, as_curves, go, method_colour, method_name, readable, subplots,
                       tags_by_group)
 
 
@@ -48,7 +48,7 @@ def learning_curves(histories, metric: str = "test_recall@50", reference=None,
         frame = frame.sort_values(x)
         # the authors' loop labels epoch e after e + 1 epochs (docs/method.md §6.3)
         authors = "schedule" in frame.columns and (frame["schedule"] == "reference").any()
-        label = f"{name} (authors' schedule)" if authors else str(name)
+        label = f"{method_name(name)} (authors' schedule)" if authors else method_name(name)
         fig.add_trace(go.Scatter(x=frame[x], y=frame[metric], mode="lines+markers",
                                  name=label, line=dict(color=colours[name]),
                                  hovertemplate=f"{name}<br>{x} %{{x}}<br>{metric} "
@@ -123,7 +123,7 @@ def capacity_curves(table: pd.DataFrame, recall: str | None = "auto",
     bound = table[table["kind"] == "bound"].sort_values(x)
     methods = list(dict.fromkeys(achieved["method"]))
     colour = {m: method_colour(m, k) for k, m in enumerate(methods)}
-    name = {m: _METHOD_NAMES.get(str(m).lower(), str(m)) for m in methods}
+    name = {m: method_name(m) for m in methods}
     # a symbol each, smaller for each later method, so that methods at one point all show
     symbol = {m: SYMBOLS[k % len(SYMBOLS)] for k, m in enumerate(methods)}
     size = {m: max(14 - 3 * k, 6) for k, m in enumerate(methods)}
@@ -343,7 +343,8 @@ def preservation_bars(results, value: str = "kl") -> "go.Figure":
     fig = go.Figure()
     for k, mode in enumerate(dict.fromkeys(frame["mode"])):
         rows = frame[frame["mode"] == mode].set_index("method").reindex(methods)
-        fig.add_trace(go.Bar(x=methods, y=rows[value], name=str(mode),
+        fig.add_trace(go.Bar(x=[method_name(m) for m in methods], y=rows[value],
+                             name=str(mode).replace("_", " "),
                              marker_color=PALETTE[k % len(PALETTE)],
                              texttemplate="%{y:.4f}", textposition="outside",
                              hovertemplate=f"%{{x}} · {mode}<br>KL %{{y:.4f}}<extra></extra>"))
@@ -458,7 +459,8 @@ def band_error_figure(table: pd.DataFrame, value: str = "mean_sq_error") -> "go.
         for k, method in enumerate(methods):
             part = rows[rows["method"] == method]
             fig.add_trace(go.Bar(
-                x=[_band_name(b) for b in part["band"]], y=part[value], name=str(method),
+                x=[_band_name(b) for b in part["band"]], y=part[value],
+                name=method_name(method),
                 legendgroup=str(method), showlegend=col == 1,
                 marker_color=method_colour(method, k),
                 hovertemplate=f"{method}<br>{pairs}, teacher-neighbour ranks %{{x}}<br>"
@@ -528,9 +530,7 @@ PAPER_SETTINGS = {("citeulike", "bpr"): "CiteULike<br>BPR-MF",
                   ("citeulike", "lightgcn"): "CiteULike<br>LightGCN",
                   ("citeulike", "neumf"): "CiteULike<br>NeuMF",
                   ("foursquare", "bpr"): "Foursquare<br>BPR-MF"}
-# the names distill.display_name gives them, written out: htdviz.viz does not import torch
-_METHOD_NAMES = {"student": "student alone", "de": "DE", "ftd": "FTD", "htd": "HTD",
-                  "rrd": "RRD", "de+rrd": "DE + RRD", "htd+rrd": "HTD + RRD"}
+_PAPER_METHODS = ("student", "de", "ftd", "htd", "rrd", "de+rrd", "htd+rrd")
 
 
 def paper_figure(table: pd.DataFrame | None = None) -> "go.Figure":
@@ -562,8 +562,9 @@ def paper_figure(table: pd.DataFrame | None = None) -> "go.Figure":
                                   horizontal_spacing=0.03)
     shown = set()
     for col, (dataset, model) in enumerate(PAPER_SETTINGS, start=1):
-        for k, (method, name) in enumerate(_METHOD_NAMES.items()):
-            x = (k - (len(_METHOD_NAMES) - 1) / 2) * 0.09     # side by side at each phi
+        for k, method in enumerate(_PAPER_METHODS):
+            name = method_name(method)
+            x = (k - (len(_PAPER_METHODS) - 1) / 2) * 0.09     # side by side at each phi
             paper = [(i + x, figure_recall(dataset, model, method, phi))
                      for i, phi in enumerate(phis)]
             paper = [(xi, v) for xi, v in paper if v is not None]

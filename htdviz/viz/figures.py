@@ -17,13 +17,14 @@ Curves and bars (:mod:`htdviz.viz.curves`)
     :func:`sensitivity_figure`, :func:`paper_figure` (the paper's figure beside a study),
     :func:`spectrum_figure` (cumulative explained variance, student sizes marked).
 Shared (:mod:`htdviz.viz._shared`)
-    the colours (:data:`PALETTE`, :data:`METHOD_COLOURS`, :func:`method_colour`),
-    :func:`readable` column names, :func:`figure_html` for pages without a kernel.
+    the colours (:data:`PALETTE`, :data:`METHOD_COLOURS`, :func:`method_colour`), the
+    methods' names (:func:`method_name`), :func:`readable` column names,
+    :func:`figure_html` for pages without a kernel.
 """
 from __future__ import annotations
 
-from ._shared import (MAX_HEATMAP_ENTITIES, MAX_LEGEND_ENTRIES, METHOD_COLOURS, PALETTE,
-                      figure_html, method_colour, readable)
+from ._shared import (MAX_HEATMAP_ENTITIES, MAX_LEGEND_ENTRIES, METHOD_COLOURS, METHOD_NAMES,
+                      PALETTE, figure_html, method_colour, method_name, readable)
 from .curves import (PAPER_SETTINGS, band_error_figure, capacity_curves, group_sizes_figure,
                      group_usage_figure, learning_curves, paper_figure, preservation_bars,
                      sensitivity_figure, spectrum_figure)
@@ -32,9 +33,9 @@ from .maps import (MAX_MAP_POINTS, TRUST_ROWS, TRUST_SCALE, WEBGL_THRESHOLD, map
                    projection_figure)
 
 __all__ = ["MAX_HEATMAP_ENTITIES", "MAX_LEGEND_ENTRIES", "MAX_MAP_POINTS", "METHOD_COLOURS",
-           "PALETTE", "PAPER_SETTINGS", "TRUST_ROWS", "TRUST_SCALE", "WEBGL_THRESHOLD",
+           "METHOD_NAMES", "PALETTE", "PAPER_SETTINGS", "TRUST_ROWS", "TRUST_SCALE", "WEBGL_THRESHOLD",
            "band_error_figure", "capacity_curves", "figure_html", "group_heatmaps",
            "group_sizes_figure", "group_usage_figure", "learning_curves", "map_figure",
-           "method_colour", "paper_figure", "preservation_bars", "projection_figure",
+           "method_colour", "method_name", "paper_figure", "preservation_bars", "projection_figure",
            "prototype_heatmaps", "readable", "sensitivity_figure", "similarity_heatmaps",
            "spectrum_figure"]
