@@ -501,6 +501,9 @@ def test_prototype_heatmaps_skip_empty_groups():
     assert [list(c) for c in fig.data[1].customdata[1]] == [[sizes[1], s] for s in sizes]
     rects = [s for s in fig.layout.shapes if s.name == "highlight"]
     assert len(rects) == 6 and {(r.x0, r.x1) for r in rects} == {(1.5, 2.5), (-0.5, 3.5)}
+    # four groups: every block labelled with its group, rows on the first panel only
+    assert fig.layout.xaxis.showticklabels and fig.layout.xaxis3.showticklabels
+    assert fig.layout.yaxis.showticklabels and not fig.layout.yaxis2.showticklabels
 
 
 # --------------------------------------------------------------------------------------

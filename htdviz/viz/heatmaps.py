@@ -108,6 +108,10 @@ def group_heatmaps(teacher, student, groups, group: int, ids=None, max_entities:
     return _similarity_triptych(t[order], s[order], ids[order], None, entity, None, titles)
 
 
+#: Up to this many groups, the prototype heatmaps label their rows and columns.
+LABELLED_GROUPS = 12
+
+
 def prototype_heatmaps(teacher, student, groups, n_groups: int | None = None,
                        group_names=None, highlight=None,
                        titles=("teacher", "student", "student − teacher")) -> "go.Figure":
@@ -158,6 +162,9 @@ def prototype_heatmaps(teacher, student, groups, n_groups: int | None = None,
              "%{customdata[1]}")
     fig = _triptych(t_sim, s_sim, names, titles, hover, customdata=sizes_pair,
                     axis_title="group")
+    if len(present) <= LABELLED_GROUPS:           # few enough to say which block is which
+        fig.update_xaxes(showticklabels=True, tickangle=0)
+        fig.update_yaxes(showticklabels=True, row=1, col=1)
     if highlight is not None:
         if highlight not in present:
             raise ValueError(f"highlight must be a non-empty group, got {highlight!r}")
