@@ -1150,3 +1150,11 @@ def test_a_method_has_one_colour_in_every_figure_whatever_the_order():
     # a name that is no method takes the palette's colours in order
     assert figures.method_colour("my loss", 2) == figures.PALETTE[2]
     assert len(set(figures.METHOD_COLOURS.values())) == len(figures.METHOD_COLOURS)
+
+
+def test_figures_name_methods_as_the_registry_does():
+    """figures.METHOD_NAMES writes out distill.display_name (htdviz.viz does not import
+    torch): the two must not drift apart."""
+    from htdviz.distill import display_name
+
+    assert {m: display_name(m) for m in figures.METHOD_NAMES} == figures.METHOD_NAMES
