@@ -697,6 +697,9 @@ def test_sensitivity_figure_draws_means_ranges_and_the_default():
     titles = [a.text for a in fig.layout.annotations]
     assert titles == ["K, groups per entity type", "alpha (topology vs assignment)"]
     assert "Recall@50" in fig.layout.yaxis.title.text
+    # one seed: no range bar (one of length 0 drew its caps across the marker)
+    one = figures.sensitivity_figure(summary.assign(n=[1, 3, 3]))
+    assert np.isnan(one.data[0].error_y.array[0]) and one.data[0].error_y.array[1] > 0
 
 
 

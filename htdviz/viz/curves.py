@@ -506,8 +506,11 @@ def sensitivity_figure(summary: pd.DataFrame, metric: str = "final_test_recall@5
         labels = [f"{v:g}" if isinstance(v, (int, float)) else str(v) for v in part["value"]]
         fig.add_trace(go.Scatter(
             x=labels, y=part["mean"], mode="markers",
-            error_y=dict(type="data", symmetric=False, array=part["max"] - part["mean"],
-                         arrayminus=part["mean"] - part["min"], thickness=1.5, width=6),
+            # no bar for one seed: a bar of length 0 drew its caps across the open marker
+            error_y=dict(type="data", symmetric=False,
+                         array=(part["max"] - part["mean"]).where(part["n"] > 1),
+                         arrayminus=(part["mean"] - part["min"]).where(part["n"] > 1),
+                         thickness=1.5, width=6),
             marker=dict(size=11, color=PALETTE[0], line=dict(width=2, color=PALETTE[0]),
                         symbol=["circle" if d else "circle-open" for d in part["is_default"]]),
             customdata=np.stack([part["n"], part["min"], part["max"]], axis=1),
