@@ -51,9 +51,10 @@ SPARSE_SHARE = 0.6
 #: ... in zero-padded blocks while the largest expert's load times K is at most this many
 #: times the number of non-zero weights (else each expert on its own rows).
 PADDED_LOAD = 3
-#: The CPU's mixture takes its rows this many at a time: a Foursquare batch's 2,900 rows
-#: at K = 30 cost 0.6-0.8x in blocks of 512 (their hidden layer is 6.7 MB, not 38 MB;
-#: benchmarks/bench_experts.py, "mixture" against "mixture, whole").
+#: The CPU's mixture takes its rows this many at a time, so that the hidden layer of a block
+#: (512 x K*h floats: 6.7 MB at K = 30, against 38 MB for a Foursquare batch's 2,900 rows)
+#: stays in the cache (docs/benchmarks.md, bench_experts.py's "mixture" against "mixture,
+#: whole").
 MIXTURE_ROWS = 512
 
 
