@@ -22,7 +22,11 @@ temperature there) and at each evaluation (``group_usage``, for the history). A 
 """
 from __future__ import annotations
 
+import contextlib
 import math
+import os
+import signal
+import threading
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -155,7 +159,8 @@ def fit(model, dataset: Dataset, config: TrainConfig | None = None, distiller=No
         ``history`` has one row per evaluated epoch (epoch 0 = before training; with
         ``config.schedule == "reference"``, the authors' labels: epoch e = after e + 1
         epochs, -1 = before training), its ``epochs_trained``, the ``schedule``, the
-        mean losses of the epoch, valid_* and test_* metrics and seconds of training; for a
+        mean losses of the epoch, valid_* and test_* metrics and seconds of training (the
+        epochs' own, less any stop by Ctrl-Z or ``kill -TSTP``: :func:`training_clock`); for a
         distiller with groups (DE, HTD) also ``{user,item}_groups_used`` and
         ``{user,item}_group_entropy`` (bits) of its hard assignment at that epoch.
         With early stopping, the model keeps the weights of its best-validation epoch.
@@ -163,11 +168,51 @@ def fit(model, dataset: Dataset, config: TrainConfig | None = None, distiller=No
     # Subnormal floats (tiny gradients of a trained teacher's topology, HTD's Gumbel-softmax
     # weights as its temperature falls) are slow on many CPUs and carry nothing here, so
     # they are flushed to zero in every thread while fit runs (htdviz._threads).
-    with flush_denormals():
-        return _fit(model, dataset, config, distiller, device, progress, checkpoint)
+    with flush_denormals(), training_clock() as clock:
+        return _fit(model, dataset, config, distiller, device, progress, checkpoint, clock)
 
 
-def _fit(model, dataset, config, distiller, device, progress, checkpoint) -> FitResult:
+class _Clock:
+    """Seconds of :func:`time.perf_counter` less the seconds the process was stopped."""
+
+    def __init__(self):
+        self.stopped = 0.0
+
+    def __call__(self) -> float:
+        return time.perf_counter() - self.stopped
+
+
+@contextlib.contextmanager
+def training_clock():
+    """A clock (a callable giving seconds) that leaves out the time the process is stopped
+    with Ctrl-Z or ``kill -TSTP <pid>`` (until ``fg`` / ``kill -CONT <pid>``), so a run
+    paused to free the machine records its training seconds, not the pause's.
+
+    It takes SIGTSTP over only where the signal still has its default action and this is
+    the main thread (a notebook's kernel, a study's worker); elsewhere, and for SIGSTOP,
+    which cannot be caught, the clock counts the stopped time too.
+    """
+    clock = _Clock()
+    tstp = getattr(signal, "SIGTSTP", None)                   # none on Windows
+    if (tstp is None or threading.current_thread() is not threading.main_thread()
+            or signal.getsignal(tstp) is not signal.SIG_DFL):
+        yield clock
+        return
+
+    def stop(signum, frame):
+        tic = time.perf_counter()
+        os.kill(os.getpid(), signal.SIGSTOP)     # the default action; resumes on SIGCONT
+        clock.stopped += time.perf_counter() - tic
+
+    signal.signal(tstp, stop)
+    try:
+        yield clock
+    finally:
+        signal.signal(tstp, signal.SIG_DFL)
+
+
+def _fit(model, dataset, config, distiller, device, progress, checkpoint,
+         clock) -> FitResult:
     """The epoch loop of :func:`fit`.
 
     Long because the loop reads top to bottom as one epoch runs: anneal, shuffle, the
@@ -220,7 +265,7 @@ def _fit(model, dataset, config, distiller, device, progress, checkpoint) -> Fit
         since_best >= config.early_stopping_patience
     for trained in ([] if stopped else bar):
         epoch = trained - label_offset                     # the epoch's label in the history
-        tic = time.perf_counter()               # a distiller's per-epoch work counts too
+        tic = clock()                           # a distiller's per-epoch work counts too
         if distiller is not None:
             distiller.start_epoch(max(trained - 1 - label_offset, 0), config.epochs)
         order = rng.permutation(n)
@@ -238,7 +283,7 @@ def _fit(model, dataset, config, distiller, device, progress, checkpoint) -> Fit
             for k, v in terms.items():
                 sums[k] = sums.get(k, 0.0) + v
         sums = {k: float(v) / n_batches for k, v in sums.items()}
-        seconds += time.perf_counter() - tic
+        seconds += clock() - tic
         bar.set_postfix(loss=f"{sums['bpr_loss']:.2f}")
         if epoch % config.eval_every == 0 or trained == n_epochs:
             model.eval()

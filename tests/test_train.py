@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import math
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -175,6 +176,49 @@ def test_compiled_loops_leave_torch_on_the_threads_it_was_given():
         pytest.skip(f"numba's threading layer is {layer}: its pool shares no thread count "
                     f"with torch")
     assert threads == ["1", "1"]
+
+
+@pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="no /proc to see the stop")
+def test_training_seconds_leave_out_a_stop():
+    """A run stopped with kill -TSTP (Ctrl-Z) and resumed with kill -CONT records the
+    seconds it trained, not the stop's. The run stops itself at its second epoch; the
+    stop lasts 2 s, the training far less. The old clock counted the stop."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    code = ("import os, signal, time\n"
+            "from htdviz import data, train\n"
+            "from htdviz.models import BPRMF\n"
+            "from htdviz.distill.base import Distiller\n"
+            "ds = data.synthetic(n_users=60, n_items=90, n_groups=3, dim=4, seed=0)\n"
+            "class StopAtEpoch1(Distiller):\n"
+            "    def forward(self, users, items, u, i):\n"
+            "        return {'loss': u.sum() * 0}\n"
+            "    def start_epoch(self, epoch, n_epochs):\n"
+            "        if epoch == 1:\n"
+            "            os.kill(os.getpid(), signal.SIGTSTP)\n"
+            "tic = time.perf_counter()\n"
+            "result = train.fit(BPRMF(ds.n_users, ds.n_items, 4), ds, train.TrainConfig(epochs=2, "
+            "eval_every=2), distiller=StopAtEpoch1(), device='cpu', progress=False)\n"
+            "print(result.history['seconds'].iloc[-1], time.perf_counter() - tic)\n")
+    child = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE,
+                             stderr=subprocess.PIPE, text=True)
+    stat = Path(f"/proc/{child.pid}/stat")
+    deadline = time.monotonic() + 120
+    while child.poll() is None and stat.read_text().split(") ")[1][0] != "T":
+        assert time.monotonic() < deadline, "the run did not stop itself"
+        time.sleep(0.05)
+    assert child.poll() is None, child.communicate()[1]
+    time.sleep(2.0)
+    os.kill(child.pid, signal.SIGCONT)
+    out, err = child.communicate(timeout=120)
+    assert child.returncode == 0, err
+    seconds, wall = map(float, out.split())
+    assert wall > 2.0                                    # the stop happened inside fit
+    assert seconds < wall - 1.9
 
 
 def test_fused_adam_makes_the_same_update():
