@@ -1105,7 +1105,13 @@ def test_explorer_colours_each_map_by_the_neighbours_it_keeps(explorer_runs,
     assert f"maps keeps {kept_t.mean():.0%}" not in ex._summary     # (the sentence's words)
     assert f"The teacher&#x27;s map keeps {kept_t.mean():.0%} and the student&#x27;s " \
            f"{kept_s.mean():.0%} of each item&#x27;s 10 nearest neighbours" in ex._summary
+    # coloured by group, the sentence's dark and grey points are one switch away, and the
+    # page's still picture carries the groups' colour key
+    assert "(Colour by neighbours kept to see them.)" in ex._summary
+    static = ex.static_html()
+    assert ex.key.value.startswith('<div class="htdviz-colour-key"') and ex.key.value in static
     ex.colour_dd.value = "neighbours kept"
+    assert "Colour by" not in ex._summary
     np.testing.assert_array_equal(ex.map_widget.data[0].marker.color, kept_t)
     np.testing.assert_array_equal(ex.map_widget.data[1].marker.color, kept_s)
     assert ex.map_widget.layout.coloraxis.cmax == 1
