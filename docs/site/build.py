@@ -122,11 +122,14 @@ def build(executed: Path, out: Path) -> None:
 
 #: The report's view whose figure is the README's picture.
 PICTURE_VIEW = "Where the maps can be trusted"
+#: The width of the page the picture is taken from, in CSS pixels (it is saved at twice).
+PICTURE_WIDTH = 900
 
 
 def picture(report: Path, out: Path = ROOT / "docs" / "img" / "maps.png") -> None:
     """The README's picture: the figure of the report's :data:`PICTURE_VIEW` view, as
-    Chromium draws it at 1280 px (Playwright), saved as a PNG."""
+    Chromium draws it on a page :data:`PICTURE_WIDTH` px wide (Playwright), saved as a PNG
+    at twice that resolution."""
     import shutil as _shutil
 
     from playwright.sync_api import sync_playwright
@@ -136,8 +139,10 @@ def picture(report: Path, out: Path = ROOT / "docs" / "img" / "maps.png") -> Non
         raise SystemExit("--picture needs Chromium on PATH (Debian: apt-get install chromium)")
     with sync_playwright() as p:
         browser = p.chromium.launch(executable_path=chromium)
-        page = browser.new_page(viewport={"width": 1280, "height": 900},
-                                device_scale_factor=1)
+        # a narrow page at twice the pixels: the README shows the picture at most ~900 px
+        # wide, where a 1280 px figure's text would shrink to ~7 px
+        page = browser.new_page(viewport={"width": PICTURE_WIDTH, "height": 900},
+                                device_scale_factor=2)
         page.goto(report.resolve().as_uri())
         figure = page.locator(f"xpath=//h2[normalize-space()='{PICTURE_VIEW}']"
                               f"/following::div[contains(@class, 'plotly-graph-div')][1]")
