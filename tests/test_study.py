@@ -296,3 +296,8 @@ def test_paper_preset_is_the_papers_whole_evaluation():
     order = [(c["dim"] != 20, c["seed"]) for c in grid]
     assert order == sorted(order)
     assert len([key for key in order if key == (False, 0)]) == 22
+    # within a seed, CiteULike's BPR-MF and LightGCN settings whole before NeuMF's and
+    # Foursquare's slower cells
+    first = [(c["dataset"], c["model"]) for c in grid[:22]]
+    assert set(first[:14]) == {("citeulike", "bpr"), ("citeulike", "lightgcn")}
+    assert first[14:] == [("citeulike", "neumf")] * 4 + [("foursquare", "bpr")] * 4
