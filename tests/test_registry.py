@@ -95,7 +95,7 @@ def test_built_ins_are_registered_and_found_by_name():
     assert distill.get_method("htd") is distill.HTD and distill.get_method("de") is distill.DE
     assert list(distill.method_options("htd")) == [
         "n_groups", "alpha", "group_design", "positive_pairs_only",
-        "detach_student_prototypes", "balance_weight"]
+        "detach_student_prototypes", "balance_weight", "temperature_end"]
     assert distill.method_options("ftd") == {}
     assert models.get_model("bpr") is models.BPRMF
     assert models.get_model("lightgcn").build_options == ("n_layers",)

@@ -234,6 +234,27 @@ def test_as_run_accepts_each_form_once(run_root):
         runs.as_run("z", {"users": users})
 
 
+@pytest.mark.parametrize("method", ["de", "htd"])
+def test_temperature_end_in_the_run_configuration_and_the_schedule(method):
+    """DE and HTD take the last epoch's temperature (0.1: the authors' DE code cut at 100
+    epochs); the default leaves the folder names of existing runs alone."""
+    from htdviz import distill
+
+    config = StudentConfig(method=method, temperature_end=0.1)
+    assert f"-{method}-tend0.1-" in config.folder_name()
+    assert cli_args(config)[-2:] == ["--temperature-end", "0.1"]
+    assert "temperature_end" not in StudentConfig(method=method).to_dict()
+    rng = np.random.default_rng(0)
+    made = distill.get_method(method)(rng.normal(size=(6, 8)), rng.normal(size=(7, 8)), 4,
+                                      **config.options)
+    made.start_epoch(99, 100)
+    assert made.temperature == pytest.approx(0.1 ** 0.99)     # 1 * (0.1 / 1) ** (99 / 100)
+    made.start_epoch(100, 100)
+    assert made.temperature == pytest.approx(0.1)
+    with pytest.raises(ValueError, match="temperature_end"):
+        StudentConfig(method=method, temperature_end=-1.0)
+
+
 def test_balance_weight_in_the_run_configuration():
     config = StudentConfig(method="htd", balance_weight=0.5)
     assert "-htd-bal0.5-" in config.folder_name()

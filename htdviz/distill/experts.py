@@ -44,6 +44,12 @@ N_GROUPS = Option("n_groups", 30, "K, groups per entity type (DE, HTD)", low=1)
 BALANCE_WEIGHT = Option("balance_weight", 0.0, "DE, HTD: weight of a load-balancing term "
                         "that spreads the group assignment (not the authors' method; 0: off)",
                         low=0.0, record="changed", label="-bal{:g}")
+#: The Gumbel-softmax temperature at the last epoch, an option of DE and HTD (§5.2). The
+#: authors' DE code (DE-RRD, CIKM 2020) anneals from 1 to 1e-10 over 1,000 epochs and
+#: stops early, so 100 epochs of it end at 0.1 (docs/results.md, "DE").
+TEMPERATURE_END = Option("temperature_end", 1e-10, "DE, HTD: the Gumbel-softmax temperature "
+                         "at the last epoch (annealed from 1; 0.1 is the authors' DE code "
+                         "cut at 100 epochs)", low=0.0, record="changed", label="-tend{:g}")
 
 #: The CPU runs each expert only on the rows it weighs once at most this share of the
 #: (row, expert) weights is non-zero (the crossover of benchmarks/bench_experts.py) ...
@@ -252,7 +258,7 @@ class GroupAssignment(Distiller):
         leaves the authors' method unchanged).
     """
 
-    options = (N_GROUPS, BALANCE_WEIGHT)
+    options = (N_GROUPS, BALANCE_WEIGHT, TEMPERATURE_END)
     display_name = "DE"
 
     def __init__(self, teacher_user_repr, teacher_item_repr, student_dim: int,

@@ -28,7 +28,7 @@ from torch import nn
 from ..options import Option
 from ._common import unit
 from .base import Distiller, register_method
-from .experts import BALANCE_WEIGHT, N_GROUPS, GroupAssignment
+from .experts import BALANCE_WEIGHT, N_GROUPS, TEMPERATURE_END, GroupAssignment
 
 GROUP_DESIGNS = ("P,e", "P,P")
 ENTITY_METHODS = ("auto", "blocks", "dense")
@@ -179,6 +179,7 @@ class HTD(Distiller):
                "(quirk b of the authors' code off)", flag="--live-prototypes", invert=True,
                label="-liveproto"),
         BALANCE_WEIGHT,
+        TEMPERATURE_END,
     )
     display_name = "HTD"
 
