@@ -726,6 +726,27 @@ def test_paper_figure_draws_the_papers_values_and_ours_where_finished():
         figures.paper_figure(ours.drop(columns="seeds"))
 
 
+def test_paper_scatter_puts_each_cell_against_the_papers_value():
+    ours = pd.DataFrame({"dataset": ["citeulike", "foursquare", "citeulike"],
+                         "model": ["bpr", "bpr", "neumf"], "phi": [0.1, 0.5, 0.1],
+                         "method": ["htd", "student", "rrd"], "mean": [.272, .25, .2],
+                         "low": [.27, .25, .2], "high": [.274, .25, .2], "seeds": [2, 1, 1],
+                         "paper": [.2803, .2400, np.nan]})
+    fig = figures.paper_scatter(ours)
+    diagonal, *points = [t for t in fig.data if t.x[0] is not None]
+    assert list(diagonal.x) == list(diagonal.y) and diagonal.line.dash == "dash"
+    assert diagonal.x[0] <= .24 and diagonal.x[1] >= .2803        # spans every cell
+    assert [(t.name, list(t.x), list(t.y), list(t.marker.symbol)) for t in points] == [
+        ("student alone", [.24], [.25], ["triangle-up"]),
+        ("HTD", [.2803], [.272], ["circle"])]                   # no paper value: left out
+    assert np.allclose(points[1].error_y.array, [.002])
+    keys = [t.name for t in fig.data if t.x[0] is None]
+    assert keys == ["CiteULike, BPR-MF", "Foursquare, BPR-MF"]   # the symbols in use
+    assert fig.layout.yaxis.scaleanchor == "x"
+    with pytest.raises(ValueError, match="paper_table"):
+        figures.paper_scatter(ours.drop(columns="paper"))
+
+
 # --------------------------------------------------------------------------------------
 # Explorer
 # --------------------------------------------------------------------------------------

@@ -610,6 +610,72 @@ def paper_figure(table: pd.DataFrame | None = None) -> "go.Figure":
     return fig
 
 
+#: A symbol per setting of the paper's evaluation in :func:`paper_scatter`.
+PAPER_SYMBOLS = dict(zip(PAPER_SETTINGS, ("circle", "square", "diamond", "triangle-up")))
+
+
+def paper_scatter(table: pd.DataFrame) -> "go.Figure":
+    """Every finished cell of the paper's evaluation as one point: the paper's figure value
+    (x) against the reproduction's (y: mean, with the range over seeds), the diagonal
+    y = x dashed. Colour: the method; symbol: the data set and base model.
+
+    Parameters
+    ----------
+    table : pandas.DataFrame
+        :func:`htdviz.study.paper_table`'s table (``dataset``, ``model``, ``phi``,
+        ``method``, ``mean``, ``low``, ``high``, ``seeds``, ``paper``); cells the paper has
+        no value for are left out.
+
+    Returns
+    -------
+    plotly.graph_objects.Figure
+        Below the diagonal, a cell is lower than the paper's (which comes from its own split
+        with early stopping, so a little higher is expected).
+    """
+    needed = {"dataset", "model", "phi", "method", "mean", "low", "high", "seeds", "paper"}
+    if not isinstance(table, pd.DataFrame) or not needed <= set(table.columns):
+        raise ValueError(f"table must be a DataFrame with columns {sorted(needed)} "
+                         f"(htdviz.study.paper_table)")
+    cells = table.dropna(subset=["paper", "mean"])
+    values = np.r_[cells["paper"], cells["low"], cells["high"]] if len(cells) else \
+        np.array([0.2, 0.3])
+    ends = [np.floor(values.min() * 50) / 50, np.ceil(values.max() * 50) / 50]  # steps of .02
+    fig = go.Figure(go.Scatter(x=ends, y=ends, mode="lines", name="ours = the paper's",
+                               line=dict(color="grey", dash="dash", width=1),
+                               hoverinfo="skip"))
+    settings = {key: title.replace("<br>", ", ") for key, title in PAPER_SETTINGS.items()}
+    for k, method in enumerate(_PAPER_METHODS):
+        rows = cells[cells["method"] == method]
+        if not len(rows):
+            continue
+        keys = list(zip(rows["dataset"], rows["model"]))
+        fig.add_trace(go.Scatter(
+            x=rows["paper"], y=rows["mean"], mode="markers", name=method_name(method),
+            legendgroup="method", legendgrouptitle_text="method",
+            marker=dict(color=method_colour(method, k), size=11, line=dict(width=1, color="white"),
+                        symbol=[PAPER_SYMBOLS.get(key, "circle") for key in keys]),
+            error_y=dict(type="data", symmetric=False, array=rows["high"] - rows["mean"],
+                         arrayminus=rows["mean"] - rows["low"], thickness=1.5, width=3),
+            customdata=np.stack([[settings.get(key, "/".join(key)) for key in keys],
+                                 rows["phi"], rows["seeds"]], axis=1),
+            hovertemplate=f"{method_name(method)}, %{{customdata[0]}}, phi = "
+                          f"%{{customdata[1]}}<br>ours %{{y:.4f}} (%{{customdata[2]}} seed(s)),"
+                          f" the paper's %{{x:.4f}}<extra></extra>"))
+    for key, symbol in PAPER_SYMBOLS.items():           # the symbols' key, in grey
+        if key in set(zip(cells["dataset"], cells["model"])):
+            fig.add_trace(go.Scatter(x=[None], y=[None], mode="markers", name=settings[key],
+                                     legendgroup="setting", legendgrouptitle_text="setting",
+                                     marker=dict(color="grey", size=11, symbol=symbol)))
+    fig.update_xaxes(title_text="the paper's figure, test Recall@50", range=ends,
+                     constrain="domain")
+    fig.update_yaxes(title_text="ours, test Recall@50", range=ends, scaleanchor="x",
+                     scaleratio=1)
+    fig.update_layout(height=520, template="plotly_white",
+                      title="Each finished cell against the paper's value (below the dashed "
+                            "line: ours lower)", legend=dict(groupclick="toggleitem"))
+    return fig
+
+
 #: Words for a study's factors (panel titles).
 _FACTOR_WORDS = {"n_groups": "K, groups per entity type", "alpha": "alpha (topology vs "
                  "assignment)", "distill_weight": "lambda, distillation weight",
