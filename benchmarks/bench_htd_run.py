@@ -16,9 +16,6 @@ and the total (each epoch's line is printed as it ends); ``--out`` writes one ro
 from __future__ import annotations
 
 import argparse
-import os
-import signal
-import time
 from pathlib import Path
 
 import pandas as pd
@@ -49,16 +46,10 @@ def main():
     distiller = experiment.make_distiller(config, run.representations("users"),
                                           run.representations("items"),
                                           torch.Generator().manual_seed(args.seed + 1))
+    # the timings below read fit's own clock (bound around fit), which leaves out a stop
+    # by `kill -TSTP <pid>` until `kill -CONT <pid>`; evaluations are left out by hand
+    clock = None
     starts, left_out = [], [0.0]
-
-    def pause(signum, frame):
-        """`kill -TSTP <pid>` stops the run until `kill -CONT <pid>`, and the stopped
-        seconds are left out like evaluations (to run something else meanwhile)."""
-        tic = time.perf_counter()
-        os.kill(os.getpid(), signal.SIGSTOP)
-        left_out[0] += time.perf_counter() - tic
-
-    signal.signal(signal.SIGTSTP, pause)
 
     def largest_groups() -> str:
         """The largest hard group's share of users and of items (HTD, DE): the entity
@@ -74,30 +65,31 @@ def main():
     def timed_start(epoch, n_epochs):
         if starts:                                    # the epoch before this one, as it ends
             e, t0, ev0, tau = starts[-1]
-            seconds = time.perf_counter() - t0 - (left_out[0] - ev0)
+            seconds = clock() - t0 - (left_out[0] - ev0)
             tau = "-" if tau is None else f"{tau:.2g}"       # FTD, FitNet: no temperature
             print(f"epoch {e:3d}  tau {tau}  {seconds:6.1f} s  largest group: "
                   f"{largest_groups()}", flush=True)
-        starts.append((epoch, time.perf_counter(), left_out[0]))
+        starts.append((epoch, clock(), left_out[0]))
         start_epoch(epoch, n_epochs)
         starts[-1] += (getattr(distiller, "temperature", None) or
                        getattr(getattr(distiller, "assignment", None), "temperature", None),)
 
     def timed_evaluation(*a, **k):
-        tic, paused = time.perf_counter(), left_out[0]
+        tic = clock()
         try:
             return evaluate_both(*a, **k)
-        finally:            # a pause during the evaluation is in left_out already
-            left_out[0] += time.perf_counter() - tic - (left_out[0] - paused)
+        finally:                              # the clock leaves a stop out already
+            left_out[0] += clock() - tic
 
     distiller.start_epoch = timed_start
     train.evaluate_both = timed_evaluation
     print(f"{teacher.dataset}: {dataset.n_train:,} training pairs; {args.method} d_s = "
           f"{args.dim}, {args.epochs} epochs; CPU, {torch.get_num_threads()} threads",
           flush=True)
-    result = train.fit(model, dataset, experiment.train_config(config), distiller=distiller,
-                       device="cpu", progress=False)
-    end = (None, time.perf_counter(), left_out[0], None)
+    with train.training_clock() as clock:
+        result = train.fit(model, dataset, experiment.train_config(config),
+                           distiller=distiller, device="cpu", progress=False)
+        end = (None, clock(), left_out[0], None)
     rows = [{"epoch": e, "temperature": tau, "seconds": (t1 - t0) - (ev1 - ev0)}
             for (e, t0, ev0, tau), (_, t1, ev1, _) in zip(starts, starts[1:] + [end])]
     curve = pd.DataFrame(rows)

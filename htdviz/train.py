@@ -182,16 +182,28 @@ class _Clock:
         return time.perf_counter() - self.stopped
 
 
+#: The clock of the outermost :func:`training_clock` running in this process, if any.
+_ACTIVE: _Clock | None = None
+
+
 @contextlib.contextmanager
 def training_clock():
     """A clock (a callable giving seconds) that leaves out the time the process is stopped
     with Ctrl-Z or ``kill -TSTP <pid>`` (until ``fg`` / ``kill -CONT <pid>``), so a run
     paused to free the machine records its training seconds, not the pause's.
 
-    It takes SIGTSTP over only where the signal still has its default action and this is
-    the main thread (a notebook's kernel, a study's worker); elsewhere, and for SIGSTOP,
-    which cannot be caught, the clock counts the stopped time too.
+    The stop takes effect at the next Python instruction of the main thread (after the
+    compiled call running then, e.g. a batch's backward), and is a SIGSTOP, so it also
+    stops a run started in the background without a terminal (``nohup``), where the
+    default stop of SIGTSTP is dropped. It takes SIGTSTP over only where the signal still
+    has its default action and this is the main thread (a notebook's kernel, a study's
+    worker); elsewhere, and for SIGSTOP, which cannot be caught, the clock counts the
+    stopped time too. Nested, it gives the outer clock (a benchmark timing ``fit``).
     """
+    global _ACTIVE
+    if _ACTIVE is not None:
+        yield _ACTIVE
+        return
     clock = _Clock()
     tstp = getattr(signal, "SIGTSTP", None)                   # none on Windows
     if (tstp is None or threading.current_thread() is not threading.main_thread()
@@ -201,14 +213,16 @@ def training_clock():
 
     def stop(signum, frame):
         tic = time.perf_counter()
-        os.kill(os.getpid(), signal.SIGSTOP)     # the default action; resumes on SIGCONT
+        os.kill(os.getpid(), signal.SIGSTOP)          # resumes here on SIGCONT
         clock.stopped += time.perf_counter() - tic
 
-    signal.signal(tstp, stop)
+    previous = signal.signal(tstp, stop)
+    _ACTIVE = clock
     try:
         yield clock
     finally:
-        signal.signal(tstp, signal.SIG_DFL)
+        _ACTIVE = None
+        signal.signal(tstp, previous)
 
 
 def _fit(model, dataset, config, distiller, device, progress, checkpoint,

@@ -251,8 +251,9 @@ def test_temperature_end_in_the_run_configuration_and_the_schedule(method):
     assert made.temperature == pytest.approx(0.1 ** 0.99)     # 1 * (0.1 / 1) ** (99 / 100)
     made.start_epoch(100, 100)
     assert made.temperature == pytest.approx(0.1)
-    with pytest.raises(ValueError, match="temperature_end"):
-        StudentConfig(method=method, temperature_end=-1.0)
+    for bad in (-1.0, 0.0, 1.5):
+        with pytest.raises(ValueError, match=r"temperature_end must be in \[1e-30, 1\]"):
+            StudentConfig(method=method, temperature_end=bad)
 
 
 def test_balance_weight_in_the_run_configuration():

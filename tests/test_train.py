@@ -190,6 +190,7 @@ def test_training_seconds_leave_out_a_stop():
     import time
 
     code = ("import os, signal, time\n"
+            "signal.signal(signal.SIGTSTP, signal.SIG_DFL)   # even where pytest's is ignored\n"
             "from htdviz import data, train\n"
             "from htdviz.models import BPRMF\n"
             "from htdviz.distill.base import Distiller\n"

@@ -745,6 +745,13 @@ def test_paper_scatter_puts_each_cell_against_the_papers_value():
     assert fig.layout.yaxis.scaleanchor == "x"
     with pytest.raises(ValueError, match="paper_table"):
         figures.paper_scatter(ours.drop(columns="paper"))
+    # no range for one seed's cell, all values on one step, or no cell: still a drawn frame
+    one = figures.paper_scatter(ours.iloc[:1].assign(low=np.nan, high=np.nan, paper=.2803,
+                                                     mean=.2803))
+    assert list(one.layout.xaxis.range) == [.28, .30]
+    empty = figures.paper_scatter(ours.iloc[:0])
+    assert [a.text for a in empty.layout.annotations] == ["no finished cell yet"]
+    assert np.isfinite(empty.layout.xaxis.range).all()
 
 
 # --------------------------------------------------------------------------------------
@@ -1128,7 +1135,7 @@ def test_explorer_colours_each_map_by_the_neighbours_it_keeps(explorer_runs,
            f"{kept_s.mean():.0%} of each item&#x27;s 10 nearest neighbours" in ex._summary
     # coloured by group, the sentence's dark and grey points are one switch away, and the
     # page's still picture carries the groups' colour key
-    assert "(Colour by neighbours kept to see them.)" in ex._summary
+    assert "(Colour by neighbours kept to see which points are dark.)" in ex._summary
     static = ex.static_html()
     assert ex.key.value.startswith('<div class="htdviz-colour-key"') and ex.key.value in static
     ex.colour_dd.value = "neighbours kept"

@@ -46,10 +46,12 @@ BALANCE_WEIGHT = Option("balance_weight", 0.0, "DE, HTD: weight of a load-balanc
                         low=0.0, record="changed", label="-bal{:g}")
 #: The Gumbel-softmax temperature at the last epoch, an option of DE and HTD (§5.2). The
 #: authors' DE code (DE-RRD, CIKM 2020) anneals from 1 to 1e-10 over 1,000 epochs and
-#: stops early, so 100 epochs of it end at 0.1 (docs/results.md, "DE").
+#: stops early, so 100 epochs of it end at 0.1 (docs/results.md, "DE as its authors' code
+#: sets it"). A temperature is positive; below 1e-30 it is 0 for every purpose.
 TEMPERATURE_END = Option("temperature_end", 1e-10, "DE, HTD: the Gumbel-softmax temperature "
                          "at the last epoch (annealed from 1; 0.1 is the authors' DE code "
-                         "cut at 100 epochs)", low=0.0, record="changed", label="-tend{:g}")
+                         "cut at 100 epochs)", low=1e-30, high=1.0, record="changed",
+                         label="-tend{:g}")
 
 #: The CPU runs each expert only on the rows it weighs once at most this share of the
 #: (row, expert) weights is non-zero (the crossover of benchmarks/bench_experts.py) ...

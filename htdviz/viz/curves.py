@@ -554,11 +554,8 @@ def paper_figure(table: pd.DataFrame | None = None) -> "go.Figure":
         early stopping), the reproduction's filled; the methods side by side at each phi.
     """
     needed = {"dataset", "model", "phi", "method", "mean", "low", "high", "seeds"}
-    if table is not None and (not isinstance(table, pd.DataFrame)
-                              or not needed <= set(table.columns)):
-        raise ValueError(f"table must be a DataFrame with columns {sorted(needed)} "
-                         f"(htdviz.study.paper_table)")
-    ours = table if table is not None else pd.DataFrame(columns=sorted(needed))
+    ours = _paper_table(table, needed) if table is not None else \
+        pd.DataFrame(columns=sorted(needed))
     phis = (0.1, 0.5, 1.0)
     fig = subplots.make_subplots(rows=1, cols=len(PAPER_SETTINGS), shared_yaxes=True,
                                   subplot_titles=list(PAPER_SETTINGS.values()),
@@ -610,6 +607,14 @@ def paper_figure(table: pd.DataFrame | None = None) -> "go.Figure":
     return fig
 
 
+def _paper_table(table, needed: set) -> pd.DataFrame:
+    """``table`` if it is :func:`htdviz.study.paper_table`'s, with the columns ``needed``."""
+    if not isinstance(table, pd.DataFrame) or not needed <= set(table.columns):
+        raise ValueError(f"table must be a DataFrame with columns {sorted(needed)} "
+                         f"(htdviz.study.paper_table)")
+    return table
+
+
 #: A symbol per setting of the paper's evaluation in :func:`paper_scatter`.
 PAPER_SYMBOLS = dict(zip(PAPER_SETTINGS, ("circle", "square", "diamond", "triangle-up")))
 
@@ -633,16 +638,18 @@ def paper_scatter(table: pd.DataFrame) -> "go.Figure":
         with early stopping, so a little higher is expected).
     """
     needed = {"dataset", "model", "phi", "method", "mean", "low", "high", "seeds", "paper"}
-    if not isinstance(table, pd.DataFrame) or not needed <= set(table.columns):
-        raise ValueError(f"table must be a DataFrame with columns {sorted(needed)} "
-                         f"(htdviz.study.paper_table)")
-    cells = table.dropna(subset=["paper", "mean"])
-    values = np.r_[cells["paper"], cells["low"], cells["high"]] if len(cells) else \
-        np.array([0.2, 0.3])
+    cells = _paper_table(table, needed).dropna(subset=["paper", "mean"])
+    values = np.r_[cells["paper"], cells["mean"], cells["low"], cells["high"]]
+    values = values[np.isfinite(values)] if len(cells) else np.array([0.2, 0.3])
     ends = [np.floor(values.min() * 50) / 50, np.ceil(values.max() * 50) / 50]  # steps of .02
+    if ends[0] == ends[1]:                                  # every value on one step
+        ends[1] += 0.02
     fig = go.Figure(go.Scatter(x=ends, y=ends, mode="lines", name="ours = the paper's",
                                line=dict(color="grey", dash="dash", width=1),
                                hoverinfo="skip"))
+    if not len(cells):
+        fig.add_annotation(text="no finished cell yet", x=0.5, y=0.5, xref="paper",
+                           yref="paper", showarrow=False, font=dict(size=14, color="grey"))
     settings = {key: title.replace("<br>", ", ") for key, title in PAPER_SETTINGS.items()}
     for k, method in enumerate(_PAPER_METHODS):
         rows = cells[cells["method"] == method]
@@ -652,7 +659,8 @@ def paper_scatter(table: pd.DataFrame) -> "go.Figure":
         fig.add_trace(go.Scatter(
             x=rows["paper"], y=rows["mean"], mode="markers", name=method_name(method),
             legendgroup="method", legendgrouptitle_text="method",
-            marker=dict(color=method_colour(method, k), size=11, line=dict(width=1, color="white"),
+            marker=dict(color=method_colour(method, k), size=11,
+                        line=dict(width=1, color="white"),
                         symbol=[PAPER_SYMBOLS.get(key, "circle") for key in keys]),
             error_y=dict(type="data", symmetric=False, array=rows["high"] - rows["mean"],
                          arrayminus=rows["mean"] - rows["low"], thickness=1.5, width=3),

@@ -612,7 +612,7 @@ class Explorer:
             f"groups and measures use all)")
         trust = trust_sentence(kept_t, kept_s, self.entity, TRUST_K)
         if self.colour_dd.value != TRUST:             # the sentence reads dark and grey points
-            trust += f" (Colour by {TRUST} to see them.)"
+            trust += f" (Colour by {TRUST} to see which points are dark.)"
         self._summary = (f"{shown}; colour: {name}; a selection picks one {self.grouping}."
                          f"<br><small>{html.escape(trust)}</small>")
 
@@ -768,9 +768,9 @@ class Explorer:
 
     def static_html(self) -> str:
         """The explorer as drawn now, for a page without a kernel: its status line, the
-        maps with their colour key and the heatmap as plain plotly figures (positions and
-        colours; no hover text), drawn by the page's plotly.js once it is there, and a line saying that
-        selections and switches need the notebook running."""
+        maps with their colour key and the heatmap as plain plotly figures (positions
+        and colours; no hover text), drawn by the page's plotly.js once it is there, and
+        a line saying that selections and switches need the notebook running."""
         parts = [f'<div class="htdviz-explorer-static"><p><b>A picture of the explorer</b> '
                  f'(selections, switches and group details need the notebook running in '
                  f'Jupyter): {self.student_name}, {self.entity}.</p>'

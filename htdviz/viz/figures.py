@@ -37,7 +37,6 @@ __all__ = ["MAX_HEATMAP_ENTITIES", "MAX_LEGEND_ENTRIES", "MAX_MAP_POINTS", "METH
            "METHOD_NAMES", "PALETTE", "PAPER_SETTINGS", "TRUST_ROWS", "TRUST_SCALE", "WEBGL_THRESHOLD",
            "band_error_figure", "capacity_curves", "figure_html", "group_heatmaps",
            "group_sizes_figure", "group_usage_figure", "learning_curves", "map_figure",
-           "method_colour", "method_name", "paper_figure", "paper_scatter", "preservation_bars",
-           "projection_figure",
-           "prototype_heatmaps", "readable", "sensitivity_figure", "similarity_heatmaps",
-           "spectrum_figure"]
+           "method_colour", "method_name", "paper_figure", "paper_scatter",
+           "preservation_bars", "projection_figure", "prototype_heatmaps", "readable",
+           "sensitivity_figure", "similarity_heatmaps", "spectrum_figure"]
