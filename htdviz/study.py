@@ -163,6 +163,12 @@ def balance_grid(weight: float, dims=(20, 10), seeds=(0, 1, 2)) -> list[dict]:
              "seed": list(seeds)}]
 
 
+#: DE's weight in the paper's evaluation, as its authors' code (DE-RRD, CIKM 2020) trains it:
+#: lambda = 0.01, ten times the recipe's (docs/results.md, "DE as its authors' code sets
+#: it"); in DE + RRD, DE's part has that weight and RRD's the recipe's.
+AUTHORS_DE = {"de": {"distill_weight": 0.01}, "de+rrd": {"de_weight": 10.0}}
+
+
 def paper_grid(seeds=(0, 1), dims=(20, 100, 200)) -> list[dict]:
     """The paper's whole evaluation (docs/results.md, "The paper's evaluation"), 100
     epochs each, from teachers of d_t = 200:
@@ -172,7 +178,8 @@ def paper_grid(seeds=(0, 1), dims=(20, 100, 200)) -> list[dict]:
     - CiteULike x {BPR-MF, LightGCN} at d_s = 20: RRD, DE + RRD, HTD + RRD;
     - Foursquare x BPR-MF x ``dims`` x {student, DE, FTD, HTD}.
 
-    Every d_s = 20 cell runs with each of ``seeds``, the larger ones with the first. The
+    DE trains with its authors' weight (:data:`AUTHORS_DE`), every other method with the
+    recipe's (lambda = 1e-3). Every d_s = 20 cell runs with each of ``seeds``, the larger ones with the first. The
     cells come in the order a study in the background should finish them: every d_s = 20
     cell with the first seed (one value for each of the paper's phi = 0.1 cells), then with
     the other seeds, then the larger d_s. Within a seed, CiteULike's BPR-MF and LightGCN
@@ -188,7 +195,16 @@ def paper_grid(seeds=(0, 1), dims=(20, 100, 200)) -> list[dict]:
            "method": ["rrd", "de+rrd", "htd+rrd"]}                          # at phi = 0.1
     settings = [sized[0], rrd, *sized[1:]]
     grids = [{**setting, "dim": small, "seed": seed} for seed in seeds for setting in settings]
-    return grids + [{**setting, "dim": large, "seed": seeds[0]} for setting in sized]
+    grids += [{**setting, "dim": large, "seed": seeds[0]} for setting in sized]
+    return [split for grid in grids for split in _authors_de(grid)]
+
+
+def _authors_de(grid: dict) -> list[dict]:
+    """``grid`` with its DE methods in grids of their own, at :data:`AUTHORS_DE`."""
+    plain = [method for method in grid["method"] if method not in AUTHORS_DE]
+    return ([{**grid, "method": plain}] if plain else []) + [
+        {**grid, "method": method, **AUTHORS_DE[method]}
+        for method in grid["method"] if method in AUTHORS_DE]
 
 
 PRESETS = {"sensitivity": sensitivity_grid, "balance": lambda: balance_grid(1.0),

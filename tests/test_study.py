@@ -291,6 +291,10 @@ def test_paper_preset_is_the_papers_whole_evaluation():
             assert reference.figure_recall("citeulike", model, method, 0.1) is not None
             assert {("citeulike", model, 20, method, s) for s in (0, 1)} <= keys
     assert not any(c["model"] == "neumf" and "rrd" in c["method"] for c in grid)
+    # DE at its authors' weight (lambda = 0.01; in DE + RRD, DE's part), the rest at 1e-3
+    for c in grid:
+        assert c.get("distill_weight") == (0.01 if c["method"] == "de" else None)
+        assert c.get("de_weight") == (10.0 if c["method"] == "de+rrd" else None)
     # in the order a background study should finish them: one seed of every phi = 0.1 cell
     # first, then the second seeds, then the larger students
     order = [(c["dim"] != 20, c["seed"]) for c in grid]
