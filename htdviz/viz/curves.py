@@ -669,8 +669,9 @@ def paper_scatter(table: pd.DataFrame) -> "go.Figure":
             hovertemplate=f"{method_name(method)}, %{{customdata[0]}}, phi = "
                           f"%{{customdata[1]}}<br>ours %{{y:.4f}} (%{{customdata[2]}} seed(s)),"
                           f" the paper's %{{x:.4f}}<extra></extra>"))
+    drawn = set(zip(cells["dataset"], cells["model"]))
     for key, symbol in PAPER_SYMBOLS.items():           # the symbols' key, in grey
-        if key in set(zip(cells["dataset"], cells["model"])):
+        if key in drawn:
             fig.add_trace(go.Scatter(x=[None], y=[None], mode="markers", name=settings[key],
                                      legendgroup="setting", legendgrouptitle_text="setting",
                                      marker=dict(color="grey", size=11, symbol=symbol)))

@@ -34,7 +34,8 @@ from .maps import (MAX_MAP_POINTS, TRUST_ROWS, TRUST_SCALE, WEBGL_THRESHOLD, map
                    projection_figure)
 
 __all__ = ["MAX_HEATMAP_ENTITIES", "MAX_LEGEND_ENTRIES", "MAX_MAP_POINTS", "METHOD_COLOURS",
-           "METHOD_NAMES", "PALETTE", "PAPER_SETTINGS", "TRUST_ROWS", "TRUST_SCALE", "WEBGL_THRESHOLD",
+           "METHOD_NAMES", "PALETTE", "PAPER_SETTINGS", "TRUST_ROWS", "TRUST_SCALE",
+           "WEBGL_THRESHOLD",
            "band_error_figure", "capacity_curves", "figure_html", "group_heatmaps",
            "group_sizes_figure", "group_usage_figure", "learning_curves", "map_figure",
            "method_colour", "method_name", "paper_figure", "paper_scatter",
