@@ -134,7 +134,8 @@ def main():
     parser.add_argument("--logit-std", type=float, default=3.0,
                         help="std of the selection network's logits (its peakedness)")
     parser.add_argument("--taus", type=float, nargs="+",
-                        default=[1.0, 0.5, 0.3, 0.18, 0.1, 0.07, 0.05, 0.03, 0.02, 0.01, 1e-3, 1e-4])
+                        default=[1.0, 0.5, 0.3, 0.18, 0.1, 0.07, 0.05, 0.03, 0.02, 0.01,
+                                 1e-3, 1e-4])
     args = parser.parse_args()
     n_users, n_items, where = batch_sizes()
     generator = torch.Generator().manual_seed(0)

@@ -139,8 +139,9 @@ def main():
                 ok = table[col].notna()
                 b = np.polyfit(x[ok], np.log(table.loc[ok, col]), 1)[0]
                 print(f"  {col:<28} b = {b:.2f}")
+        last = table.iloc[-1]
         print(f"  dense / sparse teacher epoch at the largest size: "
-              f"{table['teacher_dense_epoch_s'].iloc[-1] / table['teacher_sparse_epoch_s'].iloc[-1]:.1f}x")
+              f"{last['teacher_dense_epoch_s'] / last['teacher_sparse_epoch_s']:.1f}x")
 
 
 if __name__ == "__main__":

@@ -40,8 +40,8 @@ def main(runs="runs"):
         for v, d, m, ds, sp in zip(table["variant"], table["dim"], table["model"],
                                    table["dataset"], table["split"])]
     table["diff"] = table["final_test_recall@50"] - table["reference R@50"]
-    cols = ["model", "dim", "variant", "epochs", "seed", "final_test_recall@50", "reference R@50", "diff",
-            "final_test_ndcg@50", "best_valid_epoch", "best_valid_test_recall@50",
+    cols = ["model", "dim", "variant", "epochs", "seed", "final_test_recall@50", "reference R@50",
+            "diff", "final_test_ndcg@50", "best_valid_epoch", "best_valid_test_recall@50",
             "best_valid_test_ndcg@50", "train_seconds", "device"]
     table = table.sort_values(["model", "dim", "variant", "epochs", "seed"])[cols]
     print(to_markdown(table))
@@ -62,7 +62,8 @@ def to_markdown(table: pd.DataFrame) -> str:
         return str(v)
     lines = ["| " + " | ".join(table.columns) + " |",
              "|" + "---|" * len(table.columns)]
-    lines += ["| " + " | ".join(fmt(v) for v in row) + " |" for row in table.itertuples(index=False)]
+    lines += ["| " + " | ".join(fmt(v) for v in row) + " |"
+              for row in table.itertuples(index=False)]
     return "\n".join(lines)
 
 

@@ -1,10 +1,11 @@
 """Subnormal floats flushed to zero in every thread that computes for torch on the CPU.
 
 Many x86 CPUs handle subnormal floats (below ~1.2e-38 in float32) far slower than normal
-ones (docs/benchmarks.md, "Subnormal floats", says on which). Training meets them: a trained teacher's topology gives tiny gradients, and as HTD's
-Gumbel-softmax temperature falls most of its weights pass through the subnormal range before
-they underflow to zero (docs/benchmarks.md, "Subnormal floats"). Values that small carry
-nothing here, so training flushes them (flush-to-zero and denormals-are-zero).
+ones (docs/benchmarks.md, "Subnormal floats", says on which). Training meets them: a
+trained teacher's topology gives tiny gradients, and as HTD's Gumbel-softmax temperature
+falls most of its weights pass through the subnormal range before they underflow to zero.
+Values that small carry nothing here, so training flushes them (flush-to-zero and
+denormals-are-zero).
 
 ``torch.set_flush_denormal`` sets the flags of the calling thread only; a thread inherits
 them when it is created. torch's intra-op worker threads (OpenMP) are created by the first

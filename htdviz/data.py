@@ -491,7 +491,8 @@ def synthetic_large(n_users: int = 138_000, n_items: int = 27_000,
     items, both by popularity. Repeated draws count once: the first chunk measures the share
     of distinct draws and later chunks draw that much more, so the data set has about the
     interactions asked (``info["n_interactions"]``); a user left with fewer than 3 gets 3
-    uniform ones more. Then the usual seeded random leave-one-out split. True groups in ``user_groups`` and ``item_groups``.
+    uniform ones more. Then the usual seeded random leave-one-out split. The true groups are
+    in ``user_groups`` and ``item_groups``.
 
     Parameters
     ----------

@@ -2,7 +2,8 @@
 
 Every run writes its own folder under ``runs/`` through :func:`htdviz.runs.write_run`
 (the folder format is defined in :mod:`htdviz.runs`, the configurations that name the
-folders in :mod:`htdviz.config`). A finished run with the same configuration is reused, not retrained.
+folders in :mod:`htdviz.config`). A finished run with the same configuration is reused,
+not retrained.
 
 A data set is given as a name ("citeulike", "synthetic") or as a file (see
 :func:`htdviz.data.load_file`); a file's sha256 and split options are part of the teacher's

@@ -18,9 +18,9 @@ A run folder ``runs/<name>/`` holds
   (written by :mod:`htdviz.experiment` through :func:`write_run`; not read here).
 
 The folder name is a readable summary plus a hash of ``config.json``
-(:meth:`htdviz.config.TeacherConfig.folder_name`). A run is written into a hidden temporary folder and
-renamed into place only when complete (:func:`write_run`), so an interrupted run never
-leaves a folder that looks finished (:func:`finished`).
+(:meth:`htdviz.config.TeacherConfig.folder_name`). A run is written into a hidden
+temporary folder and renamed into place only when complete (:func:`write_run`), so an
+interrupted run never leaves a folder that looks finished (:func:`finished`).
 
 Reading needs no training code (no torch import; no pickle: ``np.load(allow_pickle=False)``),
 so views and notebooks can use finished runs. :func:`as_run` turns every accepted form of a

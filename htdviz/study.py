@@ -180,11 +180,12 @@ def paper_grid(seeds=(0, 1), dims=(20, 100, 200)) -> list[dict]:
 
     DE trains with its authors' weight (:data:`AUTHORS_DE`), every other method with the
     recipe's (lambda = 1e-3). Every d_s = 20 cell runs with each of ``seeds``, the larger
-    ones with the first. The cells come in the order a study in the background should finish them: every d_s = 20
-    cell with the first seed (one value for each of the paper's phi = 0.1 cells), then with
-    the other seeds, then the larger d_s. Within a seed, CiteULike's BPR-MF and LightGCN
-    settings come whole (RRD and its combinations included) before NeuMF and Foursquare,
-    whose cells take the longest on a CPU (NeuMF's topology space is both towers, 2 x d).
+    ones with the first. The cells come in the order a study in the background should
+    finish them: every d_s = 20 cell with the first seed (one value for each of the paper's
+    phi = 0.1 cells), then with the other seeds, then the larger d_s. Within a seed,
+    CiteULike's BPR-MF and LightGCN settings come whole (RRD and its combinations included)
+    before NeuMF and Foursquare, whose cells take the longest on a CPU (NeuMF's topology
+    space is both towers, 2 x d).
     """
     methods = ["student", "de", "ftd", "htd"]
     small, large = dims[0], list(dims[1:])

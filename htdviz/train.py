@@ -301,8 +301,9 @@ def _fit(model, dataset, config, distiller, device, progress, checkpoint,
         bar.set_postfix(loss=f"{sums['bpr_loss']:.2f}")
         if epoch % config.eval_every == 0 or trained == n_epochs:
             model.eval()
-            row = {"epoch": epoch, "epochs_trained": trained, **sums, **evaluate_both(model, dataset, config.ks),
-                   **_group_usage(distiller), "seconds": seconds}
+            row = {"epoch": epoch, "epochs_trained": trained, **sums,
+                   **evaluate_both(model, dataset, config.ks), **_group_usage(distiller),
+                   "seconds": seconds}
             rows.append(row)
             score = row[f"valid_{config.monitor}"]
             if score > best[0]:

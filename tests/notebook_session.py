@@ -14,9 +14,9 @@ explorer of notebook 04, which needs a live kernel. Both read the same execution
 
 Either way the executed notebook, outputs included, is written to ``<root>/executed/``,
 from which tests/test_site.py builds the tutorial site; and the notebooks run in a
-temporary copy of notebooks/ (conftest.py's ``smoke_project``), in name order, sharing its runs folder as a user's notebooks share
-runs/; and after the last cell the kernel is asked which finished run folders its
-namespace holds (``RUNS_PROBE``).
+temporary copy of notebooks/ (conftest.py's ``smoke_project``), in name order, sharing
+its runs folder as a user's notebooks share runs/; and after the last cell the kernel is
+asked which finished run folders its namespace holds (``RUNS_PROBE``).
 
 The JupyterLab and Chromium helpers are here rather than in tests/test_browser.py because
 the execution they make is shared.

@@ -1,4 +1,5 @@
-"""Every fast distillation loss against a dense, literal transcription of docs/method.md §4, §5 and §6.
+"""Every fast distillation loss against a dense, literal transcription of docs/method.md
+§4, §5 and §6.
 
 The transcriptions below build N x N matrices and one-hot masks, loop over the K experts
 one nn.Linear pair at a time, and follow the text step by step. Both sides get the same
@@ -29,7 +30,8 @@ def literal_ftd(t, s):
 
 
 def literal_experts(experts, k):
-    """Expert k of a stacked Experts module as the reference's nn.Sequential(Linear, ReLU, Linear)."""
+    """Expert k of a stacked Experts module as the reference's
+    nn.Sequential(Linear, ReLU, Linear)."""
     def f(x):
         return F.relu(x @ experts.w1[k] + experts.b1[k]) @ experts.w2[k] + experts.b2[k]
     return f

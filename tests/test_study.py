@@ -49,8 +49,8 @@ def test_sensitivity_grid_is_one_factor_at_a_time():
     assert len(cells) == 3 + (3 + 2 + 1) * 2
     for cell in cells:
         assert cell["method"] == "htd" and cell["dim"] == 20
-        changed = [k for k, default in (("n_groups", 30), ("alpha", 0.5),
-                                        ("distill_weight", 1e-3)) if cell.get(k, default) != default]
+        defaults = (("n_groups", 30), ("alpha", 0.5), ("distill_weight", 1e-3))
+        changed = [k for k, default in defaults if cell.get(k, default) != default]
         assert len(changed) <= 1
         assert cell["seed"] in ((0, 1, 2) if not changed else (0, 1))
 

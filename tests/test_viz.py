@@ -693,7 +693,8 @@ def test_sensitivity_figure_draws_means_ranges_and_the_default():
     assert len(fig.data) == 2
     k = fig.data[0]
     assert list(k.x) == ["10", "30"] and list(k.marker.symbol) == ["circle-open", "circle"]
-    assert np.allclose(k.error_y.array, [.01, .01]) and np.allclose(k.error_y.arrayminus, [.01, .01])
+    assert np.allclose(k.error_y.array, [.01, .01])
+    assert np.allclose(k.error_y.arrayminus, [.01, .01])
     titles = [a.text for a in fig.layout.annotations]
     assert titles == ["K, groups per entity type", "alpha (topology vs assignment)"]
     assert "Recall@50" in fig.layout.yaxis.title.text

@@ -206,7 +206,8 @@ class HTD(Distiller):
 
     @property
     def selection(self) -> nn.ModuleDict:
-        """The selection networks: ``selection["user"]``, ``selection["item"]`` (Linear d_t -> K)."""
+        """The selection networks ``selection["user"]`` and ``selection["item"]`` (Linear
+        d_t -> K)."""
         return self.assignment.selection
 
     @property

@@ -20,7 +20,8 @@ not the norms of the embeddings.
 - Maps are cached as ``.npz`` files keyed by a hash of the input bytes and every
   parameter, written atomically (temporary file, then ``os.replace``), read without
   pickle. The cache folder is ``cache_dir``, else ``$HTDVIZ_CACHE_DIR/projections``, else
-  ``<data folder>/cache/projections`` (the data folder of :func:`htdviz.published.default_data_dir`).
+  ``<data folder>/cache/projections`` (the data folder of
+  :func:`htdviz.published.default_data_dir`).
 
 Only NumPy is needed to import this module; umap-learn is imported when a UMAP map is
 computed (``pip install "htdviz[viz]"``).
