@@ -12,10 +12,11 @@ configuration, so a changed file trains a new teacher instead of reusing a stale
 from __future__ import annotations
 
 import re
+import shutil
 import sys
 import time
 from collections.abc import Mapping
-from dataclasses import fields
+from dataclasses import fields, replace
 from pathlib import Path
 
 import pandas as pd
@@ -299,7 +300,9 @@ def student_run(teacher_dir: str | Path, method: str | StudentConfig | None = No
 
     The student is trained on its teacher's data set (for a data file: the same file,
     checked against the sha256 the teacher recorded) with the teacher's lr and weight
-    decay.
+    decay. A student alone with its teacher's size, seed, epochs and schedule is the
+    teacher's run again (:func:`trains_as_teacher`): its folder is written from the
+    teacher's, which records it as ``trained_as`` in metrics.json, instead of training.
 
     Parameters
     ----------
@@ -350,6 +353,8 @@ def student_run(teacher_dir: str | Path, method: str | StudentConfig | None = No
     path = Path(runs_dir or teacher_dir.parent) / config.folder_name()
     if finished(path):
         return path
+    if trains_as_teacher(config, teacher):
+        return _teacher_as_student(teacher_dir, path, config)
     ds = dataset_of(teacher)
     teacher_reprs = load_run(teacher_dir)
     teacher_users = teacher_reprs.representations("users")
@@ -367,6 +372,32 @@ def student_run(teacher_dir: str | Path, method: str | StudentConfig | None = No
                  progress=_bar(f"{config.method} d{config.dim} s{config.seed}", progress),
                  checkpoint=checkpoint_path(path))
     return _save_run(path, config, net, result, device, distiller)
+
+
+#: What a student alone must share with its teacher to train exactly as the teacher did
+#: (besides what it inherits, :data:`htdviz.config.INHERITED`).
+SAME_AS_TEACHER = ("dim", "epochs", "eval_every", "seed", "schedule", "updates")
+
+
+def trains_as_teacher(config: StudentConfig, teacher: TeacherConfig) -> bool:
+    """Whether the student run ``config`` (inherited from ``teacher``) is its teacher's run
+    again: a student alone of the teacher's size, seed, epochs and schedule trains the
+    same model on the same data with the same initialisation and batches
+    (tests/test_experiment.py trains both and compares), e.g. the paper's phi = 1.0 cell."""
+    return distill.get_method(config.method) is None and all(
+        getattr(config, name) == getattr(teacher, name) for name in SAME_AS_TEACHER)
+
+
+def _teacher_as_student(teacher_dir: Path, path: Path, config: StudentConfig) -> Path:
+    """The teacher's run written as the student run ``path`` (its configuration; metrics
+    with ``trained_as``: the teacher's folder), instead of training it again."""
+    run = load_run(teacher_dir)
+    run = replace(run, config=config.to_dict(),
+                  metrics={**run.metrics, "trained_as": teacher_dir.name})
+    # the teacher's own files, byte for byte (write_run writes these two before its extras)
+    copies = {name: (lambda file, name=name: shutil.copyfile(teacher_dir / name, file))
+              for name in ("history.csv", "model.safetensors")}
+    return write_run(path, run, copies)
 
 
 def run_demo(student_dim: int = 20, epochs: int = 30, teacher_epochs: int = 100,

@@ -181,3 +181,36 @@ def test_student_run_takes_from_the_teacher_what_is_the_teachers(teacher):
         experiment.student_run(teacher, "ftd", 3, lr=0.1)
     with pytest.raises(TypeError, match="not both .*epochs"):
         experiment.student_run(teacher, StudentConfig(method="ftd", dim=3), epochs=2)
+
+
+@pytest.mark.parametrize("model", ["bpr", "lightgcn", "neumf"])
+def test_a_student_alone_of_its_teachers_size_is_its_teacher_run(tmp_path, monkeypatch, model):
+    # the paper's phi = 1.0 student alone: its folder is written from the teacher's run,
+    # which is what training it again gives, to the last bit
+    teacher = experiment.teacher_run(model=model, dim=8, dataset="synthetic", epochs=2,
+                                     eval_every=1, seed=3, runs_dir=tmp_path / "a",
+                                     progress=False)
+    alone = dict(epochs=2, eval_every=1, seed=3, progress=False)
+    reused = experiment.student_run(teacher, "student", 8, **alone)
+    assert runs.load_run(reused, embeddings=False).metrics["trained_as"] == teacher.name
+    monkeypatch.setattr(experiment, "trains_as_teacher", lambda config, teacher: False)
+    trained = experiment.student_run(teacher, "student", 8, runs_dir=tmp_path / "b", **alone)
+    assert trained.name == reused.name
+    assert "trained_as" not in runs.load_run(trained, embeddings=False).metrics
+    for name in ("config.json", "model.safetensors"):
+        assert (trained / name).read_bytes() == (reused / name).read_bytes(), name
+    a, b = runs.load_run(trained), runs.load_run(reused)
+    assert np.array_equal(a.users, b.users) and np.array_equal(a.items, b.items)
+    assert a.metrics["final"] == b.metrics["final"]
+    assert a.history.drop(columns="seconds").equals(b.history.drop(columns="seconds"))
+
+
+def test_only_a_student_alone_with_its_teachers_settings_is_its_teacher(teacher):
+    config = experiment.TeacherConfig(**TINY_TEACHER)
+    same = dict(method="student", dim=16, epochs=1, eval_every=1, seed=0)
+    student = experiment.StudentConfig
+    assert experiment.trains_as_teacher(student(**same).inherit(teacher.name, config), config)
+    for change in (dict(method="ftd"), dict(dim=8), dict(epochs=2), dict(seed=1),
+                   dict(eval_every=2), dict(schedule="reference"), dict(updates="sparse")):
+        other = student(**{**same, **change}).inherit(teacher.name, config)
+        assert not experiment.trains_as_teacher(other, config), change
