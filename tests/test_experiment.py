@@ -183,10 +183,21 @@ def test_student_run_takes_from_the_teacher_what_is_the_teachers(teacher):
         experiment.student_run(teacher, StudentConfig(method="ftd", dim=3), epochs=2)
 
 
+@pytest.fixture
+def one_thread():
+    """torch on one thread during the test (two trainings compared bit for bit; the
+    suite's earlier tests may leave another count), then as before."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 @pytest.mark.parametrize("model", ["bpr", "lightgcn", "neumf"])
-def test_a_student_alone_of_its_teachers_size_is_its_teacher_run(tmp_path, monkeypatch, model):
+def test_a_student_alone_of_its_teachers_size_is_its_teacher_run(tmp_path, monkeypatch,
+                                                                 one_thread, model):
     # the paper's phi = 1.0 student alone: its folder is written from the teacher's run,
-    # which is what training it again gives, to the last bit
+    # which is what training it again gives, to the last bit (on as many threads)
     teacher = experiment.teacher_run(model=model, dim=8, dataset="synthetic", epochs=2,
                                      eval_every=1, seed=3, runs_dir=tmp_path / "a",
                                      progress=False)
